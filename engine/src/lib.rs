@@ -1,0 +1,10 @@
+//! Retake's engine: ACE-Step 1.5 ported to candle — model components, pipelines (cover, repaint,
+//! text2music), a background job runtime and a VRAM budget. No plugin code lives here.
+
+pub mod audio;
+pub mod error;
+pub mod model;
+pub mod model_source;
+pub mod pipeline;
+
+pub use error::{EngineError, Result};

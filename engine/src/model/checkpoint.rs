@@ -1,0 +1,175 @@
+//! A model folder in the layout of the HF repo `ACE-Step/Ace-Step1.5` (spec §1): configs parsed up front,
+//! weights memory-mapped lazily per component so a caller can keep only one component resident.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+
+use super::config::{read_json, AceStepConfig, Qwen3Config, VaeConfig};
+use super::weights::Weights;
+use crate::error::{EngineError, Result};
+
+/// Sub-folder of the DiT / condition encoder / audio tokenizer.
+pub const ACESTEP_DIR: &str = "acestep-v15-turbo";
+/// Sub-folder of the VAE.
+pub const VAE_DIR: &str = "vae";
+/// Sub-folder of the text encoder.
+pub const TEXT_DIR: &str = "Qwen3-Embedding-0.6B";
+
+/// Every file inference reads, relative to the model root.
+pub const REQUIRED_FILES: &[&str] = &[
+    "acestep-v15-turbo/config.json",
+    "acestep-v15-turbo/model.safetensors",
+    "acestep-v15-turbo/silence_latent.pt",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "Qwen3-Embedding-0.6B/config.json",
+    "Qwen3-Embedding-0.6B/model.safetensors",
+    "Qwen3-Embedding-0.6B/tokenizer.json",
+];
+
+/// Where the weights of a checkpoint come from.
+#[derive(Debug, Clone)]
+enum Origin {
+    /// A model folder on disk.
+    Dir(PathBuf),
+    /// Seeded random weights in the configured geometry (no files).
+    Random(u64),
+}
+
+/// An opened model: configs, compute dtype/device, and lazy access to each weight file.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    origin: Origin,
+    /// DiT / condition encoder / audio tokenizer config.
+    pub acestep: AceStepConfig,
+    /// VAE config.
+    pub vae: VaeConfig,
+    /// Text encoder config.
+    pub qwen3: Qwen3Config,
+    dtype: DType,
+    device: Device,
+}
+
+impl Checkpoint {
+    /// Opens a model folder: checks every required file is present (naming all missing ones) and parses
+    /// the configs. No weights are read.
+    pub fn open(root: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let missing: Vec<&str> = REQUIRED_FILES.iter().copied().filter(|f| !root.join(f).is_file()).collect();
+        if !missing.is_empty() {
+            return Err(EngineError::MissingFile {
+                path: root.join(missing[0]),
+                hint: format!(
+                    "{} of the model's files are missing from `{}` ({}); download ACE-Step/Ace-Step1.5 \
+                     (e.g. `huggingface-cli download ACE-Step/Ace-Step1.5`) or point --model at a complete folder",
+                    missing.len(),
+                    root.display(),
+                    missing.join(", ")
+                ),
+            });
+        }
+        let path = |dir: &str| root.join(dir).join("config.json");
+        let acestep: AceStepConfig = read_json(&path(ACESTEP_DIR))?;
+        acestep.validate(&path(ACESTEP_DIR))?;
+        let vae: VaeConfig = read_json(&path(VAE_DIR))?;
+        vae.validate(&path(VAE_DIR))?;
+        let qwen3: Qwen3Config = read_json(&path(TEXT_DIR))?;
+        qwen3.validate(&path(TEXT_DIR))?;
+        Ok(Self { origin: Origin::Dir(root.to_path_buf()), acestep, vae, qwen3, dtype, device: device.clone() })
+    }
+
+    /// A checkpoint with the given geometry and seeded random weights (benchmarks, geometry tests).
+    pub fn random(acestep: AceStepConfig, vae: VaeConfig, qwen3: Qwen3Config, seed: u64, dtype: DType, device: &Device) -> Self {
+        Self { origin: Origin::Random(seed), acestep, vae, qwen3, dtype, device: device.clone() }
+    }
+
+    /// The model folder, if this checkpoint lives on disk.
+    pub fn root(&self) -> Option<&Path> {
+        match &self.origin {
+            Origin::Dir(root) => Some(root),
+            Origin::Random(_) => None,
+        }
+    }
+
+    /// Compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Compute device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn weights(&self, relative: &str) -> Result<Weights> {
+        match &self.origin {
+            Origin::Dir(root) => Weights::open(&root.join(relative), self.dtype, &self.device),
+            Origin::Random(seed) => Ok(Weights::random(*seed, self.dtype, &self.device)),
+        }
+    }
+
+    /// `acestep-v15-turbo/model.safetensors` (keys `decoder.*`, `encoder.*`, `tokenizer.*`, `detokenizer.*`,
+    /// `null_condition_emb`).
+    pub fn acestep_weights(&self) -> Result<Weights> {
+        self.weights("acestep-v15-turbo/model.safetensors")
+    }
+
+    /// `vae/diffusion_pytorch_model.safetensors`.
+    pub fn vae_weights(&self) -> Result<Weights> {
+        self.weights("vae/diffusion_pytorch_model.safetensors")
+    }
+
+    /// `Qwen3-Embedding-0.6B/model.safetensors` (bare Qwen3Model keys).
+    pub fn text_weights(&self) -> Result<Weights> {
+        self.weights("Qwen3-Embedding-0.6B/model.safetensors")
+    }
+
+    /// Path of a file in the model folder (`None` for random checkpoints).
+    pub fn file(&self, relative: &str) -> Option<PathBuf> {
+        self.root().map(|r| r.join(relative))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep")
+    }
+
+    #[test]
+    fn opens_fixture_model_and_counts_tensors() {
+        let ckpt = Checkpoint::open(&fixture_root(), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(ckpt.acestep.hidden_size, 64);
+        assert_eq!(ckpt.vae.hop(), 1920);
+        assert_eq!(ckpt.acestep_weights().unwrap().tensor_count(), Some(209));
+        assert_eq!(ckpt.vae_weights().unwrap().tensor_count(), Some(365));
+        assert_eq!(ckpt.text_weights().unwrap().tensor_count(), Some(24));
+    }
+
+    #[test]
+    fn missing_files_are_all_named() {
+        let dir = std::env::temp_dir().join(format!("retake-missing-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join(VAE_DIR)).unwrap();
+        std::fs::copy(fixture_root().join("vae/config.json"), dir.join("vae/config.json")).unwrap();
+        let err = Checkpoint::open(&dir, DType::F32, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("7 of the model's files are missing"), "{err}");
+        assert!(err.contains("acestep-v15-turbo/model.safetensors") && err.contains("tokenizer.json"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unreadable_config_is_a_config_error() {
+        let dir = std::env::temp_dir().join(format!("retake-badcfg-{}", std::process::id()));
+        for f in REQUIRED_FILES {
+            let dst = dir.join(f);
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::copy(fixture_root().join(f), &dst).unwrap();
+        }
+        std::fs::write(dir.join("vae/config.json"), "{\"audio_channels\": 2").unwrap();
+        let err = Checkpoint::open(&dir, DType::F32, &Device::Cpu).unwrap_err();
+        assert!(matches!(err, EngineError::Config { .. }), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

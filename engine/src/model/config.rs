@@ -1,0 +1,295 @@
+//! Config structs that mirror the checkpoints' `config.json` files field for field (spec §2).
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::layers::{AttnMask, TransformerDims};
+use crate::error::{EngineError, Result};
+
+/// Attention kind of one transformer layer, from `layer_types`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerType {
+    /// Bidirectional band |i−j| ≤ `sliding_window`.
+    SlidingAttention,
+    /// Every key visible.
+    FullAttention,
+}
+
+/// `acestep-v15-*/config.json` (`AceStepConfig`): DiT, condition encoder and audio tokenizer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AceStepConfig {
+    /// "turbo", "base", "sft", …
+    #[serde(default)]
+    pub model_version: Option<String>,
+    /// True for the CFG-distilled turbo checkpoints.
+    #[serde(default)]
+    pub is_turbo: bool,
+    /// Transformer width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// DiT depth.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (GQA).
+    pub num_key_value_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// Half-width of the sliding band.
+    pub sliding_window: usize,
+    /// Per-layer attention kind (indexed by every stack).
+    pub layer_types: Vec<LayerType>,
+    /// Lyric encoder depth.
+    pub num_lyric_encoder_hidden_layers: usize,
+    /// Timbre encoder depth.
+    pub num_timbre_encoder_hidden_layers: usize,
+    /// Attention pooler and detokenizer depth.
+    pub num_attention_pooler_hidden_layers: usize,
+    /// Latent channels (64).
+    pub audio_acoustic_hidden_dim: usize,
+    /// Timbre reference channels (64).
+    pub timbre_hidden_dim: usize,
+    /// Frames per timbre reference (750).
+    pub timbre_fix_frame: usize,
+    /// Qwen3 hidden width fed to the text projector.
+    pub text_hidden_dim: usize,
+    /// DiT input channels (192 = x_t + src + mask).
+    pub in_channels: usize,
+    /// Temporal patch size of the DiT (2).
+    pub patch_size: usize,
+    /// Latent frames per 5 Hz token (5).
+    pub pool_window_size: usize,
+    /// FSQ width.
+    pub fsq_dim: usize,
+    /// FSQ levels per dimension.
+    pub fsq_input_levels: Vec<u32>,
+    /// Residual FSQ quantizers (1).
+    #[serde(default = "one")]
+    pub fsq_input_num_quantizers: usize,
+    /// XL checkpoints: width of the condition encoder when it differs from the DiT.
+    #[serde(default)]
+    pub encoder_hidden_size: Option<usize>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl AceStepConfig {
+    /// The real `acestep-v15-turbo/config.json` values (spec §2), for building the full geometry without a
+    /// download (random-weight tests and benchmarks).
+    pub fn turbo() -> Self {
+        Self {
+            model_version: Some("turbo".into()),
+            is_turbo: true,
+            hidden_size: 2048,
+            intermediate_size: 6144,
+            num_hidden_layers: 24,
+            num_attention_heads: 16,
+            num_key_value_heads: 8,
+            head_dim: 128,
+            rms_norm_eps: 1e-6,
+            rope_theta: 1_000_000.0,
+            sliding_window: 128,
+            layer_types: (0..24)
+                .map(|i| if i % 2 == 0 { LayerType::SlidingAttention } else { LayerType::FullAttention })
+                .collect(),
+            num_lyric_encoder_hidden_layers: 8,
+            num_timbre_encoder_hidden_layers: 4,
+            num_attention_pooler_hidden_layers: 2,
+            audio_acoustic_hidden_dim: 64,
+            timbre_hidden_dim: 64,
+            timbre_fix_frame: 750,
+            text_hidden_dim: 1024,
+            in_channels: 192,
+            patch_size: 2,
+            pool_window_size: 5,
+            fsq_dim: 2048,
+            fsq_input_levels: vec![8, 8, 8, 5, 5, 5],
+            fsq_input_num_quantizers: 1,
+            encoder_hidden_size: None,
+        }
+    }
+
+    /// Widths shared by the DiT and the encoder stacks (lyric, timbre, pooler, detokenizer).
+    pub fn transformer_dims(&self) -> TransformerDims {
+        TransformerDims {
+            hidden: self.hidden_size,
+            intermediate: self.intermediate_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            eps: self.rms_norm_eps,
+        }
+    }
+
+    /// Attention masks of the first `layers` layers of a stack: every stack indexes the same `layer_types`
+    /// (spec §2, §4; `sliding_attention` = bidirectional band of `sliding_window`).
+    pub fn layer_masks(&self, layers: usize) -> Vec<AttnMask> {
+        self.layer_types
+            .iter()
+            .take(layers)
+            .map(|kind| match kind {
+                LayerType::SlidingAttention => AttnMask::Sliding(self.sliding_window),
+                LayerType::FullAttention => AttnMask::Full,
+            })
+            .collect()
+    }
+
+    /// Width of the condition encoder (and the packed encoder states).
+    pub fn encoder_width(&self) -> usize {
+        self.encoder_hidden_size.unwrap_or(self.hidden_size)
+    }
+
+    /// Checks the invariants the port relies on, so a wrong config fails at load and not mid-job.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let fail = |message: String| EngineError::Config { path: path.to_path_buf(), message };
+        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(fail(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads, self.num_key_value_heads
+            )));
+        }
+        let deepest = self
+            .num_hidden_layers
+            .max(self.num_lyric_encoder_hidden_layers)
+            .max(self.num_timbre_encoder_hidden_layers)
+            .max(self.num_attention_pooler_hidden_layers);
+        if self.layer_types.len() < deepest {
+            return Err(fail(format!("layer_types has {} entries but a stack has {deepest} layers", self.layer_types.len())));
+        }
+        if self.in_channels != 3 * self.audio_acoustic_hidden_dim {
+            return Err(fail(format!(
+                "in_channels {} is not 3 × audio_acoustic_hidden_dim {}",
+                self.in_channels, self.audio_acoustic_hidden_dim
+            )));
+        }
+        if self.fsq_input_num_quantizers != 1 {
+            return Err(EngineError::UnsupportedModel(format!(
+                "{} FSQ quantizers (only 1 is supported)",
+                self.fsq_input_num_quantizers
+            )));
+        }
+        if self.fsq_input_levels.iter().any(|&l| l < 2) || self.patch_size == 0 || self.pool_window_size == 0 {
+            return Err(fail("fsq_input_levels, patch_size and pool_window_size must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `vae/config.json` (diffusers `AutoencoderOobleck`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VaeConfig {
+    /// Audio channels (2).
+    pub audio_channels: usize,
+    /// Width multipliers per block.
+    pub channel_multiples: Vec<usize>,
+    /// Base decoder width.
+    pub decoder_channels: usize,
+    /// Latent channels fed to the decoder (64).
+    pub decoder_input_channels: usize,
+    /// Per-block strides (hop = product).
+    pub downsampling_ratios: Vec<usize>,
+    /// Base encoder width; the encoder outputs this many channels (mean ‖ scale).
+    pub encoder_hidden_size: usize,
+    /// Audio rate (48000).
+    pub sampling_rate: u32,
+}
+
+impl VaeConfig {
+    /// The real ACE-Step 1.5 VAE (`vae/config.json` of ACE-Step/Ace-Step1.5, spec §2): 48 kHz stereo,
+    /// 64 latent channels at 25 Hz (hop 1920).
+    pub fn oobleck_48k() -> Self {
+        Self {
+            audio_channels: 2,
+            channel_multiples: vec![1, 2, 4, 8, 16],
+            decoder_channels: 128,
+            decoder_input_channels: 64,
+            downsampling_ratios: vec![2, 4, 4, 6, 10],
+            encoder_hidden_size: 128,
+            sampling_rate: 48_000,
+        }
+    }
+
+    /// Audio samples per latent frame (1920).
+    pub fn hop(&self) -> usize {
+        self.downsampling_ratios.iter().product()
+    }
+
+    /// Checks the invariants the port relies on.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let fail = |message: String| EngineError::Config { path: path.to_path_buf(), message };
+        if self.channel_multiples.len() != self.downsampling_ratios.len() || self.downsampling_ratios.is_empty() {
+            return Err(fail("channel_multiples and downsampling_ratios must have the same, non-zero length".into()));
+        }
+        if self.downsampling_ratios.contains(&0) {
+            return Err(fail("downsampling_ratios must be positive".into()));
+        }
+        if self.encoder_hidden_size != 2 * self.decoder_input_channels {
+            return Err(fail(format!(
+                "encoder_hidden_size {} is not 2 × decoder_input_channels {}",
+                self.encoder_hidden_size, self.decoder_input_channels
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `Qwen3-Embedding-0.6B/config.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Qwen3Config {
+    /// Vocabulary rows of `embed_tokens`.
+    pub vocab_size: usize,
+    /// Width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Depth.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads.
+    pub num_key_value_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    pub rope_theta: f64,
+}
+
+impl Qwen3Config {
+    /// Checks the invariants the port relies on.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(EngineError::Config {
+                path: path.to_path_buf(),
+                message: "num_attention_heads is not a multiple of num_key_value_heads".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads and parses a JSON config, mapping every failure to a typed error naming the file.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            EngineError::MissingFile {
+                path: path.to_path_buf(),
+                hint: "point --model / RETAKE_MODEL_DIR at an ACE-Step 1.5 folder, or fetch ACE-Step/Ace-Step1.5 into the Hugging Face cache".into(),
+            }
+        } else {
+            EngineError::Io { path: path.to_path_buf(), source }
+        }
+    })?;
+    serde_json::from_str(&text).map_err(|e| EngineError::Config { path: path.to_path_buf(), message: e.to_string() })
+}

@@ -1,0 +1,377 @@
+//! Building blocks shared by every transformer in ACE-Step 1.5 and by the Qwen3 text encoder (spec §4):
+//! RMSNorm, RoPE, GQA attention with full / sliding-band / causal masks (query-chunked, so no S×S mask is
+//! ever built for long inputs), SwiGLU MLP, the pre-norm encoder layer and a stack of them.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::Linear;
+
+use super::weights::Weights;
+use crate::error::Result;
+
+/// Query rows processed at once by [`attend`]; bounds the score matrix to `QUERY_CHUNK × keys`.
+const QUERY_CHUNK: usize = 512;
+
+/// Widths of one transformer stack.
+#[derive(Debug, Clone, Copy)]
+pub struct TransformerDims {
+    /// Residual width.
+    pub hidden: usize,
+    /// MLP width.
+    pub intermediate: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub eps: f64,
+}
+
+/// Which keys a query may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttnMask {
+    /// Every key.
+    Full,
+    /// Keys with |i − j| ≤ window (bidirectional band).
+    Sliding(usize),
+    /// Keys with j ≤ i.
+    Causal,
+}
+
+/// A bias-free or biased linear layer `[out, in]` loaded with shape checks.
+pub fn linear(vb: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
+    let vb = vb.pp(name);
+    let weight = vb.get(&[out_dim, in_dim], "weight")?;
+    let bias = if bias { Some(vb.get(&[out_dim], "bias")?) } else { None };
+    Ok(Linear::new(weight, bias))
+}
+
+/// RMSNorm: `x · rsqrt(mean(x²) + eps) · weight`, computed in f32.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    /// Loads `{name}.weight` of width `dim`.
+    pub fn new(vb: &Weights, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self { weight: vb.pp(name).get_as(&[dim], "weight", DType::F32)?, eps: eps as f32 })
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?.contiguous()?, &self.weight, self.eps)?.to_dtype(dtype)
+    }
+}
+
+/// RoPE cos/sin tables (non-interleaved "rotate_half" form) for positions `0..len`, computed in f32 the
+/// way the reference does (f32 inverse frequencies, f32 angle products).
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    /// Tables for `len` positions of heads `head_dim` wide.
+    pub fn new(head_dim: usize, theta: f64, len: usize, dtype: DType, device: &Device) -> Result<Self> {
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> =
+            (0..half).map(|j| 1.0 / (theta as f32).powf((2 * j) as f32 / head_dim as f32)).collect();
+        let angles: Vec<f32> = (0..len).flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f)).collect();
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        Ok(Self {
+            cos: Tensor::from_vec(cos, (len, half), device)?.to_dtype(dtype)?,
+            sin: Tensor::from_vec(sin, (len, half), device)?.to_dtype(dtype)?,
+        })
+    }
+
+    /// Rotates `x` `[B, H, S, D]` (contiguous) by positions `0..S`.
+    pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let len = x.dim(2)?;
+        candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos.narrow(0, 0, len)?, &self.sin.narrow(0, 0, len)?)
+    }
+}
+
+/// Keys and values of one attention layer, `[B, KV, S_k, D]` each (cached for cross-attention).
+#[derive(Debug, Clone)]
+pub struct KeyValues {
+    k: Tensor,
+    v: Tensor,
+}
+
+/// `AceStepAttention` / Qwen3 attention: q/k RMSNorm per head, optional RoPE, GQA, no biases.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
+    dims: TransformerDims,
+}
+
+impl Attention {
+    /// Loads `q_proj`, `k_proj`, `v_proj`, `o_proj`, `q_norm`, `k_norm` under `vb`.
+    pub fn new(vb: &Weights, dims: TransformerDims) -> Result<Self> {
+        let (h, q, kv) = (dims.hidden, dims.heads * dims.head_dim, dims.kv_heads * dims.head_dim);
+        Ok(Self {
+            q_proj: linear(vb, "q_proj", h, q, false)?,
+            k_proj: linear(vb, "k_proj", h, kv, false)?,
+            v_proj: linear(vb, "v_proj", h, kv, false)?,
+            o_proj: linear(vb, "o_proj", q, h, false)?,
+            q_norm: RmsNorm::new(vb, "q_norm", dims.head_dim, dims.eps)?,
+            k_norm: RmsNorm::new(vb, "k_norm", dims.head_dim, dims.eps)?,
+            dims,
+        })
+    }
+
+    /// Projects `x` `[B, S, hidden]` to normed heads `[B, heads, S, D]`.
+    fn heads(&self, x: &Tensor, proj: &Linear, norm: Option<&RmsNorm>, heads: usize) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        let y = proj.forward(x)?.reshape((b, s, heads, self.dims.head_dim))?;
+        let y = match norm {
+            Some(norm) => norm.forward(&y)?,
+            None => y,
+        };
+        Ok(y.transpose(1, 2)?.contiguous()?)
+    }
+
+    /// Keys and values of `source` `[B, S_k, hidden]`, rotated by `rope` when given (self-attention).
+    pub fn key_values(&self, source: &Tensor, rope: Option<&Rope>) -> Result<KeyValues> {
+        let mut k = self.heads(source, &self.k_proj, Some(&self.k_norm), self.dims.kv_heads)?;
+        if let Some(rope) = rope {
+            k = rope.apply(&k)?;
+        }
+        let v = self.heads(source, &self.v_proj, None, self.dims.kv_heads)?;
+        Ok(KeyValues { k, v })
+    }
+
+    /// Self-attention over `x` `[B, S, hidden]` with RoPE and the given mask.
+    pub fn forward_self(&self, x: &Tensor, rope: &Rope, mask: AttnMask) -> Result<Tensor> {
+        let q = rope.apply(&self.heads(x, &self.q_proj, Some(&self.q_norm), self.dims.heads)?)?;
+        let kv = self.key_values(x, Some(rope))?;
+        self.finish(&q, &kv, mask)
+    }
+
+    /// Cross-attention of `x` onto precomputed encoder keys/values (no RoPE, no mask).
+    pub fn forward_cross(&self, x: &Tensor, kv: &KeyValues) -> Result<Tensor> {
+        let q = self.heads(x, &self.q_proj, Some(&self.q_norm), self.dims.heads)?;
+        self.finish(&q, kv, AttnMask::Full)
+    }
+
+    fn finish(&self, q: &Tensor, kv: &KeyValues, mask: AttnMask) -> Result<Tensor> {
+        let (b, _, s, _) = q.dims4()?;
+        let out = attend(q, &kv.k, &kv.v, mask)?;
+        let out = out.transpose(1, 2)?.reshape((b, s, self.dims.heads * self.dims.head_dim))?;
+        Ok(self.o_proj.forward(&out)?)
+    }
+}
+
+/// Scaled dot-product attention with GQA (query head h uses KV head h / (H/KV)), softmax in f32.
+///
+/// `q` is `[B, H, S, D]`, `k`/`v` are `[B, KV, S_k, D]`; returns `[B, H, S, D]`. Queries are processed in
+/// chunks; sliding and causal masks only visit (and only build masks for) the keys a chunk can see.
+pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttnMask) -> Result<Tensor> {
+    let (b, heads, s, d) = q.dims4()?;
+    let (_, kv_heads, s_k, _) = k.dims4()?;
+    let rep = heads / kv_heads;
+    let scale = 1.0 / (d as f64).sqrt();
+    let q = q.reshape((b, kv_heads, rep, s, d))?;
+    let mut chunks = Vec::with_capacity(s.div_ceil(QUERY_CHUNK));
+    for q0 in (0..s).step_by(QUERY_CHUNK) {
+        let q1 = (q0 + QUERY_CHUNK).min(s);
+        let (k0, k1) = match mask {
+            AttnMask::Full => (0, s_k),
+            AttnMask::Sliding(w) => (q0.saturating_sub(w), (q1 + w).min(s_k)),
+            AttnMask::Causal => (0, q1.min(s_k)),
+        };
+        let rows = q1 - q0;
+        let qc = q.narrow(3, q0, rows)?.reshape((b, kv_heads, rep * rows, d))?;
+        let kc = k.narrow(2, k0, k1 - k0)?;
+        let vc = v.narrow(2, k0, k1 - k0)?.contiguous()?;
+        let scores = (qc.matmul(&kc.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let scores = match band_mask(mask, q0, q1, k0, k1, q.device())? {
+            Some(m) => scores.reshape((b, kv_heads, rep, rows, k1 - k0))?.broadcast_add(&m)?.reshape((
+                b,
+                kv_heads,
+                rep * rows,
+                k1 - k0,
+            ))?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        chunks.push(probs.matmul(&vc)?.reshape((b, kv_heads, rep, rows, d))?);
+    }
+    Ok(Tensor::cat(&chunks, 3)?.reshape((b, heads, s, d))?)
+}
+
+/// Additive mask `[rows, keys]` (0 visible, −∞ hidden) for queries `q0..q1` against keys `k0..k1`,
+/// or `None` when every key in the range is visible.
+fn band_mask(mask: AttnMask, q0: usize, q1: usize, k0: usize, k1: usize, device: &Device) -> Result<Option<Tensor>> {
+    let visible: Box<dyn Fn(usize, usize) -> bool> = match mask {
+        AttnMask::Full => return Ok(None),
+        AttnMask::Sliding(w) => Box::new(move |i, j| i.abs_diff(j) <= w),
+        AttnMask::Causal => Box::new(|i, j| j <= i),
+    };
+    let values: Vec<f32> = (q0..q1)
+        .flat_map(|i| (k0..k1).map(move |j| (i, j)))
+        .map(|(i, j)| if visible(i, j) { 0.0 } else { f32::NEG_INFINITY })
+        .collect();
+    if values.iter().all(|v| *v == 0.0) {
+        return Ok(None);
+    }
+    Ok(Some(Tensor::from_vec(values, (q1 - q0, k1 - k0), device)?))
+}
+
+/// Qwen3 SwiGLU MLP: `down(silu(gate(x)) · up(x))`, no biases.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    /// Loads `gate_proj`, `up_proj`, `down_proj` under `vb`.
+    pub fn new(vb: &Weights, dims: TransformerDims) -> Result<Self> {
+        Ok(Self {
+            gate_proj: linear(vb, "gate_proj", dims.hidden, dims.intermediate, false)?,
+            up_proj: linear(vb, "up_proj", dims.hidden, dims.intermediate, false)?,
+            down_proj: linear(vb, "down_proj", dims.intermediate, dims.hidden, false)?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+/// Pre-norm transformer layer (`AceStepEncoderLayer`, also the Qwen3 decoder layer).
+#[derive(Debug, Clone)]
+pub struct EncoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+    mask: AttnMask,
+}
+
+impl EncoderLayer {
+    /// Loads one layer under `vb` with the given attention mask.
+    pub fn new(vb: &Weights, dims: TransformerDims, mask: AttnMask) -> Result<Self> {
+        Ok(Self {
+            input_layernorm: RmsNorm::new(vb, "input_layernorm", dims.hidden, dims.eps)?,
+            self_attn: Attention::new(&vb.pp("self_attn"), dims)?,
+            post_attention_layernorm: RmsNorm::new(vb, "post_attention_layernorm", dims.hidden, dims.eps)?,
+            mlp: Mlp::new(&vb.pp("mlp"), dims)?,
+            mask,
+        })
+    }
+
+    /// `h + attn(norm(h))`, then `h + mlp(norm(h))`.
+    pub fn forward(&self, h: &Tensor, rope: &Rope) -> Result<Tensor> {
+        let h = (h + self.self_attn.forward_self(&self.input_layernorm.forward(h)?, rope, self.mask)?)?;
+        Ok((&h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?)?)
+    }
+}
+
+/// `layers.{0..n}` followed by the final `norm`, as used by the lyric, timbre, pooler, detokenizer and Qwen3
+/// stacks.
+#[derive(Debug, Clone)]
+pub struct TransformerStack {
+    layers: Vec<EncoderLayer>,
+    norm: RmsNorm,
+}
+
+impl TransformerStack {
+    /// Loads `layers.{i}` with `masks[i]` and `norm` under `vb`.
+    pub fn new(vb: &Weights, dims: TransformerDims, masks: &[AttnMask]) -> Result<Self> {
+        let layers = masks
+            .iter()
+            .enumerate()
+            .map(|(i, &mask)| EncoderLayer::new(&vb.pp("layers").pp(i), dims, mask))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers, norm: RmsNorm::new(vb, "norm", dims.hidden, dims.eps)? })
+    }
+
+    /// Runs every layer with positions `0..S`, then the final norm.
+    pub fn forward(&self, h: &Tensor, rope: &Rope) -> Result<Tensor> {
+        let mut h = h.clone();
+        for layer in &self.layers {
+            h = layer.forward(&h, rope)?;
+        }
+        Ok(self.norm.forward(&h)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_attention(q: &Tensor, k: &Tensor, v: &Tensor, visible: impl Fn(usize, usize) -> bool) -> Tensor {
+        let (_, heads, s, d) = q.dims4().unwrap();
+        let kv_heads = k.dim(1).unwrap();
+        let rep = heads / kv_heads;
+        let k = Tensor::cat(&(0..heads).map(|h| k.narrow(1, h / rep, 1).unwrap()).collect::<Vec<_>>(), 1).unwrap();
+        let v = Tensor::cat(&(0..heads).map(|h| v.narrow(1, h / rep, 1).unwrap()).collect::<Vec<_>>(), 1).unwrap();
+        let scores = (q.matmul(&k.t().unwrap()).unwrap() / (d as f64).sqrt()).unwrap();
+        let mask: Vec<f32> = (0..s)
+            .flat_map(|i| (0..s).map(move |j| (i, j)))
+            .map(|(i, j)| if visible(i, j) { 0.0 } else { f32::NEG_INFINITY })
+            .collect();
+        let mask = Tensor::from_vec(mask, (s, s), &Device::Cpu).unwrap();
+        let p = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask).unwrap()).unwrap();
+        p.matmul(&v).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    #[test]
+    fn chunked_band_attention_matches_dense_masked_attention() {
+        // S > QUERY_CHUNK so several chunks, and GQA with 2 query heads per KV head.
+        let s = QUERY_CHUNK + 77;
+        let q = Tensor::randn(0f32, 1., (1, 4, s, 8), &Device::Cpu).unwrap();
+        let k = Tensor::randn(0f32, 1., (1, 2, s, 8), &Device::Cpu).unwrap();
+        let v = Tensor::randn(0f32, 1., (1, 2, s, 8), &Device::Cpu).unwrap();
+        for (mask, visible) in [
+            (AttnMask::Sliding(5), Box::new(|i: usize, j: usize| i.abs_diff(j) <= 5) as Box<dyn Fn(usize, usize) -> bool>),
+            (AttnMask::Causal, Box::new(|i: usize, j: usize| j <= i)),
+            (AttnMask::Full, Box::new(|_, _| true)),
+        ] {
+            let got = attend(&q, &k, &v, mask).unwrap();
+            let want = naive_attention(&q, &k, &v, visible);
+            assert!(max_diff(&got, &want) < 1e-5, "{mask:?}: {}", max_diff(&got, &want));
+        }
+    }
+
+    #[test]
+    fn sliding_band_is_inclusive_of_the_window_edge() {
+        let m = band_mask(AttnMask::Sliding(2), 0, 5, 0, 5, &Device::Cpu).unwrap().unwrap();
+        let m: Vec<Vec<f32>> = m.to_vec2().unwrap();
+        assert_eq!(m[0][2], 0.0);
+        assert_eq!(m[0][3], f32::NEG_INFINITY);
+        assert_eq!(m[4][2], 0.0);
+    }
+
+    #[test]
+    fn rope_rotates_pairs_by_position_times_frequency() {
+        let rope = Rope::new(4, 10000.0, 3, DType::F32, &Device::Cpu).unwrap();
+        // x = [1, 0, 0, 0] at position 2: first pair (dims 0 and 2) rotates by angle 2·θ^0 = 2.
+        let x = Tensor::from_vec(vec![0f32; 8].into_iter().chain([1., 0., 0., 0.]).collect::<Vec<_>>(), (1, 1, 3, 4), &Device::Cpu).unwrap();
+        let y: Vec<f32> = rope.apply(&x).unwrap().narrow(2, 2, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert!((y[0] - 2f32.cos()).abs() < 1e-6 && (y[2] - 2f32.sin()).abs() < 1e-6, "{y:?}");
+        assert!(y[1].abs() < 1e-7 && y[3].abs() < 1e-7);
+    }
+}

@@ -1,0 +1,209 @@
+//! Fixture loading and tensor comparison for the parity runner; knows nothing about particular cases.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use retake_engine::model::checkpoint::Checkpoint;
+use serde_json::Value;
+
+/// A fixture set: its folder and parsed manifest.
+pub struct Fixtures {
+    pub dir: PathBuf,
+    manifest: Value,
+}
+
+impl Fixtures {
+    /// `RETAKE_FIXTURES` (relative paths are tried from the current and the workspace folder), else
+    /// the workspace's `tests/fixtures`.
+    pub fn from_env() -> Self {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = match std::env::var_os("RETAKE_FIXTURES") {
+            Some(d) => {
+                let d = PathBuf::from(d);
+                if d.is_absolute() || d.exists() { d } else { workspace.join(d) }
+            }
+            None => workspace.join("tests/fixtures"),
+        };
+        let text = std::fs::read_to_string(dir.join("manifest.json"))
+            .unwrap_or_else(|e| panic!("cannot read {}/manifest.json: {e}", dir.display()));
+        let manifest = serde_json::from_str(&text).expect("manifest.json is not JSON");
+        Self { dir, manifest }
+    }
+
+    /// Every case in manifest order.
+    pub fn cases(&self) -> Vec<Case> {
+        let root = self.dir.join(self.manifest["models_root"].as_str().unwrap_or("tiny-acestep"));
+        self.manifest["cases"]
+            .as_array()
+            .expect("manifest has no cases")
+            .iter()
+            .map(|c| Case {
+                name: c["name"].as_str().expect("case without name").to_string(),
+                kind: c["kind"].as_str().expect("case without kind").to_string(),
+                file: self.dir.join(c["file"].as_str().expect("case without file")),
+                model_root: root.clone(),
+                json: c.clone(),
+            })
+            .collect()
+    }
+}
+
+/// One manifest case.
+pub struct Case {
+    pub name: String,
+    pub kind: String,
+    pub file: PathBuf,
+    pub model_root: PathBuf,
+    pub json: Value,
+}
+
+/// Tensors produced by the port for a case, keyed by the manifest names (`out.x`, `mid.y`).
+pub type Produced = HashMap<String, Tensor>;
+
+/// What a kind handler returns: `None` means the kind is not implemented yet (SKIP).
+pub type Handler = fn(&Inputs) -> Result<Option<Produced>, String>;
+
+/// What a kind handler gets: the case, its `in.*` tensors and the fixture model.
+pub struct Inputs<'a> {
+    pub case: &'a Case,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Inputs<'_> {
+    /// The `in.<name>` tensor (f32 or i64 as stored).
+    pub fn tensor(&self, name: &str) -> Result<Tensor, String> {
+        self.tensors.get(name).cloned().ok_or_else(|| format!("case has no tensor `{name}`"))
+    }
+
+    /// `args.<key>` of the case.
+    pub fn arg(&self, key: &str) -> &Value {
+        &self.case.json["args"][key]
+    }
+
+    /// `strings.<key>` of the case.
+    pub fn string(&self, key: &str) -> Result<&str, String> {
+        self.case.json["strings"][key].as_str().ok_or_else(|| format!("case has no string `{key}`"))
+    }
+
+    /// Names of the reference tensors (`out.*`, `mid.*`) the manifest lists for this case.
+    pub fn expected_names(&self) -> Vec<String> {
+        self.case.json["tensors"]
+            .as_object()
+            .map(|m| m.keys().filter(|k| !k.starts_with("in.")).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The fixture model opened in f32 on the CPU.
+    pub fn checkpoint(&self) -> Result<Checkpoint, String> {
+        Checkpoint::open(&self.case.model_root, DType::F32, &Device::Cpu).map_err(|e| e.to_string())
+    }
+}
+
+/// Outcome of one case.
+pub enum Verdict {
+    Pass { max_abs: f64, worst_ratio: f64 },
+    Fail { max_abs: f64, worst_ratio: f64, why: String },
+    Skip { why: String },
+}
+
+impl Verdict {
+    /// The one-line report.
+    pub fn line(&self, case: &Case) -> String {
+        match self {
+            Verdict::Pass { max_abs, worst_ratio } => {
+                format!("PARITY {} {} max_abs={max_abs:.3e} worst_ratio={worst_ratio:.3} PASS", case.name, case.kind)
+            }
+            Verdict::Fail { max_abs, worst_ratio, why } => format!(
+                "PARITY {} {} max_abs={max_abs:.3e} worst_ratio={worst_ratio:.3} FAIL ({why})",
+                case.name, case.kind
+            ),
+            Verdict::Skip { why } => format!("PARITY {} {} max_abs=- worst_ratio=- SKIP ({why})", case.name, case.kind),
+        }
+    }
+}
+
+/// Tolerance of one reference tensor.
+enum Tolerance {
+    Exact,
+    Close { atol: f64, rtol: f64 },
+}
+
+impl Tolerance {
+    fn of(spec: &Value) -> Self {
+        if spec["exact"].as_bool() == Some(true) {
+            Tolerance::Exact
+        } else {
+            Tolerance::Close {
+                atol: spec["atol"].as_f64().expect("tolerance without atol"),
+                rtol: spec["rtol"].as_f64().unwrap_or(0.0),
+            }
+        }
+    }
+}
+
+impl Case {
+    /// Runs the case through `handler` and compares every produced tensor with the reference.
+    pub fn run(&self, handler: Handler) -> Verdict {
+        let tensors = match candle_core::safetensors::load(&self.file, &Device::Cpu) {
+            Ok(t) => t,
+            Err(e) => return Verdict::Fail { max_abs: f64::NAN, worst_ratio: f64::NAN, why: format!("cannot load case: {e}") },
+        };
+        let inputs = Inputs { case: self, tensors };
+        let produced = match handler(&inputs) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Verdict::Skip { why: format!("kind `{}` not implemented", self.kind) },
+            Err(e) => return Verdict::Fail { max_abs: f64::NAN, worst_ratio: f64::NAN, why: e },
+        };
+        let (mut max_abs, mut worst_ratio, mut problems) = (0f64, 0f64, Vec::new());
+        for name in inputs.expected_names() {
+            let reference = &inputs.tensors[&name];
+            let Some(port) = produced.get(&name) else {
+                if name.starts_with("out.") {
+                    problems.push(format!("{name} not produced"));
+                }
+                continue;
+            };
+            let tol = Tolerance::of(&self.json["tensors"][&name]["tolerance"]);
+            match compare(port, reference, &tol) {
+                Ok((abs, ratio)) => {
+                    max_abs = max_abs.max(abs);
+                    worst_ratio = worst_ratio.max(ratio);
+                    if ratio > 1.0 {
+                        problems.push(format!("{name} max_abs={abs:.3e} ratio={ratio:.3}"));
+                    }
+                }
+                Err(e) => problems.push(format!("{name}: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Verdict::Pass { max_abs, worst_ratio }
+        } else {
+            Verdict::Fail { max_abs, worst_ratio, why: problems.join("; ") }
+        }
+    }
+}
+
+/// `(max |port − ref|, max |port − ref| / (atol + rtol·|ref|))`; exact tensors give ratio 0 or ∞.
+fn compare(port: &Tensor, reference: &Tensor, tol: &Tolerance) -> Result<(f64, f64), String> {
+    if port.dims() != reference.dims() {
+        return Err(format!("shape {:?}, reference {:?}", port.dims(), reference.dims()));
+    }
+    let flat = |t: &Tensor| -> Result<Vec<f64>, String> {
+        t.flatten_all().and_then(|t| t.to_dtype(DType::F64)).and_then(|t| t.to_vec1::<f64>()).map_err(|e| e.to_string())
+    };
+    let (p, r) = (flat(port)?, flat(reference)?);
+    let mut max_abs = 0f64;
+    let mut worst = 0f64;
+    for (p, r) in p.iter().zip(&r) {
+        let d = (p - r).abs();
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        max_abs = max_abs.max(d);
+        let ratio = match tol {
+            Tolerance::Exact => if d == 0.0 { 0.0 } else { f64::INFINITY },
+            Tolerance::Close { atol, rtol } => d / (atol + rtol * r.abs()),
+        };
+        worst = worst.max(ratio);
+    }
+    Ok((max_abs, worst))
+}

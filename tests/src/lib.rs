@@ -1,0 +1,1 @@
+//! Shared helpers for Retake's cross-crate and host tests.
