@@ -152,7 +152,7 @@ impl AceStepConfig {
     /// Checks the invariants the port relies on, so a wrong config fails at load and not mid-job.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let fail = |message: String| EngineError::Config { path: path.to_path_buf(), message };
-        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0 {
+        if self.num_key_value_heads == 0 || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(fail(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads
@@ -269,7 +269,7 @@ pub struct Qwen3Config {
 impl Qwen3Config {
     /// Checks the invariants the port relies on.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0 {
+        if self.num_key_value_heads == 0 || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(EngineError::Config {
                 path: path.to_path_buf(),
                 message: "num_attention_heads is not a multiple of num_key_value_heads".into(),

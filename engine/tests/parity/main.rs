@@ -7,7 +7,10 @@
 mod dit;
 mod harness;
 mod kinds;
+mod schedule;
 mod text;
+mod tokens;
+mod vae;
 
 use harness::{Fixtures, Verdict};
 

@@ -1,0 +1,14 @@
+//! The ACE-Step 1.5 model port: one module per checkpoint component (spec sections in each module doc).
+
+pub mod audio_tokenizer;
+pub mod checkpoint;
+pub mod condition;
+pub mod config;
+pub mod dit;
+pub mod layers;
+pub mod prompt;
+pub mod scheduler;
+pub mod silence;
+pub mod text_encoder;
+pub mod vae;
+pub mod weights;
