@@ -6,5 +6,6 @@ pub mod error;
 pub mod model;
 pub mod model_source;
 pub mod pipeline;
+pub mod runtime;
 
 pub use error::{EngineError, Result};

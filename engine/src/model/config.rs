@@ -132,7 +132,8 @@ impl AceStepConfig {
     }
 
     /// Attention masks of the first `layers` layers of a stack: every stack indexes the same `layer_types`
-    /// (spec §2, §4; `sliding_attention` = bidirectional band of `sliding_window`).
+    /// (spec §2, §4; `sliding_attention` = bidirectional band of `sliding_window`). [`AceStepConfig::validate`]
+    /// guarantees `layer_types` covers every stack, so the result has `layers` entries for a validated config.
     pub fn layer_masks(&self, layers: usize) -> Vec<AttnMask> {
         self.layer_types
             .iter()

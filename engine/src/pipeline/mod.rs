@@ -1,5 +1,13 @@
 //! The three tasks Retake offers — cover, repaint, text2music — assembled from the model components
 //! (spec §9, §10, §13). `request` holds the API types.
 
+mod components;
+mod conditioning;
+mod denoise;
+mod generator;
 pub mod masks;
+mod noise;
+mod output;
 pub mod request;
+
+pub use generator::Generator;

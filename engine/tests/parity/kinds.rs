@@ -12,6 +12,7 @@ pub fn run(inputs: &Inputs) -> Result<Option<Produced>, String> {
         "audio_tokenizer" | "audio_detokenizer" | "audio_codes_to_latents" => crate::tokens::run(inputs).map(Some),
         "scheduler" | "silence_tiling" | "repaint_masks" => crate::schedule::run(inputs).map(Some),
         "vae_encode" | "vae_decode" => crate::vae::run(inputs).map(Some),
+        "pipeline" => crate::pipeline::run(inputs).map(Some),
         _ => Ok(None),
     }
 }

@@ -7,6 +7,7 @@
 mod dit;
 mod harness;
 mod kinds;
+mod pipeline;
 mod schedule;
 mod text;
 mod tokens;

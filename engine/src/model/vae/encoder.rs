@@ -1,0 +1,202 @@
+//! The Oobleck encoder (spec §8): audio `[B, 2, N]` → posterior mean `[B, 64, ⌊N/1920⌋]` (DiffSynth 2.1.12 and
+//! the fixtures use the mean; spec §13), untiled or tiled.
+
+use std::ops::ControlFlow;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::conv::{Conv1d, ConvSpec};
+use super::residual::ResidualUnit;
+use super::snake::Snake;
+use super::tiling::{Ticker, TileProgress, Tiling};
+use super::{check_finite, check_geometry, check_tileable, exact_hop, input_dims, multiple};
+use crate::error::{EngineError, Result};
+use crate::model::config::VaeConfig;
+use crate::model::weights::Weights;
+
+/// `encoder.block.{i}`: three residual units, Snake, ÷stride Conv1d.
+struct EncoderBlock {
+    res_units: Vec<ResidualUnit>,
+    snake1: Snake,
+    conv1: Conv1d,
+}
+
+impl EncoderBlock {
+    fn load(vb: &Weights, dims: (usize, usize), stride: usize) -> Result<Self> {
+        let (input, output) = dims;
+        Ok(Self {
+            res_units: ResidualUnit::load_block(vb, input)?,
+            snake1: Snake::load(&vb.pp("snake1"), input, None)?,
+            conv1: Conv1d::load(&vb.pp("conv1"), ConvSpec::downsample(input, output, stride), true)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.res_units.iter().try_fold(x.clone(), |h, unit| unit.forward(&h))?;
+        let pad = self.conv1.padding();
+        self.conv1.forward_padded(&self.snake1.forward(&h, pad, pad)?)
+    }
+}
+
+/// The VAE encoder with weight norm folded; activations run in f32 whatever the weights' dtype.
+pub struct VaeEncoder {
+    conv1: Conv1d,
+    blocks: Vec<EncoderBlock>,
+    snake1: Snake,
+    conv2: Conv1d,
+    audio_channels: usize,
+    latent_channels: usize,
+    hop: usize,
+    exact_hop: bool,
+    device: Device,
+}
+
+impl VaeEncoder {
+    /// Loads `encoder.*` from the VAE weights (`vae/diffusion_pytorch_model.safetensors`), with the widths of
+    /// diffusers `OobleckEncoder`: block i maps `hidden·cm[i]` → `hidden·cm[i+1]` (cm prefixed by 1).
+    pub fn load(cfg: &VaeConfig, weights: &Weights) -> Result<Self> {
+        check_geometry(cfg)?;
+        let vb = weights.pp("encoder");
+        let hidden = cfg.encoder_hidden_size;
+        let width = |level: usize| hidden * multiple(cfg, level);
+        let blocks = cfg
+            .downsampling_ratios
+            .iter()
+            .enumerate()
+            .map(|(i, &stride)| EncoderBlock::load(&vb.pp("block").pp(i), (width(i), width(i + 1)), stride))
+            .collect::<Result<Vec<_>>>()?;
+        let deepest = width(cfg.downsampling_ratios.len());
+        Ok(Self {
+            conv1: Conv1d::load(&vb.pp("conv1"), ConvSpec::same(cfg.audio_channels, hidden, 7, 1), true)?,
+            blocks,
+            snake1: Snake::load(&vb.pp("snake1"), deepest, None)?,
+            conv2: Conv1d::load(&vb.pp("conv2"), ConvSpec::same(deepest, hidden, 3, 1), true)?,
+            audio_channels: cfg.audio_channels,
+            latent_channels: cfg.decoder_input_channels,
+            hop: cfg.hop(),
+            exact_hop: exact_hop(cfg),
+            device: weights.device().clone(),
+        })
+    }
+
+    /// Audio samples per latent frame.
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    /// Encodes `[batch, audio_channels, N]` 48 kHz audio to the posterior mean `[batch, latent_channels, T]`
+    /// (T = ⌊N/hop⌋ for even strides) in one pass.
+    pub fn encode(&self, audio: &Tensor) -> Result<Tensor> {
+        self.encode_tiled(audio, Tiling::UNTILED, &mut |_, _| ControlFlow::Continue(()))
+    }
+
+    /// [`VaeEncoder::encode`] in overlap-discard tiles of `tiling` latent frames (windows aligned to the hop),
+    /// reporting each finished tile to `progress`, which can cancel between tiles ([`EngineError::Cancelled`]).
+    pub fn encode_tiled(&self, audio: &Tensor, tiling: Tiling, progress: TileProgress) -> Result<Tensor> {
+        Ok(self.moments(audio, tiling, progress)?.narrow(1, 0, self.latent_channels)?)
+    }
+
+    /// The raw encoder output `[batch, 2·latent_channels, T]`: posterior mean ‖ scale (std = softplus(scale)
+    /// + 1e-4), untiled.
+    pub fn encode_moments(&self, audio: &Tensor) -> Result<Tensor> {
+        self.moments(audio, Tiling::UNTILED, &mut |_, _| ControlFlow::Continue(()))
+    }
+
+    fn moments(&self, audio: &Tensor, tiling: Tiling, progress: TileProgress) -> Result<Tensor> {
+        let (batch, samples) = input_dims(audio, "audio for the VAE encoder", self.audio_channels)?;
+        if samples < self.hop {
+            return Err(EngineError::invalid(format!(
+                "audio for the VAE encoder has {samples} samples, less than one latent frame ({} samples); \
+                 pass a longer clip",
+                self.hop
+            )));
+        }
+        check_finite(audio, "audio for the VAE encoder")?;
+        let frames = samples / self.hop;
+        let tiles = tiling.plan(frames)?;
+        check_tileable(self.exact_hop, tiles.len())?;
+        let audio = audio.to_device(&self.device)?.to_dtype(DType::F32)?;
+        let mut ticker = Ticker::new(batch * tiles.len(), progress);
+        let mut items = Vec::with_capacity(batch);
+        for item in 0..batch {
+            let x = audio.get(item)?.t()?.contiguous()?;
+            let mut cores = Vec::with_capacity(tiles.len());
+            for tile in &tiles {
+                // The last window runs to the true end, so its edge matches the untiled encode.
+                let start = tile.window.start * self.hop;
+                let end = if tile.window.end == frames { samples } else { tile.window.end * self.hop };
+                let latents = self.forward(&x.narrow(0, start, end - start)?)?;
+                let core = tile.core_in_window(1);
+                cores.push(if tiles.len() == 1 { latents } else { latents.narrow(0, core.start, core.len())? });
+                ticker.tick()?;
+            }
+            items.push(Tensor::cat(&cores, 0)?.t()?);
+        }
+        Ok(Tensor::stack(&items, 0)?)
+    }
+
+    /// Channels-last `[samples, audio_channels]` → `[frames, 2·latent_channels]`.
+    fn forward(&self, audio: &Tensor) -> Result<Tensor> {
+        let h = self.conv1.forward(audio)?;
+        let h = self.blocks.iter().try_fold(h, |h, block| block.forward(&h))?;
+        let pad = self.conv2.padding();
+        self.conv2.forward_padded(&self.snake1.forward(&h, pad, pad)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::vae::small_config;
+
+    fn audio(samples: usize) -> Tensor {
+        let values: Vec<f32> = (0..2 * samples).map(|i| ((i as f32) * 0.013).sin() * 0.5).collect();
+        Tensor::from_vec(values, (1, 2, samples), &Device::Cpu).unwrap()
+    }
+
+    fn encoder() -> VaeEncoder {
+        VaeEncoder::load(&small_config(), &Weights::random(4, DType::F32, &Device::Cpu)).unwrap()
+    }
+
+    #[test]
+    fn encode_returns_the_first_half_of_the_moments() {
+        let enc = encoder();
+        let x = audio(12 * 9 + 5);
+        let moments = enc.encode_moments(&x).unwrap();
+        assert_eq!(moments.dims(), [1, 8, 9]);
+        let mean = enc.encode(&x).unwrap();
+        let diff = (mean - moments.narrow(1, 0, 4).unwrap()).unwrap().abs().unwrap().sum_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    #[test]
+    fn tiled_encode_equals_untiled() {
+        let enc = encoder();
+        let x = audio(12 * 150 + 7);
+        let whole = enc.encode(&x).unwrap();
+        let mut tiles = 0;
+        let tiled = enc
+            .encode_tiled(&x, Tiling { chunk: 60, overlap: 20 }, &mut |done, total| {
+                tiles = total;
+                assert!(done <= total);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(tiles, 8);
+        assert_eq!(tiled.dims(), [1, 4, 150]);
+        let diff = (tiled - whole).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+
+    #[test]
+    fn bad_audio_is_rejected_with_typed_errors() {
+        let enc = encoder();
+        let mono = Tensor::zeros((1, 1, 100), DType::F32, &Device::Cpu).unwrap();
+        assert!(matches!(enc.encode(&mono), Err(EngineError::InvalidInput(m)) if m.contains("[batch ≥ 1, 2, length]")));
+        assert!(matches!(enc.encode(&audio(11)), Err(EngineError::InvalidInput(m)) if m.contains("11 samples")));
+        let mut values = audio(50).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        values[60] = f32::INFINITY;
+        let inf = Tensor::from_vec(values, (1, 2, 50), &Device::Cpu).unwrap();
+        assert!(matches!(enc.encode(&inf), Err(EngineError::NonFinite { .. })));
+    }
+}

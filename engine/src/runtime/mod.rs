@@ -1,0 +1,8 @@
+//! The background engine: one thread that owns the model and runs jobs one at a time, driven through a
+//! cloneable [`EngineHandle`] whose calls never block for longer than a channel send.
+
+mod events;
+mod thread;
+
+pub use events::{Event, JobId, Take};
+pub use thread::{Engine, EngineConfig, EngineHandle, SubmitError};
