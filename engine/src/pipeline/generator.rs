@@ -19,8 +19,9 @@ use super::request::{GenerationOutput, GenerationRequest, Metas, Mode, Progress,
 use crate::audio::{check_finite, content_hash, to_stereo, Audio, MODEL_SAMPLE_RATE};
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
-use crate::model::prompt::Instruction;
+use crate::model::prompt::{Instruction, PromptTokenizer};
 use crate::model::scheduler::{add_noise, Schedule};
+use crate::model::silence::SilenceLatent;
 use crate::model::vae::Tiling;
 
 /// Frames of the official boundary crossfade after a repaint (0.4 s).
@@ -58,6 +59,16 @@ impl Generator {
     /// A generator on `checkpoint`; components load on first use.
     pub fn new(checkpoint: Checkpoint) -> Self {
         Self { components: Components::new(checkpoint), source_cache: VecDeque::new(), vae_encodes: 0 }
+    }
+
+    /// A generator whose prompt tokenizer and silence latent are given rather than read from the model folder:
+    /// for random-weight checkpoints (benchmarks), which have neither file.
+    pub fn with_assets(checkpoint: Checkpoint, tokenizer: PromptTokenizer, silence: SilenceLatent) -> Self {
+        Self {
+            components: Components::with_assets(checkpoint, tokenizer, silence),
+            source_cache: VecDeque::new(),
+            vae_encodes: 0,
+        }
     }
 
     /// How many times the VAE encoder has run (cached sources skip it).
@@ -247,9 +258,11 @@ impl Generator {
             Mode::Reference => reference_padding(ranges, source.len(), grid)?,
             Mode::Studio => studio_padding(ranges, source.len(), duration, grid)?,
         };
-        if padding.ranges.iter().all(|&(s, e)| e <= padding.left as f64 / grid.sample_rate as f64 && s < e && e <= 0.0)
-        {
-            return Err(EngineError::invalid("every repaint range lies before the clip; nothing to repaint"));
+        if let Some(&(start, end)) = ranges.iter().find(|&&(start, end)| start > duration || end < 0.0) {
+            return Err(EngineError::invalid(format!(
+                "repaint range {start}..{end} s lies entirely outside the {duration:.2} s clip; a range must overlap \
+                 or touch the clip (start it at or before the clip's end to outpaint)"
+            )));
         }
         let padded = pad_audio(&source, padding.left, padding.right);
         let clean = self.encode_source(&padded, request.mode)?;
