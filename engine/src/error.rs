@@ -74,6 +74,9 @@ pub enum EngineError {
     /// The tokenizer could not load or encode.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The VRAM budget cannot hold what the model or a job needs at once; the message states the minimum.
+    #[error("VRAM budget too small: {0}")]
+    BudgetTooSmall(String),
     /// The job was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,

@@ -2,6 +2,7 @@
 //! text2music), a background job runtime and a VRAM budget. No plugin code lives here.
 
 pub mod audio;
+pub mod bench;
 pub mod error;
 pub mod model;
 pub mod model_source;

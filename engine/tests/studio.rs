@@ -16,7 +16,7 @@ const HOP: usize = 1920;
 
 fn generator() -> Generator {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
-    Generator::new(Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap())
+    Generator::new(Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap(), None).unwrap()
 }
 
 /// A stereo test signal: two sines plus a slow envelope, so every sample differs.
@@ -201,4 +201,16 @@ fn cancelling_between_steps_stops_the_job() {
     });
     assert!(matches!(result, Err(EngineError::Cancelled)));
     assert_eq!(steps_seen, 3);
+}
+
+#[test]
+fn guidance_above_one_mixes_in_the_null_condition() {
+    let mut generator = generator();
+    let mut req = request(Task::Text2Music { duration_s: 0.8 }, None);
+    let plain = run(&mut generator, &req).unwrap();
+    req.cfg_scale = 3.0;
+    let guided = run(&mut generator, &req).unwrap();
+    assert_eq!(plain.audio.len(), guided.audio.len());
+    assert_ne!(plain.latents.to_vec3::<f32>().unwrap(), guided.latents.to_vec3::<f32>().unwrap());
+    assert!(guided.audio.channels.iter().flatten().all(|s| s.is_finite()));
 }

@@ -298,6 +298,10 @@ impl AudioDetokenizer {
     }
 }
 
+crate::model::resident::resident_fields!(Fsq { project_in, project_out });
+crate::model::resident::resident_fields!(AudioTokenizer { audio_acoustic_proj, embed_tokens, special_token, stack, rope, fsq });
+crate::model::resident::resident_fields!(AudioDetokenizer { embed_tokens, special_tokens, stack, rope, proj_out });
+
 #[cfg(test)]
 mod tests {
     use candle_core::Device;

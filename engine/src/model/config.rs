@@ -268,6 +268,34 @@ pub struct Qwen3Config {
 }
 
 impl Qwen3Config {
+    /// The real `Qwen3-Embedding-0.6B/config.json` values (spec §3.1), for building the full text-encoder
+    /// geometry without a download (benchmarks).
+    pub fn embedding_0_6b() -> Self {
+        Self {
+            vocab_size: 151_669,
+            hidden_size: 1024,
+            intermediate_size: 3072,
+            num_hidden_layers: 28,
+            num_attention_heads: 16,
+            num_key_value_heads: 8,
+            head_dim: 128,
+            rms_norm_eps: 1e-6,
+            rope_theta: 1_000_000.0,
+        }
+    }
+
+    /// Widths of the Qwen3 layers.
+    pub fn transformer_dims(&self) -> TransformerDims {
+        TransformerDims {
+            hidden: self.hidden_size,
+            intermediate: self.intermediate_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            eps: self.rms_norm_eps,
+        }
+    }
+
     /// Checks the invariants the port relies on.
     pub fn validate(&self, path: &Path) -> Result<()> {
         if self.num_key_value_heads == 0 || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {

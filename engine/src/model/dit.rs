@@ -1,6 +1,7 @@
 //! The DiT (`decoder.*`, spec §6, §12, §14): timestep embeddings, a patch embedding split into a per-run context
 //! part and a per-step latent part, AdaLN blocks with per-condition cached cross-attention K/V, and the
-//! de-patchifying output head. Blocks are separate values so a caller can build and drop them one at a time.
+//! de-patchifying output head. Blocks are separate values, so a DiT over a VRAM budget keeps a prefix of them
+//! resident and streams the rest: each is loaded, run and dropped in turn (candle.md §3.4).
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Linear;
@@ -8,6 +9,7 @@ use candle_nn::Linear;
 use super::checkpoint::Checkpoint;
 use super::config::AceStepConfig;
 use super::layers::{linear, Attention, AttnMask, KeyValues, Mlp, RmsNorm, Rope};
+use super::resident::{resident_fields, Ledger, Tracked};
 use super::weights::Weights;
 use crate::error::{EngineError, Result};
 
@@ -16,7 +18,7 @@ const SINUSOID_CHANNELS: usize = 256;
 /// Longest period of the sinusoid.
 const MAX_PERIOD: f64 = 10_000.0;
 /// Modulation rows per block: shift, scale, gate (self-attention), shift, scale, gate (MLP).
-const BLOCK_MODULATIONS: usize = 6;
+pub(crate) const BLOCK_MODULATIONS: usize = 6;
 
 /// Timestep conditioning of one DiT call: `temb` `[1, hidden]` drives the output head, `proj`
 /// `[1, 6, hidden]` the per-block AdaLN modulation.
@@ -329,12 +331,47 @@ impl DitBlock {
     }
 }
 
-/// The whole DiT with every block resident.
+resident_fields!(TimestepCond { temb, proj });
+resident_fields!(TimestepEmbedding { linear_1, linear_2, time_proj });
+resident_fields!(DitShell {
+    proj_in_context,
+    proj_in_latent,
+    time_embed,
+    time_embed_r_zero,
+    condition_embedder,
+    norm_out,
+    scale_shift_table,
+    proj_out,
+});
+resident_fields!(DitBlock { self_attn_norm, self_attn, cross_attn_norm, cross_attn, mlp_norm, mlp, scale_shift_table });
+
+/// Where the blocks that are not resident come from: each visit loads the block, books it in the ledger,
+/// runs it and drops it.
+#[derive(Clone)]
+struct BlockStream {
+    /// The `decoder.` view of the checkpoint.
+    weights: Weights,
+    cfg: AceStepConfig,
+    ledger: Ledger,
+}
+
+impl std::fmt::Debug for BlockStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockStream").field("ledger", &self.ledger).finish_non_exhaustive()
+    }
+}
+
+/// The whole DiT: the shell, a resident prefix of the blocks (all of them unless built with
+/// [`Dit::streamed`]) and, for a streamed DiT, the source of the others.
 #[derive(Debug, Clone)]
 pub struct Dit {
     shell: DitShell,
     blocks: Vec<DitBlock>,
+    block_count: usize,
+    stream: Option<BlockStream>,
 }
+
+resident_fields!(Dit { shell, blocks });
 
 impl Dit {
     /// Loads `decoder.*` from the checkpoint's model file.
@@ -344,9 +381,30 @@ impl Dit {
 
     /// Loads the shell and all `num_hidden_layers` blocks under `vb` (the `decoder.` prefix).
     pub fn new(vb: &Weights, cfg: &AceStepConfig) -> Result<Self> {
+        Self::build(vb, cfg, cfg.num_hidden_layers, None)
+    }
+
+    /// Loads the shell and the first `resident` blocks under `vb` (the `decoder.` prefix); every other block is
+    /// loaded from `vb` when visited, booked in `ledger` while it runs, and dropped. The results are identical
+    /// to [`Dit::new`]'s: the same weights run the same operations in the same order.
+    pub fn streamed(vb: &Weights, cfg: &AceStepConfig, resident: usize, ledger: &Ledger) -> Result<Self> {
+        if resident > cfg.num_hidden_layers {
+            return Err(EngineError::invalid(format!(
+                "cannot keep {resident} DiT blocks resident: the model has {}",
+                cfg.num_hidden_layers
+            )));
+        }
+        let stream = (resident < cfg.num_hidden_layers)
+            .then(|| BlockStream { weights: vb.clone(), cfg: cfg.clone(), ledger: ledger.clone() });
+        Self::build(vb, cfg, resident, stream)
+    }
+
+    fn build(vb: &Weights, cfg: &AceStepConfig, resident: usize, stream: Option<BlockStream>) -> Result<Self> {
         Ok(Self {
             shell: DitShell::new(vb, cfg)?,
-            blocks: (0..cfg.num_hidden_layers).map(|i| DitBlock::new(vb, cfg, i)).collect::<Result<_>>()?,
+            blocks: (0..resident).map(|i| DitBlock::new(vb, cfg, i)).collect::<Result<_>>()?,
+            block_count: cfg.num_hidden_layers,
+            stream,
         })
     }
 
@@ -355,14 +413,39 @@ impl Dit {
         &self.shell
     }
 
-    /// The blocks in order.
+    /// The resident blocks in order: all of them unless the DiT is [streamed](Dit::streamed).
     pub fn blocks(&self) -> &[DitBlock] {
         &self.blocks
     }
 
+    /// Number of blocks the model has, resident or streamed.
+    pub fn block_count(&self) -> usize {
+        self.block_count
+    }
+
+    /// Calls `f` on every block in order: the resident ones, then each streamed one while it is loaded.
+    fn visit_blocks(&self, mut f: impl FnMut(usize, &DitBlock) -> Result<()>) -> Result<()> {
+        for (i, block) in self.blocks.iter().enumerate() {
+            f(i, block)?;
+        }
+        if let Some(stream) = &self.stream {
+            for i in self.blocks.len()..self.block_count {
+                let block = Tracked::new(DitBlock::new(&stream.weights, &stream.cfg, i)?, &stream.ledger);
+                f(i, &block)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Embeds the packed encoder states and computes every block's cross-attention K/V.
     pub fn cross_cache(&self, encoder_states: &Tensor) -> Result<CrossCache> {
-        CrossCache::build(&self.shell.embed_condition(encoder_states)?, &self.blocks)
+        let condition = self.shell.embed_condition(encoder_states)?;
+        let mut layers = Vec::with_capacity(self.block_count);
+        self.visit_blocks(|_, block| {
+            layers.push(block.cross_key_values(&condition)?);
+            Ok(())
+        })?;
+        Ok(CrossCache { layers })
     }
 
     /// One DiT evaluation: the velocity `[B, T, latent]` for noisy latents `[B, T, latent]`.
@@ -373,17 +456,18 @@ impl Dit {
         cross: &CrossCache,
         timestep: &TimestepCond,
     ) -> Result<Tensor> {
-        if cross.len() != self.blocks.len() {
+        if cross.len() != self.block_count {
             return Err(EngineError::invalid(format!(
                 "the cross-attention cache covers {} blocks but the DiT has {}",
                 cross.len(),
-                self.blocks.len()
+                self.block_count
             )));
         }
         let mut h = self.shell.embed_input(latents, context)?;
-        for (block, kv) in self.blocks.iter().zip(&cross.layers) {
-            h = block.forward(&h, context.rope(), timestep, kv)?;
-        }
+        self.visit_blocks(|i, block| {
+            h = block.forward(&h, context.rope(), timestep, &cross.layers[i])?;
+            Ok(())
+        })?;
         self.shell.project_output(&h, timestep, context)
     }
 }
@@ -391,6 +475,7 @@ impl Dit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::resident::ResidentBytes;
 
     fn tiny_config() -> AceStepConfig {
         AceStepConfig {
@@ -460,6 +545,37 @@ mod tests {
         assert_eq!(DitBlock::new(&vb, &cfg, 0).unwrap().mask, AttnMask::Sliding(2));
         assert_eq!(DitBlock::new(&vb, &cfg, 1).unwrap().mask, AttnMask::Full);
         assert!(matches!(DitBlock::new(&vb, &cfg, 2).unwrap_err(), EngineError::InvalidInput(_)));
+    }
+
+    /// Velocities of `dit` for fixed inputs (6 frames, 3 condition tokens).
+    fn velocity(dit: &Dit, cfg: &AceStepConfig) -> Tensor {
+        let wave = |shape: (usize, usize, usize), phase: f64| {
+            let n = shape.0 * shape.1 * shape.2;
+            let ramp = Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
+            ramp.affine(0.37, phase).unwrap().sin().unwrap().reshape(shape).unwrap()
+        };
+        let context = dit.shell().prepare_context(&wave((1, 6, cfg.in_channels - 64), 0.0)).unwrap();
+        let cross = dit.cross_cache(&wave((1, 3, cfg.hidden_size), 1.0)).unwrap();
+        let latents = wave((1, 6, 64), 2.0);
+        dit.forward(&latents, &context, &cross, &dit.shell().timestep(700.0).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn streamed_blocks_give_bit_identical_velocities_and_are_booked_one_at_a_time() {
+        let (cfg, vb) = (tiny_config(), Weights::random(8, DType::F32, &Device::Cpu));
+        let want = velocity(&Dit::new(&vb, &cfg).unwrap(), &cfg);
+        let block_bytes = DitBlock::new(&vb, &cfg, 1).unwrap().resident_bytes();
+        for resident in 0..cfg.num_hidden_layers {
+            let ledger = Ledger::new();
+            let dit = Tracked::new(Dit::streamed(&vb, &cfg, resident, &ledger).unwrap(), &ledger);
+            let got = velocity(&dit, &cfg);
+            assert_eq!(max_diff(&got, &want), 0.0, "{resident} resident blocks");
+            let totals = ledger.totals();
+            assert_eq!(dit.bytes(), dit.shell().resident_bytes() + resident as u64 * block_bytes);
+            assert_eq!((totals.resident, totals.peak_resident), (dit.bytes(), dit.bytes() + block_bytes));
+        }
+        let err = Dit::streamed(&vb, &cfg, 3, &Ledger::new()).unwrap_err();
+        assert!(matches!(err, EngineError::InvalidInput(_)), "{err}");
     }
 
     #[test]

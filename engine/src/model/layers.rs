@@ -9,7 +9,7 @@ use super::weights::Weights;
 use crate::error::Result;
 
 /// Query rows processed at once by [`attend`]; bounds the score matrix to `QUERY_CHUNK × keys`.
-const QUERY_CHUNK: usize = 512;
+pub(crate) const QUERY_CHUNK: usize = 512;
 
 /// Widths of one transformer stack.
 #[derive(Debug, Clone, Copy)]
@@ -313,6 +313,13 @@ impl TransformerStack {
         Ok(self.norm.forward(&h)?)
     }
 }
+
+crate::model::resident::resident_fields!(RmsNorm { weight });
+crate::model::resident::resident_fields!(Rope { cos, sin });
+crate::model::resident::resident_fields!(Attention { q_proj, k_proj, v_proj, o_proj, q_norm, k_norm });
+crate::model::resident::resident_fields!(Mlp { gate_proj, up_proj, down_proj });
+crate::model::resident::resident_fields!(EncoderLayer { input_layernorm, self_attn, post_attention_layernorm, mlp });
+crate::model::resident::resident_fields!(TransformerStack { layers, norm });
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dit;
 pub mod layers;
 pub mod prompt;
+pub mod resident;
 pub mod scheduler;
 pub mod silence;
 pub mod text_encoder;

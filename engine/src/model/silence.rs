@@ -116,6 +116,8 @@ impl SilenceLatent {
     }
 }
 
+crate::model::resident::resident_fields!(SilenceLatent { frames });
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;

@@ -71,6 +71,8 @@ impl TextEncoder {
     }
 }
 
+crate::model::resident::resident_fields!(TextEncoder { embed_tokens, stack });
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;

@@ -130,15 +130,22 @@ impl Weights {
     /// Bytes that the tensors under `prefix` (relative to this view) occupy once loaded in the compute
     /// dtype, read from the file header without touching the data. `None` for random sources.
     pub fn bytes_under(&self, prefix: &str) -> Option<u64> {
+        let shapes = self.shapes_under(prefix)?;
+        Some(shapes.iter().map(|(_, shape)| (shape.iter().product::<usize>() * self.dtype.size_in_bytes()) as u64).sum())
+    }
+
+    /// Full keys and stored shapes of the tensors under `prefix` (relative to this view), read from the file
+    /// header without touching the data. `None` for random sources.
+    pub fn shapes_under(&self, prefix: &str) -> Option<Vec<(String, Vec<usize>)>> {
         let full = self.key(prefix);
         match &*self.source {
             Source::File { tensors, .. } => Some(
                 tensors
                     .tensors()
-                    .iter()
+                    .into_iter()
                     .filter(|(name, _)| full.is_empty() || name == &full || name.starts_with(&format!("{full}.")))
-                    .map(|(_, view)| (view.shape().iter().product::<usize>() * self.dtype.size_in_bytes()) as u64)
-                    .sum(),
+                    .map(|(name, view)| (name, view.shape().to_vec()))
+                    .collect(),
             ),
             Source::Random { .. } => None,
         }

@@ -6,6 +6,7 @@ use candle_core::Tensor;
 
 use super::components::Components;
 use super::request::Metas;
+use super::residency::{PromptShape, Stage};
 use crate::error::Result;
 use crate::model::dit::{CrossCache, Dit, DitContext};
 use crate::model::prompt::{caption_prompt, lyric_prompt, Instruction, CAPTION_MAX_TOKENS, LYRIC_MAX_TOKENS};
@@ -25,17 +26,48 @@ pub struct PromptParts<'a> {
     pub language: &'a str,
 }
 
-/// The packed encoder states `[1, L_enc, hidden]` for a prompt.
-pub fn encode_prompt(components: &mut Components, parts: &PromptParts) -> Result<Tensor> {
+/// A prompt's packed encoder states `[1, L_enc, hidden]`, and the null condition of the same length for CFG.
+pub struct EncodedPrompt {
+    /// The packed states.
+    pub states: Tensor,
+    /// The null condition, when asked for.
+    pub null_states: Option<Tensor>,
+}
+
+/// Encodes `prompts` in two stages — every caption through the text encoder, then every prompt through the
+/// condition encoder with the default timbre — so that a budget needs only one encoder resident at a time.
+pub fn encode_prompts(components: &mut Components, prompts: &[PromptParts], with_null: bool) -> Result<Vec<EncodedPrompt>> {
     let tokenizer = components.tokenizer()?;
-    let text = components.text_encoder()?;
-    let caption_ids =
-        tokenizer.encode_prompt(&caption_prompt(parts.instruction, parts.caption, parts.metas)?, CAPTION_MAX_TOKENS)?;
-    let lyric_ids = tokenizer.encode_prompt(&lyric_prompt(parts.language, parts.lyrics), LYRIC_MAX_TOKENS)?;
-    let text_hidden = text.encode(&caption_ids)?;
-    let lyric_hidden = text.embed(&lyric_ids)?;
-    let timbre = components.default_timbre()?;
-    components.condition()?.encode(&text_hidden, &lyric_hidden, &timbre)
+    let ids = prompts
+        .iter()
+        .map(|parts| {
+            let caption = caption_prompt(parts.instruction, parts.caption, parts.metas)?;
+            let lyrics = lyric_prompt(parts.language, parts.lyrics);
+            Ok((tokenizer.encode_prompt(&caption, CAPTION_MAX_TOKENS)?, tokenizer.encode_prompt(&lyrics, LYRIC_MAX_TOKENS)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let shape = PromptShape {
+        prompts: ids.len(),
+        caption_tokens: ids.iter().map(|(caption, _)| caption.len()).max().unwrap_or(0),
+        lyric_tokens: ids.iter().map(|(_, lyrics)| lyrics.len()).max().unwrap_or(0),
+    };
+    components.enter(Stage::Text(shape))?;
+    let hidden = {
+        let text = components.text_encoder()?;
+        ids.iter()
+            .map(|(caption, lyrics)| Ok((text.encode(caption)?, text.embed(lyrics)?)))
+            .collect::<Result<Vec<_>>>()?
+    };
+    components.enter(Stage::Condition(shape))?;
+    let condition = components.condition()?;
+    hidden
+        .iter()
+        .map(|(text_hidden, lyric_hidden)| {
+            let states = condition.encoder.encode(text_hidden, lyric_hidden, &condition.default_timbre)?;
+            let null_states = if with_null { Some(condition.encoder.null_condition(states.dim(1)?)?) } else { None };
+            Ok(EncodedPrompt { states, null_states })
+        })
+        .collect()
 }
 
 /// Everything the DiT needs that stays fixed over a run of steps.
@@ -49,19 +81,9 @@ pub struct DitCondition {
 }
 
 impl DitCondition {
-    /// Prepares the context `[1, T, 2C]` and the encoder states' caches; `with_null` adds the CFG branch.
-    pub fn new(
-        dit: &Dit,
-        components: &mut Components,
-        context: &Tensor,
-        encoder_states: &Tensor,
-        with_null: bool,
-    ) -> Result<Self> {
-        let null_cross = if with_null {
-            Some(dit.cross_cache(&components.condition()?.null_condition(encoder_states.dim(1)?)?)?)
-        } else {
-            None
-        };
-        Ok(Self { context: dit.shell().prepare_context(context)?, cross: dit.cross_cache(encoder_states)?, null_cross })
+    /// Prepares the context `[1, T, 2C]` and the caches of the prompt's states (and of its null condition).
+    pub fn new(dit: &Dit, context: &Tensor, prompt: &EncodedPrompt) -> Result<Self> {
+        let null_cross = prompt.null_states.as_ref().map(|null| dit.cross_cache(null)).transpose()?;
+        Ok(Self { context: dit.shell().prepare_context(context)?, cross: dit.cross_cache(&prompt.states)?, null_cross })
     }
 }

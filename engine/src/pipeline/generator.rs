@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use candle_core::Tensor;
 
 use super::components::Components;
-use super::conditioning::{encode_prompt, DitCondition, PromptParts};
+use super::conditioning::{encode_prompts, DitCondition, EncodedPrompt, PromptParts};
 use super::denoise::{denoise, DenoisePlan, Injection, KeepOutside, Phase};
 use super::masks::{
     chunk_mask, context_latents, crossfade_weights, fill_with_silence, mix_frames, reference_denoise_mask,
@@ -16,8 +16,10 @@ use super::masks::{
 use super::noise::initial_noise;
 use super::output::{splice, to_audio, Level};
 use super::request::{GenerationOutput, GenerationRequest, Metas, Mode, Progress, ProgressFn, Task};
+use super::residency::{ResidencyStats, Stage, Unit};
 use crate::audio::{check_finite, content_hash, to_stereo, Audio, MODEL_SAMPLE_RATE};
 use crate::error::{EngineError, Result};
+use crate::model::audio_tokenizer::parse_audio_codes;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::prompt::{Instruction, PromptTokenizer};
 use crate::model::scheduler::{add_noise, Schedule};
@@ -29,16 +31,20 @@ const REPAINT_CROSSFADE_FRAMES: usize = 10;
 /// Source latents kept for iterative edits of the same audio.
 const SOURCE_CACHE_ENTRIES: usize = 4;
 
-/// Runs generation requests on one checkpoint, keeping components loaded and recent source latents cached.
+/// Runs generation requests on one checkpoint, keeping components loaded (within the VRAM budget, if any) and
+/// recent source latents cached.
 pub struct Generator {
     components: Components,
     source_cache: VecDeque<(u64, Tensor)>,
     vae_encodes: usize,
 }
 
-/// A task prepared for sampling.
+/// A task prepared for sampling; its DiT conditions are built once the DiT is resident.
 struct Prepared {
-    plan: DenoisePlan,
+    schedule: Schedule,
+    conditions: Vec<ConditionSpec>,
+    keep_outside: Option<KeepOutside>,
+    injection: Option<Injection>,
     start: Tensor,
     /// Studio repaint: per-frame weights of the generated latents against the clean source after sampling.
     final_blend: Option<(Tensor, Vec<f32>)>,
@@ -46,19 +52,40 @@ struct Prepared {
     finish: Finish,
 }
 
+/// A DiT condition to build in the sampling stage: from which step it applies, its context latents `[1, T, 2C]`
+/// and its encoded prompt.
+struct ConditionSpec {
+    from_step: usize,
+    context: Tensor,
+    prompt: EncodedPrompt,
+}
+
 /// How the decoded audio becomes the result.
 struct Finish {
     level: Level,
     /// Keep only the first `n` samples.
     crop: Option<usize>,
-    /// Studio repaint with splicing: the (padded) source and the regions in samples, and the crossfade length.
-    splice: Option<(Audio, Vec<(usize, usize)>, usize)>,
+    /// Studio repaint with splicing.
+    splice: Option<Splice>,
+}
+
+/// The original samples to put back around the repainted regions.
+struct Splice {
+    /// The (padded) source.
+    source: Audio,
+    /// Regions in samples of the padded timeline.
+    regions: Vec<(usize, usize)>,
+    /// Equal-power crossfade length in samples.
+    crossfade: usize,
 }
 
 impl Generator {
-    /// A generator on `checkpoint`; components load on first use.
-    pub fn new(checkpoint: Checkpoint) -> Self {
-        Self { components: Components::new(checkpoint), source_cache: VecDeque::new(), vae_encodes: 0 }
+    /// A generator on `checkpoint`; components load on first use. With a `budget` (bytes of device memory for
+    /// weights and activations together) each stage releases what it needs room from and the DiT streams blocks
+    /// when it does not fit whole; a budget below the model's minimum ([`super::residency::minimum_budget`]) is
+    /// refused here, before anything loads, with an error that states the minimum.
+    pub fn new(checkpoint: Checkpoint, budget: Option<u64>) -> Result<Self> {
+        Ok(Self { components: Components::new(checkpoint, budget)?, source_cache: VecDeque::new(), vae_encodes: 0 })
     }
 
     /// A generator whose prompt tokenizer and silence latent are given rather than read from the model folder:
@@ -69,6 +96,16 @@ impl Generator {
             source_cache: VecDeque::new(),
             vae_encodes: 0,
         }
+    }
+
+    /// The residency accounting: budget, resident and peak bytes (peaks since the generator was created).
+    pub fn residency(&self) -> ResidencyStats {
+        self.components.stats()
+    }
+
+    /// The units resident now.
+    pub fn resident_units(&self) -> Vec<Unit> {
+        self.components.resident_units()
     }
 
     /// How many times the VAE encoder has run (cached sources skip it).
@@ -91,16 +128,35 @@ impl Generator {
                 self.repaint(request, ranges, *strength, *splice_crossfade_ms)?
             }
         };
-        let dit = self.components.dit()?;
-        let mut latents = denoise(&dit, prepared.start, &prepared.plan, progress)?;
-        if let Some((clean, weights)) = &prepared.final_blend {
+        let Prepared { schedule, conditions, keep_outside, injection, start, final_blend, source_latents, finish: to } =
+            prepared;
+        let encoder_len = conditions.iter().map(|c| c.prompt.states.dim(1)).collect::<candle_core::Result<Vec<_>>>()?;
+        self.components.enter(Stage::Denoise {
+            frames: start.dim(1)?,
+            encoder_len: encoder_len.into_iter().max().unwrap_or(0),
+            conditions: conditions.len(),
+            cfg: request.cfg_scale > 1.0,
+        })?;
+        let mut latents = {
+            let dit = self.components.dit()?;
+            let phases = conditions
+                .iter()
+                .map(|c| Ok(Phase { from_step: c.from_step, condition: DitCondition::new(&dit, &c.context, &c.prompt)? }))
+                .collect::<Result<Vec<_>>>()?;
+            let plan = DenoisePlan { schedule, phases, cfg_scale: request.cfg_scale, keep_outside, injection };
+            denoise(&dit, start, &plan, progress)?
+        };
+        if let Some((clean, weights)) = &final_blend {
             latents = mix_frames(clean, &latents, weights)?;
         }
-        let decoded = self.components.vae_decoder()?.decode_tiled(&latents.transpose(1, 2)?, Tiling::DECODE, &mut |tile, tiles| {
-            progress(Progress::Decoding { tile, tiles })
-        })?;
-        let audio = finish(decoded, &prepared.finish)?;
-        Ok(GenerationOutput { audio, latents, source_latents: prepared.source_latents })
+        self.components.enter(Stage::Decode { frames: latents.dim(1)? })?;
+        let decoded = self.components.vae_decoder()?.decode_tiled(
+            &latents.transpose(1, 2)?,
+            Tiling::DECODE,
+            &mut |tile, tiles| progress(Progress::Decoding { tile, tiles }),
+        )?;
+        let audio = finish(decoded, &to)?;
+        Ok(GenerationOutput { audio, latents, source_latents })
     }
 
     fn grid(&self) -> FrameGrid {
@@ -128,26 +184,36 @@ impl Generator {
         }
     }
 
-    fn prompt(&mut self, request: &GenerationRequest, instruction: Instruction, metas: &Metas) -> Result<Tensor> {
-        let parts = PromptParts {
-            instruction,
-            caption: &request.caption,
-            metas,
-            lyrics: &request.lyrics,
-            language: &request.language,
-        };
-        encode_prompt(&mut self.components, &parts)
+    /// The encoded prompts of `instructions` for `request` (with null conditions when CFG is on).
+    fn prompts(
+        &mut self,
+        request: &GenerationRequest,
+        instructions: &[Instruction],
+        metas: &Metas,
+    ) -> Result<Vec<EncodedPrompt>> {
+        let parts: Vec<PromptParts> = instructions
+            .iter()
+            .map(|&instruction| PromptParts {
+                instruction,
+                caption: &request.caption,
+                metas,
+                lyrics: &request.lyrics,
+                language: &request.language,
+            })
+            .collect();
+        encode_prompts(&mut self.components, &parts, request.cfg_scale > 1.0)
+    }
+
+    /// The one encoded prompt of `instruction`.
+    fn prompt(&mut self, request: &GenerationRequest, instruction: Instruction, metas: &Metas) -> Result<EncodedPrompt> {
+        let mut prompts = self.prompts(request, &[instruction], metas)?;
+        Ok(prompts.remove(0))
     }
 
     /// `[1, T, 2C]` context with silence as the source and the chunk mask all ones (text2music, plain cover).
     fn silence_context(&mut self, frames: usize) -> Result<Tensor> {
         let silence = self.components.silence()?.slice(frames)?.unsqueeze(0)?;
         context_latents(&silence, &vec![1.0; frames])
-    }
-
-    fn condition(&mut self, request: &GenerationRequest, context: &Tensor, states: &Tensor) -> Result<DitCondition> {
-        let dit = self.components.dit()?;
-        DitCondition::new(&dit, &mut self.components, context, states, request.cfg_scale > 1.0)
     }
 
     fn text2music(&mut self, request: &GenerationRequest, duration_s: f64) -> Result<Prepared> {
@@ -166,11 +232,13 @@ impl Generator {
             return Err(EngineError::invalid(format!("{duration_s} s is shorter than one latent frame")));
         }
         let metas = prompt_metas(request, Some(duration_s));
-        let states = self.prompt(request, Instruction::Text2Music, &metas)?;
+        let prompt = self.prompt(request, Instruction::Text2Music, &metas)?;
         let context = self.silence_context(frames)?;
-        let condition = self.condition(request, &context, &states)?;
         Ok(Prepared {
-            plan: plain_plan(self.schedule(request, 1.0)?, condition, request.cfg_scale),
+            schedule: self.schedule(request, 1.0)?,
+            conditions: vec![ConditionSpec { from_step: 0, context, prompt }],
+            keep_outside: None,
+            injection: None,
             start: self.noise(request, frames)?,
             final_blend: None,
             source_latents: None,
@@ -189,6 +257,8 @@ impl Generator {
         check_unit("cover noise strength", noise_strength)?;
         let (hints, raw, source_samples) = match codes {
             Some(codes) => {
+                let frames = parse_audio_codes(codes, u32::MAX).len() * self.components.checkpoint().acestep.pool_window_size;
+                self.components.enter(Stage::Hints { frames })?;
                 let tokenizer = self.components.audio_tokenizer()?;
                 let hints = self.components.detokenizer()?.from_code_string(tokenizer.fsq(), codes)?;
                 (hints.clone(), hints, None)
@@ -198,6 +268,7 @@ impl Generator {
                 let samples = source.len();
                 let latents = self.encode_source(&source, request.mode)?;
                 let silence = self.components.silence()?;
+                self.components.enter(Stage::Hints { frames: latents.dim(1)? })?;
                 let quantized = self.components.audio_tokenizer()?.tokenize(&latents, &silence)?;
                 let hints = self.components.detokenizer()?.forward(&quantized.vectors)?;
                 let frames = latents.dim(1)?;
@@ -218,15 +289,18 @@ impl Generator {
         let switch = (schedule.len() as f64 * cover_strength as f64) as usize;
         let mut phases = Vec::new();
         if switch > 0 {
-            let states = self.prompt(request, Instruction::Cover, &metas)?;
-            let context = context_latents(&hints, &vec![1.0; frames])?;
-            phases.push(Phase { from_step: 0, condition: self.condition(request, &context, &states)? });
+            phases.push((0, Instruction::Cover, context_latents(&hints, &vec![1.0; frames])?));
         }
         if switch < schedule.len() {
-            let states = self.prompt(request, Instruction::Text2Music, &metas)?;
-            let context = self.silence_context(frames)?;
-            phases.push(Phase { from_step: switch, condition: self.condition(request, &context, &states)? });
+            phases.push((switch, Instruction::Text2Music, self.silence_context(frames)?));
         }
+        let instructions: Vec<Instruction> = phases.iter().map(|&(_, instruction, _)| instruction).collect();
+        let prompts = self.prompts(request, &instructions, &metas)?;
+        let conditions = phases
+            .into_iter()
+            .zip(prompts)
+            .map(|((from_step, _, context), prompt)| ConditionSpec { from_step, context, prompt })
+            .collect();
         let noise = self.noise(request, frames)?;
         let start = if noise_strength > 0.0 || request.mode == Mode::Reference {
             add_noise(&raw, &noise, schedule.sigmas()[0])?
@@ -235,7 +309,10 @@ impl Generator {
         };
         let crop = source_samples.filter(|_| request.mode == Mode::Studio);
         Ok(Prepared {
-            plan: DenoisePlan { schedule, phases, cfg_scale: request.cfg_scale, keep_outside: None, injection: None },
+            schedule,
+            conditions,
+            keep_outside: None,
+            injection: None,
             start,
             final_blend: None,
             source_latents: Some(raw),
@@ -269,23 +346,19 @@ impl Generator {
         let frames = clean.dim(1)?;
         let silence = self.components.silence()?;
         let metas = prompt_metas(request, Some(duration));
-        let states = self.prompt(request, Instruction::Repaint, &metas)?;
+        let prompt = self.prompt(request, Instruction::Repaint, &metas)?;
         let noise = self.noise(request, frames)?;
         match request.mode {
             Mode::Reference => {
                 let mask = reference_denoise_mask(frames, &padding, strength, grid)?;
                 let context = context_latents(&fill_with_silence(&clean, &mask, &silence)?, &vec![1.0; frames])?;
-                let condition = self.condition(request, &context, &states)?;
                 let schedule = self.schedule(request, 1.0)?;
                 let start = add_noise(&clean, &noise, schedule.sigmas()[0])?;
                 Ok(Prepared {
-                    plan: DenoisePlan {
-                        schedule,
-                        phases: vec![Phase { from_step: 0, condition }],
-                        cfg_scale: request.cfg_scale,
-                        keep_outside: Some(KeepOutside { source: clean.clone(), mask }),
-                        injection: None,
-                    },
+                    schedule,
+                    conditions: vec![ConditionSpec { from_step: 0, context, prompt }],
+                    keep_outside: Some(KeepOutside { source: clean.clone(), mask }),
+                    injection: None,
                     start,
                     final_blend: None,
                     source_latents: Some(clean),
@@ -302,9 +375,9 @@ impl Generator {
                 let blend =
                     union(frames, regions.iter().map(|&r| crossfade_weights(frames, r, REPAINT_CROSSFADE_FRAMES)));
                 let context = context_latents(&fill_with_silence(&clean, &mask, &silence)?, &mask)?;
-                let condition = self.condition(request, &context, &states)?;
                 let schedule = self.schedule(request, strength as f64)?;
-                let start = if strength < 1.0 { add_noise(&clean, &noise, schedule.sigmas()[0])? } else { noise.clone() };
+                let start =
+                    if strength < 1.0 { add_noise(&clean, &noise, schedule.sigmas()[0])? } else { noise.clone() };
                 let inject_steps = round_half_even(0.5 * schedule.len() as f64);
                 let total = padding.left + source.len() + padding.right;
                 let splice = splice_crossfade_ms.map(|ms| {
@@ -314,16 +387,17 @@ impl Generator {
                         .iter()
                         .map(|&(s, e)| ((s * rate).max(0.0) as usize, ((e * rate) as usize).min(total)))
                         .collect();
-                    (padded.clone(), regions, (ms.max(0.0) * rate / 1000.0).round() as usize)
+                    Splice {
+                        source: padded.clone(),
+                        regions,
+                        crossfade: (ms.max(0.0) * rate / 1000.0).round() as usize,
+                    }
                 });
                 Ok(Prepared {
-                    plan: DenoisePlan {
-                        schedule,
-                        phases: vec![Phase { from_step: 0, condition }],
-                        cfg_scale: request.cfg_scale,
-                        keep_outside: None,
-                        injection: Some(Injection { clean: clean.clone(), noise, mask, steps: inject_steps }),
-                    },
+                    schedule,
+                    conditions: vec![ConditionSpec { from_step: 0, context, prompt }],
+                    keep_outside: None,
+                    injection: Some(Injection { clean: clean.clone(), noise, mask, steps: inject_steps }),
                     start,
                     final_blend: Some((clean.clone(), blend)),
                     source_latents: Some(clean),
@@ -372,6 +446,7 @@ impl Generator {
         let (device, dtype) = (self.components.checkpoint().device().clone(), self.components.checkpoint().dtype());
         let samples: Vec<f32> = audio.channels.iter().flatten().map(|s| s.clamp(-1.0, 1.0)).collect();
         let wave = Tensor::from_vec(samples, (1, audio.channels.len(), audio.len()), &device)?;
+        self.components.enter(Stage::Encode { samples: audio.len() })?;
         let latents = self
             .components
             .vae_encoder()?
@@ -425,16 +500,6 @@ fn prompt_metas(request: &GenerationRequest, duration_s: Option<f64>) -> Metas {
     }
 }
 
-fn plain_plan(schedule: Schedule, condition: DitCondition, cfg_scale: f64) -> DenoisePlan {
-    DenoisePlan {
-        schedule,
-        phases: vec![Phase { from_step: 0, condition }],
-        cfg_scale,
-        keep_outside: None,
-        injection: None,
-    }
-}
-
 /// Official outpaint padding generalised to several ranges: zeros before the earliest start below 0 s and
 /// after the latest end beyond the clip; ranges shifted onto the padded timeline.
 fn studio_padding(ranges: &[(f64, f64)], samples: usize, duration: f64, grid: FrameGrid) -> Result<OutpaintPadding> {
@@ -454,7 +519,9 @@ fn pad_audio(audio: &Audio, left: usize, right: usize) -> Audio {
     let channels = audio
         .channels
         .iter()
-        .map(|c| std::iter::repeat_n(0.0, left).chain(c.iter().copied()).chain(std::iter::repeat_n(0.0, right)).collect())
+        .map(|c| {
+            std::iter::repeat_n(0.0, left).chain(c.iter().copied()).chain(std::iter::repeat_n(0.0, right)).collect()
+        })
         .collect();
     Audio::new(audio.sample_rate, channels)
 }
@@ -473,8 +540,8 @@ fn finish(decoded: Tensor, finish: &Finish) -> Result<Audio> {
     if let Some(n) = finish.crop {
         audio.channels.iter_mut().for_each(|c| c.resize(n, 0.0));
     }
-    if let Some((source, regions, crossfade)) = &finish.splice {
-        audio = splice(source, &audio, regions, *crossfade)?;
+    if let Some(s) = &finish.splice {
+        audio = splice(&s.source, &audio, &s.regions, s.crossfade)?;
     }
     Ok(audio)
 }

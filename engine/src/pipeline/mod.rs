@@ -9,5 +9,6 @@ pub mod masks;
 mod noise;
 mod output;
 pub mod request;
+pub mod residency;
 
 pub use generator::Generator;

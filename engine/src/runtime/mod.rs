@@ -5,4 +5,4 @@ mod events;
 mod thread;
 
 pub use events::{Event, JobId, Take};
-pub use thread::{Engine, EngineConfig, EngineHandle, SubmitError};
+pub use thread::{DeviceChoice, Engine, EngineConfig, EngineHandle, EngineStats, SubmitError};

@@ -1,16 +1,17 @@
 //! The engine thread and its handle: FIFO jobs, progress events, cancellation between steps/tiles, panics
-//! caught per job, and a clean shutdown when the last handle is dropped.
+//! caught per job, and a prompt shutdown when the last handle is dropped.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use crossbeam::channel::{self, Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam::channel::{self, Receiver, Sender, TrySendError};
+use parking_lot::Mutex;
 
 use super::events::{Event, JobId, Take};
 use crate::error::{EngineError, Result};
@@ -48,7 +49,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// Why a job was not accepted.
+/// Why a job was not accepted. A refused job gets no id and no events.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
     /// The queue already holds `queue_capacity` jobs.
@@ -59,27 +60,43 @@ pub enum SubmitError {
     Stopped,
 }
 
+/// Counters of the work the engine has done since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStats {
+    /// Times the VAE encoder ran on a job's source audio; a source whose latents are still cached skips it.
+    pub vae_encodes: u64,
+}
+
 struct QueuedJob {
     id: JobId,
     request: GenerationRequest,
 }
 
+/// The submitting end of the queue. Submits take it in turn, so ids, `Queued` events and queue order agree:
+/// jobs run in id order.
+struct Intake {
+    jobs: Option<Sender<QueuedJob>>,
+    next_id: u64,
+}
+
 /// State shared by all clones of a handle; dropping the last clone stops and joins the thread.
 struct Shared {
-    jobs: Option<Sender<QueuedJob>>,
+    intake: Mutex<Intake>,
     cancels: Sender<JobId>,
     events: Receiver<Event>,
     event_tx: Sender<Event>,
-    next_id: AtomicU64,
-    waiting: Arc<AtomicUsize>,
     capacity: usize,
+    stopping: Arc<AtomicBool>,
+    vae_encodes: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Closing the job channel ends the thread's loop after the current job.
-        self.jobs.take();
+        // The running job stops at its next step or tile and the waiting ones are cancelled; closing the job
+        // channel then ends the thread's loop.
+        self.stopping.store(true, Ordering::Release);
+        self.intake.lock().jobs.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -87,6 +104,10 @@ impl Drop for Shared {
 }
 
 /// A cheap, cloneable handle to the engine thread. No method blocks longer than a channel send.
+///
+/// Every job [`submit`](Self::submit) accepts ends with exactly one `Done`, `Failed` or `Cancelled` event.
+/// Dropping the last handle cancels the running job (at its next step or tile) and the waiting ones, then
+/// joins the thread.
 #[derive(Clone)]
 pub struct EngineHandle {
     shared: Arc<Shared>,
@@ -98,17 +119,20 @@ pub struct Engine;
 impl Engine {
     /// Starts the engine thread. The model is resolved and loaded lazily, on the first job.
     pub fn spawn(config: EngineConfig) -> EngineHandle {
-        let (job_tx, job_rx) = channel::bounded::<QueuedJob>(config.queue_capacity.max(1));
+        let capacity = config.queue_capacity.max(1);
+        let (job_tx, job_rx) = channel::bounded::<QueuedJob>(capacity);
         let (cancel_tx, cancel_rx) = channel::unbounded();
         let (event_tx, event_rx) = channel::unbounded();
-        let waiting = Arc::new(AtomicUsize::new(0));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let vae_encodes = Arc::new(AtomicU64::new(0));
         let worker = Worker {
-            config: config.clone(),
+            config,
             jobs: job_rx,
             cancels: cancel_rx,
             cancelled: HashSet::new(),
             events: event_tx.clone(),
-            waiting: waiting.clone(),
+            stopping: stopping.clone(),
+            vae_encodes: vae_encodes.clone(),
             generator: None,
         };
         let thread = std::thread::Builder::new()
@@ -117,13 +141,13 @@ impl Engine {
             .expect("the OS refused to start the engine thread");
         EngineHandle {
             shared: Arc::new(Shared {
-                jobs: Some(job_tx),
+                intake: Mutex::new(Intake { jobs: Some(job_tx), next_id: 1 }),
                 cancels: cancel_tx,
                 events: event_rx,
                 event_tx,
-                next_id: AtomicU64::new(1),
-                waiting,
-                capacity: config.queue_capacity.max(1),
+                capacity,
+                stopping,
+                vae_encodes,
                 thread: Some(thread),
             }),
         }
@@ -133,22 +157,31 @@ impl Engine {
 impl EngineHandle {
     /// Queues a job; fails at once when the queue is full.
     pub fn submit(&self, request: GenerationRequest) -> std::result::Result<JobId, SubmitError> {
-        let id = JobId(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
-        let jobs = self.shared.jobs.as_ref().ok_or(SubmitError::Stopped)?;
-        let position = self.shared.waiting.fetch_add(1, Ordering::AcqRel);
-        // Announced before the hand-over so it always precedes the job's own events; a refused job then gets
-        // its terminal `Failed` like any other.
-        let _ = self.shared.event_tx.send(Event::Queued { job: id, position });
-        if let Err(e) = jobs.try_send(QueuedJob { id, request }) {
-            self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
-            let error = match e {
-                TrySendError::Full(_) => SubmitError::QueueFull(self.shared.capacity),
-                TrySendError::Disconnected(_) => SubmitError::Stopped,
-            };
-            let _ = self.shared.event_tx.send(Event::Failed { job: id, error: error.to_string() });
-            return Err(error);
+        let mut intake = self.shared.intake.lock();
+        let jobs = intake.jobs.as_ref().ok_or(SubmitError::Stopped)?;
+        // Only this (locked) side adds to the queue, so a queue with room now still has room at the send.
+        if jobs.is_full() {
+            return Err(SubmitError::QueueFull(self.shared.capacity));
         }
-        Ok(id)
+        let id = JobId(intake.next_id);
+        // Announced before the hand-over so it always precedes the job's own events.
+        let _ = self.shared.event_tx.send(Event::Queued { job: id, position: jobs.len() });
+        match jobs.try_send(QueuedJob { id, request }) {
+            Ok(()) => {
+                intake.next_id += 1;
+                Ok(id)
+            }
+            Err(e) => {
+                let error = match e {
+                    TrySendError::Full(_) => SubmitError::QueueFull(self.shared.capacity),
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                };
+                // The announced job ends like any other.
+                let _ = self.shared.event_tx.send(Event::Failed { job: id, error: error.to_string() });
+                intake.next_id += 1;
+                Err(error)
+            }
+        }
     }
 
     /// Asks the engine to cancel a job: a waiting job is dropped, a running one stops within one step or tile.
@@ -160,6 +193,11 @@ impl EngineHandle {
     pub fn events(&self) -> Receiver<Event> {
         self.shared.events.clone()
     }
+
+    /// The engine's work counters, up to date for every job that has ended.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats { vae_encodes: self.shared.vae_encodes.load(Ordering::Acquire) }
+    }
 }
 
 /// The engine thread's state.
@@ -167,49 +205,39 @@ struct Worker {
     config: EngineConfig,
     jobs: Receiver<QueuedJob>,
     cancels: Receiver<JobId>,
+    /// Cancel requests for jobs that have not ended yet.
     cancelled: HashSet<JobId>,
     events: Sender<Event>,
-    waiting: Arc<AtomicUsize>,
+    stopping: Arc<AtomicBool>,
+    vae_encodes: Arc<AtomicU64>,
     generator: Option<Generator>,
 }
 
 impl Worker {
     fn run(mut self) {
         while let Ok(job) = self.jobs.recv() {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            self.drain_cancels();
-            if self.cancelled.remove(&job.id) {
-                self.emit(Event::Cancelled { job: job.id });
-                continue;
-            }
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.run_job(&job)));
-            let event = match outcome {
-                Ok(Ok(take)) => Event::Done { job: job.id, take: Arc::new(take) },
-                Ok(Err(EngineError::Cancelled)) => Event::Cancelled { job: job.id },
-                Ok(Err(e)) => Event::Failed { job: job.id, error: e.to_string() },
-                Err(panic) => {
-                    // A panic may leave loaded components half-updated: reload them for the next job.
-                    self.generator = None;
-                    Event::Failed { job: job.id, error: format!("internal error: {}", panic_message(&panic)) }
-                }
+            self.cancelled.extend(self.cancels.try_iter());
+            let event = if self.stopping.load(Ordering::Acquire) || self.cancelled.contains(&job.id) {
+                Event::Cancelled { job: job.id }
+            } else {
+                self.execute(&job)
             };
-            self.cancelled.remove(&job.id);
-            self.emit(event);
+            // Jobs run in id order: requests for this job or earlier ones can no longer apply.
+            self.cancelled.retain(|&id| id > job.id);
+            let _ = self.events.send(event);
         }
     }
 
-    fn emit(&self, event: Event) {
-        // A dropped receiver only means nobody listens any more.
-        let _ = self.events.send(event);
-    }
-
-    fn drain_cancels(&mut self) {
-        loop {
-            match self.cancels.try_recv() {
-                Ok(id) => {
-                    self.cancelled.insert(id);
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+    /// Runs one job to its terminal event, turning a panic into `Failed`.
+    fn execute(&mut self, job: &QueuedJob) -> Event {
+        match catch_unwind(AssertUnwindSafe(|| self.run_job(job))) {
+            Ok(Ok(take)) => Event::Done { job: job.id, take: Arc::new(take) },
+            Ok(Err(EngineError::Cancelled)) => Event::Cancelled { job: job.id },
+            Ok(Err(e)) => Event::Failed { job: job.id, error: e.to_string() },
+            Err(panic) => {
+                // A panic may leave loaded components half-updated: reload them for the next job.
+                self.generator = None;
+                Event::Failed { job: job.id, error: format!("internal error: {}", panic_message(&panic)) }
             }
         }
     }
@@ -218,34 +246,39 @@ impl Worker {
         if self.generator.is_none() {
             self.generator = Some(self.load_generator()?);
         }
-        self.emit(Event::Encoding { job: job.id });
-        let started = Instant::now();
+        let Self { generator, cancels, cancelled, events, stopping, vae_encodes, .. } = self;
+        let generator = generator.as_mut().expect("generator loaded above");
         let id = job.id;
-        let events = self.events.clone();
-        let cancels = self.cancels.clone();
-        let mut cancelled = std::mem::take(&mut self.cancelled);
+        let started = Instant::now();
+        let mut first_step: Option<Instant> = None;
         let mut on_progress = |progress: Progress| {
-            while let Ok(c) = cancels.try_recv() {
-                cancelled.insert(c);
-            }
+            cancelled.extend(cancels.try_iter());
             let event = match progress {
                 Progress::Encoding => Event::Encoding { job: id },
                 Progress::Step { k, n } => {
-                    let per_step = started.elapsed() / k.max(1) as u32;
-                    Event::Step { job: id, k, n, eta: per_step * (n - k.min(n)) as u32 }
+                    // Steps after the first are timed without the encoding that preceded them.
+                    let now = Instant::now();
+                    let per_step = match first_step {
+                        Some(first) if k > 1 => (now - first) / (k - 1) as u32,
+                        _ => {
+                            first_step = Some(now);
+                            now - started
+                        }
+                    };
+                    Event::Step { job: id, k, n, eta: per_step * n.saturating_sub(k) as u32 }
                 }
                 Progress::Decoding { tile, tiles } => Event::Decoding { job: id, tile, tiles },
             };
             let _ = events.send(event);
-            if cancelled.contains(&id) {
+            if stopping.load(Ordering::Acquire) || cancelled.contains(&id) {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             }
         };
-        let generator = self.generator.as_mut().expect("generator loaded above");
+        let encodes_before = generator.vae_encodes();
         let result = generator.generate(&job.request, &mut on_progress);
-        self.cancelled = cancelled;
+        vae_encodes.fetch_add((generator.vae_encodes() - encodes_before) as u64, Ordering::AcqRel);
         let output = result?;
         let mut request = job.request.clone();
         request.source = None;
@@ -257,10 +290,11 @@ impl Worker {
         let (device, dtype) = self.open_device();
         let events = self.events.clone();
         let root = self.config.model.resolve(&mut |p| {
-            let _ = events.send(Event::Loading { component: p.file, bytes_done: p.bytes_done, bytes_total: p.bytes_total });
+            let _ =
+                events.send(Event::Loading { component: p.file, bytes_done: p.bytes_done, bytes_total: p.bytes_total });
         })?;
         let checkpoint = Checkpoint::open(&root, dtype, &device)?;
-        Ok(Generator::new(checkpoint))
+        Generator::new(checkpoint, self.config.vram_budget)
     }
 
     /// The configured device, falling back to the CPU (with a warning) when CUDA cannot be opened.
@@ -270,7 +304,8 @@ impl Worker {
             DeviceChoice::Cuda(ordinal) => match Device::new_cuda(ordinal) {
                 Ok(device) => (device, DType::BF16),
                 Err(e) => {
-                    self.emit(Event::Warning(format!("CUDA device {ordinal} unavailable ({e}); running on the CPU")));
+                    let warning = format!("CUDA device {ordinal} unavailable ({e}); running on the CPU");
+                    let _ = self.events.send(Event::Warning(warning));
                     (Device::Cpu, DType::F32)
                 }
             },

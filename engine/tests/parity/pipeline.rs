@@ -10,8 +10,9 @@ use crate::harness::{Inputs, Produced};
 
 pub fn run(inputs: &Inputs) -> Result<Produced, String> {
     let request = request(inputs)?;
-    let mut generator = Generator::new(inputs.checkpoint()?);
-    let output = generator.generate(&request, &mut |_| std::ops::ControlFlow::Continue(())).map_err(|e| e.to_string())?;
+    let mut generator = Generator::new(inputs.checkpoint()?, None).map_err(|e| e.to_string())?;
+    let output =
+        generator.generate(&request, &mut |_| std::ops::ControlFlow::Continue(())).map_err(|e| e.to_string())?;
     let audio = Tensor::new(output.audio.channels, &Device::Cpu).map_err(|e| e.to_string())?;
     Ok(Produced::from([("out.audio".to_string(), audio)]))
 }
@@ -34,7 +35,10 @@ fn request(inputs: &Inputs) -> Result<GenerationRequest, String> {
         other => return Err(format!("unknown task_type {other:?}")),
     };
     let source = match inputs.tensor("in.src_audio") {
-        Ok(t) => Some(Audio::new(MODEL_SAMPLE_RATE, t.to_dtype(DType::F32).and_then(|t| t.to_vec2()).map_err(|e| e.to_string())?)),
+        Ok(t) => Some(Audio::new(
+            MODEL_SAMPLE_RATE,
+            t.to_dtype(DType::F32).and_then(|t| t.to_vec2()).map_err(|e| e.to_string())?,
+        )),
         Err(_) => None,
     };
     Ok(GenerationRequest {

@@ -118,7 +118,7 @@ pub(super) struct ConvTranspose1d {
     /// `[2·in, stride·out]`: rows `0..in` multiply `x[u−1]` (taps `s..2s`), rows `in..2·in` multiply `x[u]`.
     weight: Tensor,
     /// `[out]`, f32.
-    bias: Tensor,
+    bias: Option<Tensor>,
     stride: usize,
     out_channels: usize,
 }
@@ -135,8 +135,13 @@ impl ConvTranspose1d {
             Ok(w.narrow(2, first_tap, stride)?.permute((0, 2, 1))?.reshape((in_channels, stride * out_channels))?)
         };
         let weight = Tensor::cat(&[half(stride)?, half(0)?], 0)?.to_dtype(vb.dtype())?;
-        let bias = vb.get_as(&[out_channels], "bias", DType::F32)?;
+        let bias = Some(vb.get_as(&[out_channels], "bias", DType::F32)?);
         Ok(Self { weight, bias, stride, out_channels })
+    }
+
+    /// Hands the bias to the caller (to fuse it into the next ops); this conv then returns pre-bias values.
+    pub fn take_bias(&mut self) -> Option<Tensor> {
+        self.bias.take()
     }
 
     /// `[len + 2, in]` (one zero row at each end) → `[len·stride + stride − 2·ceil(stride/2), out]`.
@@ -148,7 +153,7 @@ impl ConvTranspose1d {
         let full_rows = (rows - 1) * self.stride;
         let full = row_conv(x, 2, 1, rows - 1, &self.weight)?.reshape((full_rows, self.out_channels))?;
         let crop = self.stride.div_ceil(2);
-        add_bias(full.narrow(0, crop, full_rows - 2 * crop)?, Some(&self.bias))
+        add_bias(full.narrow(0, crop, full_rows - 2 * crop)?, self.bias.as_ref())
     }
 }
 
@@ -214,6 +219,9 @@ fn per_tap_gemm(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Re
     }
     Ok(sum)
 }
+
+crate::model::resident::resident_fields!(Conv1d { weight, bias });
+crate::model::resident::resident_fields!(ConvTranspose1d { weight, bias });
 
 #[cfg(test)]
 mod tests {

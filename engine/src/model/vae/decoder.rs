@@ -13,7 +13,8 @@ use crate::error::{EngineError, Result};
 use crate::model::config::VaeConfig;
 use crate::model::weights::Weights;
 
-/// `decoder.block.{i}`: Snake, ×stride ConvTranspose1d, three residual units.
+/// `decoder.block.{i}`: Snake, ×stride ConvTranspose1d (its bias added by the first residual unit), three
+/// residual units.
 struct DecoderBlock {
     snake1: Snake,
     conv_t1: ConvTranspose1d,
@@ -23,10 +24,11 @@ struct DecoderBlock {
 impl DecoderBlock {
     fn load(vb: &Weights, dims: (usize, usize), stride: usize, input_bias: Option<Tensor>) -> Result<Self> {
         let (input, output) = dims;
+        let mut conv_t1 = ConvTranspose1d::load(&vb.pp("conv_t1"), input, output, stride)?;
         Ok(Self {
             snake1: Snake::load(&vb.pp("snake1"), input, input_bias)?,
-            conv_t1: ConvTranspose1d::load(&vb.pp("conv_t1"), input, output, stride)?,
-            res_units: ResidualUnit::load_block(vb, output)?,
+            res_units: ResidualUnit::load_block(vb, output, conv_t1.take_bias())?,
+            conv_t1,
         })
     }
 
@@ -125,6 +127,9 @@ impl VaeDecoder {
     }
 }
 
+crate::model::resident::resident_fields!(DecoderBlock { snake1, conv_t1, res_units });
+crate::model::resident::resident_fields!(VaeDecoder { conv1, blocks, snake1, conv2 });
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,8 +206,57 @@ mod bench_tmp {
         decoder.decode(&x.narrow(2, 0, 4).unwrap()).unwrap();
         for _ in 0..3 {
             let t = std::time::Instant::now();
+            let c = super::bench_ops_tmp::cpu();
             let a = decoder.decode(&x).unwrap();
-            eprintln!("BENCH decode frames={frames} {:?} {:.3}s", a.dims(), t.elapsed().as_secs_f64());
+            eprintln!("BENCH decode frames={frames} {:?} wall {:.3}s cpu/2 {:.3}s", a.dims(), t.elapsed().as_secs_f64(), (super::bench_ops_tmp::cpu() - c) / 2.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod bench_ops_tmp {
+    use super::*;
+    pub fn cpu() -> f64 {
+        let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
+        (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+    }
+    fn time(name: &str, mut f: impl FnMut()) {
+        f();
+        let mut best = f64::MAX;
+        let c0 = cpu();
+        let n = 8;
+        for _ in 0..n {
+            let t = std::time::Instant::now();
+            f();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        eprintln!("BENCH {name}: wall {:.1} ms cpu/2 {:.1} ms", best * 1000.0, (cpu() - c0) / n as f64 / 2.0 * 1000.0);
+    }
+    #[test]
+    #[ignore]
+    fn bench_ops() {
+        let w = Weights::random(1, DType::F32, &Device::Cpu);
+        for (c, l) in [(128usize, 48000usize), (256, 12000), (1024, 250)] {
+            let x = Tensor::randn(0f32, 1.0, (l, c), &Device::Cpu).unwrap();
+            for d in [1, 3, 9] {
+                let conv = Conv1d::load(&w.pp("a"), ConvSpec::same(c, c, 7, d), true).unwrap();
+                let xp = x.pad_with_zeros(0, 3 * d, 3 * d).unwrap();
+                time(&format!("conv k7 d{d} C{c} L{l} (prepadded)"), || { conv.forward_padded(&xp).unwrap(); });
+            }
+            let conv = Conv1d::load(&w.pp("b"), ConvSpec::same(c, c, 1, 1), true).unwrap();
+            time(&format!("conv k1 C{c} L{l}"), || { conv.forward(&x).unwrap(); });
+            let snake = Snake::load(&w.pp("s"), c, None).unwrap();
+            time(&format!("snake C{c} L{l}"), || { snake.forward(&x, 3, 3).unwrap(); });
+            time(&format!("add C{c} L{l}"), || { (&x + &x).unwrap(); });
+            let b = Tensor::randn(0f32, 1.0, c, &Device::Cpu).unwrap();
+            time(&format!("bias add C{c} L{l}"), || { x.broadcast_add(&b).unwrap(); });
+        }
+        let t = ConvTranspose1d::load(&w.pp("t"), 128, 128, 2).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (24002, 128), &Device::Cpu).unwrap();
+        time("convT 128->128 s2 L24000", || { t.forward_padded(&x).unwrap(); });
+        let t = ConvTranspose1d::load(&w.pp("t2"), 256, 128, 4).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (6002, 256), &Device::Cpu).unwrap();
+        time("convT 256->128 s4 L6000", || { t.forward_padded(&x).unwrap(); });
     }
 }

@@ -14,7 +14,7 @@ use crate::error::{EngineError, Result};
 use crate::model::config::VaeConfig;
 use crate::model::weights::Weights;
 
-/// `encoder.block.{i}`: three residual units, Snake, ÷stride Conv1d.
+/// `encoder.block.{i}`: three residual units, Snake, ÷stride Conv1d (its bias left to the next layer's ops).
 struct EncoderBlock {
     res_units: Vec<ResidualUnit>,
     snake1: Snake,
@@ -22,10 +22,10 @@ struct EncoderBlock {
 }
 
 impl EncoderBlock {
-    fn load(vb: &Weights, dims: (usize, usize), stride: usize) -> Result<Self> {
+    fn load(vb: &Weights, dims: (usize, usize), stride: usize, input_bias: Option<Tensor>) -> Result<Self> {
         let (input, output) = dims;
         Ok(Self {
-            res_units: ResidualUnit::load_block(vb, input)?,
+            res_units: ResidualUnit::load_block(vb, input, input_bias)?,
             snake1: Snake::load(&vb.pp("snake1"), input, None)?,
             conv1: Conv1d::load(&vb.pp("conv1"), ConvSpec::downsample(input, output, stride), true)?,
         })
@@ -59,17 +59,21 @@ impl VaeEncoder {
         let vb = weights.pp("encoder");
         let hidden = cfg.encoder_hidden_size;
         let width = |level: usize| hidden * multiple(cfg, level);
-        let blocks = cfg
-            .downsampling_ratios
-            .iter()
-            .enumerate()
-            .map(|(i, &stride)| EncoderBlock::load(&vb.pp("block").pp(i), (width(i), width(i + 1)), stride))
-            .collect::<Result<Vec<_>>>()?;
+        // Each conv's bias is applied by the ops after it (see `ResidualUnit`), so it is carried to the next layer.
+        let mut conv1 = Conv1d::load(&vb.pp("conv1"), ConvSpec::same(cfg.audio_channels, hidden, 7, 1), true)?;
+        let mut carried_bias = conv1.take_bias();
+        let mut blocks = Vec::with_capacity(cfg.downsampling_ratios.len());
+        for (i, &stride) in cfg.downsampling_ratios.iter().enumerate() {
+            let dims = (width(i), width(i + 1));
+            let mut block = EncoderBlock::load(&vb.pp("block").pp(i), dims, stride, carried_bias.take())?;
+            carried_bias = block.conv1.take_bias();
+            blocks.push(block);
+        }
         let deepest = width(cfg.downsampling_ratios.len());
         Ok(Self {
-            conv1: Conv1d::load(&vb.pp("conv1"), ConvSpec::same(cfg.audio_channels, hidden, 7, 1), true)?,
+            conv1,
             blocks,
-            snake1: Snake::load(&vb.pp("snake1"), deepest, None)?,
+            snake1: Snake::load(&vb.pp("snake1"), deepest, carried_bias)?,
             conv2: Conv1d::load(&vb.pp("conv2"), ConvSpec::same(deepest, hidden, 3, 1), true)?,
             audio_channels: cfg.audio_channels,
             latent_channels: cfg.decoder_input_channels,
@@ -143,6 +147,9 @@ impl VaeEncoder {
         self.conv2.forward_padded(&self.snake1.forward(&h, pad, pad)?)
     }
 }
+
+crate::model::resident::resident_fields!(EncoderBlock { res_units, snake1, conv1 });
+crate::model::resident::resident_fields!(VaeEncoder { conv1, blocks, snake1, conv2 });
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 mod conv;
 mod decoder;
 mod encoder;
+mod kernels;
 mod residual;
 mod snake;
 mod tiling;

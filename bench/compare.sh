@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Retake's engine against the PyTorch reference (DiffSynth 2.1.12) on the same CPU threads, in one go:
+# builds `retake` in release, times `retake bench`, times bench/reference.py, then prints both tables and
+# the speed-ups side by side. Both load one model group at a time (the DiT alone is 6.3 GB in f32) and they
+# run one after the other, never together.
+#
+#   bench/compare.sh                    # everything, 3 runs per operation, all cores
+#   RUNS=5 THREADS=2 bench/compare.sh   # more runs, 2 threads on both sides
+#   ONLY=dit bench/compare.sh           # operations whose name contains "dit"
+#
+# The first run creates bench/.venv from bench/requirements.txt (PyPI: torch's default wheel is large).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+THREADS=${THREADS:-$(nproc)}
+ONLY=${ONLY:-}
+OUT=target/bench
+TOKENIZER=tests/fixtures/tiny-acestep/Qwen3-Embedding-0.6B/tokenizer.json
+PYTHON=bench/.venv/bin/python
+
+if [ ! -x "$PYTHON" ]; then
+    python3 -m venv bench/.venv
+    "$PYTHON" -m pip install --quiet -r bench/requirements.txt
+fi
+mkdir -p "$OUT"
+cargo build --release --quiet -p retake-engine --bin retake
+
+only=()
+if [ -n "$ONLY" ]; then only=(--only "$ONLY"); fi
+
+echo "== Retake ($THREADS threads)" >&2
+RAYON_NUM_THREADS=$THREADS target/release/retake bench --runs "$RUNS" --tokenizer "$TOKENIZER" \
+    --json "$OUT/retake.json" "${only[@]}" > /dev/null
+echo "== PyTorch reference ($THREADS threads)" >&2
+OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PYTHON" bench/reference.py --threads "$THREADS" \
+    --runs "$RUNS" --tokenizer "$TOKENIZER" --json "$OUT/pytorch.json" "${only[@]}" > /dev/null
+
+"$PYTHON" bench/reference.py --compare "$OUT/retake.json" "$OUT/pytorch.json"

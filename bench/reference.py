@@ -1,0 +1,427 @@
+#!/usr/bin/env python3
+"""The PyTorch reference for `bench/compare.sh`.
+
+Times DiffSynth 2.1.12's own ACE-Step 1.5 classes (`diffsynth.models.ace_step_*`, `AceStepPipeline`) at the
+real geometry with random weights, on the same operations and workloads as `retake bench`
+(engine/src/bench/), and writes the same JSON schema. With `--compare RETAKE.json PYTORCH.json` it prints
+both tables and the Retake/PyTorch ratios side by side instead.
+
+The workload constants below mirror engine/src/bench/{mod,end_to_end}.rs: keep them in sync.
+"""
+
+import argparse
+import gc
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+CAPTION_TOKENS = 70
+LYRIC_TOKENS = 229
+ENCODER_STATES = LYRIC_TOKENS + 1 + CAPTION_TOKENS
+CLIP_SECONDS = 10
+LONG_SECONDS = 30
+SHIFT = 3.0
+STEPS = 8
+SAMPLE_RATE = 48_000
+HOP = 1920
+TEXT_VOCAB = 151_669
+SILENCE_FRAMES = 15_000
+REPAINT_RANGE = (3.0, 6.0)
+CAPTION = (
+    "an upbeat synth-pop song with bright analog pads, punchy electronic drums, a warm rolling bass line and airy "
+    "female vocals, 120 bpm, glossy modern production"
+)
+LYRICS = (
+    "[Verse]\nCity lights are fading out, I hear the engines hum\nEvery window tells a story of the days to come\n"
+    "We were running through the static with our hearts on fire\nChasing every little signal climbing ever higher\n"
+    "[Chorus]\nHold on, hold on, the night is young and we are strong\nSing it loud, sing it long, we have waited "
+    "for this song\nHold on, hold on, the morning light will take us home\nNever lost, never gone, in the echo we "
+    "belong\n[Verse]\nPaper planes and photographs are scattered on the floor\nEvery promise that we made is "
+    "knocking at the door\nWe were dancing on the edges of a silver line\nCounting every heartbeat till the stars "
+    "align\n[Chorus]\nHold on, hold on, the night is young and we are strong\nSing it loud, sing it long, we have "
+    "waited for this song"
+)
+
+GROUPS = {
+    "text": ["text_encoder"],
+    "condition": ["condition_encoder"],
+    "dit": ["dit_step_10s", "dit_step_30s", "diffusion_10s"],
+    "vae": ["vae_encode_10s", "vae_decode_10s"],
+    "end_to_end": ["cover_10s", "repaint_10s"],
+}
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+
+
+def reset_peak_rss():
+    """Resets VmHWM to the current RSS (Linux >= 4.0), as the Rust side does; False where unavailable."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def status_bytes(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- timing
+
+
+class Timer:
+    """One untimed warm-up, then `runs` timed runs per selected operation."""
+
+    def __init__(self, runs, only):
+        self.runs, self.only, self.done = runs, only, []
+
+    def wants(self, name):
+        return self.only is None or self.only in name
+
+    def time(self, name, detail, op):
+        if not self.wants(name):
+            return
+        op()
+        samples = []
+        for _ in range(self.runs):
+            start = time.perf_counter()
+            op()
+            samples.append(time.perf_counter() - start)
+        ordered = sorted(samples)
+        print(f"  {name}: median {statistics.median(ordered):.3f} s", file=sys.stderr, flush=True)
+        self.done.append({
+            "name": name,
+            "detail": detail,
+            "median_s": statistics.median(ordered),
+            "min_s": ordered[0],
+            "max_s": ordered[-1],
+            "samples_s": samples,
+        })
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+def parameters(*modules):
+    """Parameters held by the modules, weight-norm pairs counted as stored (Retake counts the same way)."""
+    return sum(p.numel() for module in modules for p in module.parameters())
+
+
+def randomize(module, seed):
+    """Uniform +-0.02 weights with norm scales (and weight-norm gains) at 1: Retake's `Weights::random`."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if name.endswith("norm.weight") or name.endswith("layernorm.weight") or name.endswith("weight_g"):
+                param.fill_(1.0)
+            else:
+                param.uniform_(-0.02, 0.02, generator=generator)
+    return module.eval().requires_grad_(False)
+
+
+def clip(seconds, variant):
+    """Retake's `test_clip`: two partials per channel, a different pitch per variant; [2, N]."""
+    import torch
+
+    t = torch.arange(seconds * SAMPLE_RATE, dtype=torch.float32) / SAMPLE_RATE
+    pitch = 220.0 + 10.0 * variant
+
+    def channel(phase):
+        return 0.5 * torch.sin(2 * math.pi * pitch * t + phase) + 0.2 * torch.sin(2 * math.pi * 3 * pitch * t)
+
+    return torch.stack([channel(0.0), channel(0.5)])
+
+
+def group_text(timer, seed):
+    import torch
+    from diffsynth.models.ace_step_text_encoder import AceStepTextEncoder
+
+    encoder = randomize(AceStepTextEncoder(), seed)
+    ids = torch.tensor([[(i * 7919 + 13) % TEXT_VOCAB for i in range(CAPTION_TOKENS)]])
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    timer.time("text_encoder", f"{CAPTION_TOKENS} caption tokens", lambda: encoder(ids, mask))
+    return parameters(encoder)
+
+
+def group_condition(timer, seed):
+    import torch
+    from diffsynth.models.ace_step_conditioner import AceStepConditionEncoder
+
+    encoder = randomize(AceStepConditionEncoder(), seed)
+    text = torch.randn(1, CAPTION_TOKENS, 1024)
+    lyrics = torch.randn(1, LYRIC_TOKENS, 1024)
+    reference = torch.randn(1, 750, 64)
+    order = torch.tensor([0])
+    ones = lambda x: torch.ones(x.shape[:2], dtype=torch.bool)  # noqa: E731
+    timer.time(
+        "condition_encoder",
+        f"{LYRIC_TOKENS} lyric + {CAPTION_TOKENS} caption tokens, 1 reference of 750 frames",
+        lambda: encoder(
+            text_hidden_states=text,
+            text_attention_mask=ones(text),
+            lyric_hidden_states=lyrics,
+            lyric_attention_mask=ones(lyrics),
+            reference_latents=reference,
+            refer_audio_order_mask=order,
+        ),
+    )
+    return parameters(encoder)
+
+
+def group_dit(timer, seed):
+    import torch
+    from diffsynth.diffusion import FlowMatchScheduler
+    from diffsynth.models.ace_step_dit import AceStepDiTModel
+
+    dit = randomize(AceStepDiTModel(), seed)
+    states = torch.randn(1, ENCODER_STATES, 2048)
+
+    def forward(latents, context, timestep):
+        return dit(
+            hidden_states=latents,
+            timestep=timestep,
+            timestep_r=timestep,
+            attention_mask=torch.ones(latents.shape[:2]),
+            encoder_hidden_states=states,
+            encoder_attention_mask=torch.ones(states.shape[:2]),
+            context_latents=context,
+        )[0]
+
+    for name, seconds in [("dit_step_10s", CLIP_SECONDS), ("dit_step_30s", LONG_SECONDS)]:
+        frames = seconds * SAMPLE_RATE // HOP
+        latents, context = torch.randn(1, frames, 64), torch.randn(1, frames, 128)
+        timestep = torch.tensor([1000.0])
+        detail = f"T={frames} frames, L_enc={ENCODER_STATES}, condition K/V recomputed per step"
+        timer.time(name, detail, lambda: forward(latents, context, timestep))
+
+    frames = CLIP_SECONDS * SAMPLE_RATE // HOP
+    context, noise = torch.randn(1, frames, 128), torch.randn(1, frames, 64)
+    scheduler = FlowMatchScheduler("ACE-Step")
+    scheduler.set_timesteps(num_inference_steps=STEPS, denoising_strength=1.0, shift=SHIFT)
+
+    def diffusion():
+        x = noise
+        for timestep in scheduler.timesteps:
+            timestep = timestep.unsqueeze(0)
+            x = scheduler.step(forward(x, context, timestep), timestep, x)
+        return x
+
+    timer.time("diffusion_10s", f"{STEPS} steps, T={frames}, L_enc={ENCODER_STATES}", diffusion)
+    return parameters(dit)
+
+
+def vae_model(seed):
+    """The VAE with weight norm folded, as DiffSynth's pipeline loads it, and its stored parameter count."""
+    from diffsynth.models.ace_step_vae import AceStepVAE
+
+    vae = randomize(AceStepVAE(), seed)
+    stored = parameters(vae)
+    vae.remove_weight_norm()
+    return vae, stored
+
+
+def group_vae(timer, seed):
+    import torch
+
+    vae, stored = vae_model(seed)
+    audio = clip(CLIP_SECONDS, 0).unsqueeze(0)
+    timer.time("vae_encode_10s", f"{audio.shape[-1]} stereo samples, untiled", lambda: vae.encode(audio))
+    frames = CLIP_SECONDS * SAMPLE_RATE // HOP
+    latents = torch.randn(1, 64, frames)
+    timer.time("vae_decode_10s", f"T={frames} frames, untiled", lambda: vae.decode(latents))
+    return stored
+
+
+def group_end_to_end(timer, seed, tokenizer):
+    import torch
+    from transformers import AutoTokenizer
+    from diffsynth.models.ace_step_conditioner import AceStepConditionEncoder
+    from diffsynth.models.ace_step_dit import AceStepDiTModel
+    from diffsynth.models.ace_step_text_encoder import AceStepTextEncoder
+    from diffsynth.models.ace_step_tokenizer import AceStepTokenizer
+    from diffsynth.pipelines.ace_step import AceStepPipeline
+
+    pipe = AceStepPipeline(device="cpu", torch_dtype=torch.float32)
+    pipe.text_encoder = randomize(AceStepTextEncoder(), seed)
+    pipe.conditioner = randomize(AceStepConditionEncoder(), seed)
+    pipe.dit = randomize(AceStepDiTModel(), seed)
+    pipe.vae, vae_parameters = vae_model(seed)
+    pipe.tokenizer_model = randomize(AceStepTokenizer(), seed)
+    pipe.tokenizer = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(tokenizer)))
+    pipe.silence_latent = torch.zeros(1, SILENCE_FRAMES, 64)
+    run = [0]
+
+    def generate(**task):
+        run[0] += 1
+        return pipe(
+            prompt=CAPTION,
+            lyrics=LYRICS,
+            src_audio=clip(CLIP_SECONDS, run[0]),
+            vocal_language="en",
+            seed=run[0],
+            num_inference_steps=STEPS,
+            shift=SHIFT,
+            progress_bar_cmd=lambda steps: steps,
+            **task,
+        )
+
+    what = f"of a {CLIP_SECONDS} s clip, DiffSynth pipeline, {STEPS} steps, VAE encode + decode"
+    timer.time("cover_10s", f"cover {what}", lambda: generate(task_type="cover"))
+    start, end = REPAINT_RANGE
+    timer.time(
+        "repaint_10s",
+        f"repaint {start:g}–{end:g} s {what}",
+        lambda: generate(task_type="repaint", repainting_ranges=[REPAINT_RANGE], repainting_strength=1.0),
+    )
+    return vae_parameters + parameters(pipe.text_encoder, pipe.conditioner, pipe.dit, pipe.tokenizer_model)
+
+
+def run(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    bodies = {
+        "text": group_text,
+        "condition": group_condition,
+        "dit": group_dit,
+        "vae": group_vae,
+        "end_to_end": lambda timer, seed: group_end_to_end(timer, seed, args.tokenizer),
+    }
+    groups = []
+    for name, ops in GROUPS.items():
+        if not any(args.only is None or args.only in op for op in ops):
+            continue
+        report = {
+            "name": name,
+            "weights_bytes": None,
+            "rss_before_bytes": None,
+            "peak_rss_bytes": None,
+            "skipped": None,
+            "ops": [],
+        }
+        if name == "end_to_end" and args.tokenizer is None:
+            report["skipped"] = "needs --tokenizer (random weights come without a tokenizer.json)"
+            groups.append(report)
+            continue
+        print(f"[pytorch] {name}", file=sys.stderr, flush=True)
+        gc.collect()
+        report["rss_before_bytes"] = status_bytes("VmRSS:")
+        per_group = reset_peak_rss()
+        timer = Timer(args.runs, args.only)
+        with torch.no_grad():
+            report["weights_bytes"] = bodies[name](timer, args.seed) * 4
+        gc.collect()
+        report["ops"] = timer.done
+        report["peak_rss_bytes"] = status_bytes("VmHWM:") if per_group else None
+        groups.append(report)
+    return {
+        "engine": f"pytorch {torch.__version__} + diffsynth 2.1.12",
+        "device": "cpu",
+        "dtype": "f32",
+        "threads": torch.get_num_threads(),
+        "runs": args.runs,
+        "groups": groups,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+
+
+def duration(seconds):
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1.0 else f"{seconds:.3f} s"
+
+
+def gigabytes(n):
+    return "n/a" if n is None else f"{n / 1e9:.2f} GB"
+
+
+def table(report):
+    lines = [
+        f"{report['engine']} on {report['device']} ({report['dtype']}, {report['threads']} threads), "
+        f"median/min/max of {report['runs']} runs after one warm-up",
+        f"{'operation':<20} {'median':>11} {'min':>11} {'max':>11}  workload",
+    ]
+    for group in report["groups"]:
+        for op in group["ops"]:
+            lines.append(
+                f"{op['name']:<20} {duration(op['median_s']):>11} {duration(op['min_s']):>11} "
+                f"{duration(op['max_s']):>11}  {op['detail']}"
+            )
+    lines.append(f"{'group':<20} {'weights':>11} {'RSS before':>11} {'peak RSS':>11}")
+    for group in report["groups"]:
+        if group["skipped"]:
+            lines.append(f"{group['name']:<20} {gigabytes(group['weights_bytes']):>11}  skipped: {group['skipped']}")
+        else:
+            lines.append(
+                f"{group['name']:<20} {gigabytes(group['weights_bytes']):>11} "
+                f"{gigabytes(group['rss_before_bytes']):>11} {gigabytes(group['peak_rss_bytes']):>11}"
+            )
+    return "\n".join(lines)
+
+
+def compare(retake, pytorch):
+    ops = lambda report: {op["name"]: op for g in report["groups"] for op in g["ops"]}  # noqa: E731
+    groups = lambda report: {g["name"]: g for g in report["groups"]}  # noqa: E731
+    mine, theirs = ops(retake), ops(pytorch)
+    lines = [
+        "Retake vs PyTorch (medians; speed-up = PyTorch time / Retake time, > 1 means Retake is faster)",
+        f"{'operation':<20} {'Retake':>11} {'PyTorch':>11} {'speed-up':>9}",
+    ]
+    for name in [op for group_ops in GROUPS.values() for op in group_ops]:
+        if name in mine and name in theirs:
+            r, p = mine[name]["median_s"], theirs[name]["median_s"]
+            lines.append(f"{name:<20} {duration(r):>11} {duration(p):>11} {p / r:>8.2f}x")
+    lines.append(f"{'group':<20} {'Retake peak':>11} {'PyTorch':>11} {'ratio':>9}")
+    mine_groups, their_groups = groups(retake), groups(pytorch)
+    for name in GROUPS:
+        r, p = mine_groups.get(name, {}).get("peak_rss_bytes"), their_groups.get(name, {}).get("peak_rss_bytes")
+        if r and p:
+            lines.append(f"{name:<20} {gigabytes(r):>11} {gigabytes(p):>11} {r / p:>8.2f}x")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per operation after one warm-up")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (match Retake's)")
+    parser.add_argument("--only", help="run only operations whose name contains this")
+    parser.add_argument("--tokenizer", help="tokenizer.json for the end-to-end runs (its folder is loaded)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--compare", nargs=2, metavar=("RETAKE_JSON", "PYTORCH_JSON"),
+                        help="print both reports and the ratios instead of running")
+    args = parser.parse_args()
+    if args.compare:
+        reports = []
+        for path in args.compare:
+            with open(path) as f:
+                reports.append(json.load(f))
+        for report in reports:
+            print(table(report) + "\n")
+        print(compare(*reports))
+        return
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    report = run(args)
+    print(table(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

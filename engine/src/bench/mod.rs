@@ -1,0 +1,285 @@
+//! `retake bench` (spec §12): the engine timed operation by operation on the real ACE-Step 1.5 geometry with
+//! seeded random weights, each group's model built, run and dropped in turn, with its peak resident memory.
+//! `bench/compare.sh` sets these numbers beside the PyTorch reference's (`bench/reference.py`).
+
+mod components;
+mod end_to_end;
+mod footprint;
+mod measure;
+mod report;
+
+use std::f32::consts::TAU;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, DeviceLocation, Shape, Tensor};
+
+pub use end_to_end::{CAPTION, LYRICS, REPAINT_RANGE};
+pub use measure::Stats;
+pub use report::{BenchReport, GroupReport, OpReport};
+
+use measure::{current_rss, peak_rss, reset_peak_rss, selected, Timer};
+
+use crate::audio::{Audio, MODEL_SAMPLE_RATE};
+use crate::error::{EngineError, Result};
+use crate::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
+use crate::model::weights::Weights;
+
+/// Caption tokens through the text encoder (a typical caption prompt: spec §12's measured runs use 70).
+pub const CAPTION_TOKENS: usize = 70;
+/// Lyric tokens; with one timbre reference and the caption they pack into [`ENCODER_STATES`] states.
+pub const LYRIC_TOKENS: usize = 229;
+/// Packed encoder states the DiT cross-attends to (`L_enc` = lyric + 1 reference + caption).
+pub const ENCODER_STATES: usize = LYRIC_TOKENS + 1 + CAPTION_TOKENS;
+/// Seconds of audio of the VAE, diffusion and end-to-end workloads.
+pub const CLIP_SECONDS: usize = 10;
+/// Seconds of audio of the long DiT step.
+pub const LONG_SECONDS: usize = 30;
+/// Turbo schedule shift.
+pub const SHIFT: f64 = 3.0;
+
+/// What to benchmark, where.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Compute device.
+    pub device: Device,
+    /// Weight and activation dtype (the runtime's choice: f32 on the CPU, bf16 on CUDA).
+    pub dtype: DType,
+    /// Timed runs per operation, after one untimed warm-up.
+    pub runs: usize,
+    /// Most bytes of weights a group may hold at once; a larger group is reported as skipped.
+    pub budget: Option<u64>,
+    /// Only operations whose name contains this string run (`dit`, `vae_decode_10s`, …).
+    pub only: Option<String>,
+    /// A `tokenizer.json` for the end-to-end runs, which random weights come without; without one they are
+    /// skipped (`tests/fixtures/tiny-acestep/Qwen3-Embedding-0.6B/tokenizer.json` has the real vocabulary).
+    pub tokenizer: Option<PathBuf>,
+    /// Seed of the random weights.
+    pub seed: u64,
+}
+
+impl BenchOptions {
+    /// Three runs of everything on `device` in the runtime's dtype for it, without the end-to-end runs.
+    pub fn new(device: Device) -> Self {
+        let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
+        Self { device, dtype, runs: 3, budget: None, only: None, tokenizer: None, seed: 0 }
+    }
+}
+
+/// Operation groups, in the order they run; each holds one model at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Text,
+    Condition,
+    Dit,
+    Vae,
+    EndToEnd,
+}
+
+impl Group {
+    const ALL: [Group; 5] = [Group::Text, Group::Condition, Group::Dit, Group::Vae, Group::EndToEnd];
+
+    fn name(self) -> &'static str {
+        match self {
+            Group::Text => "text",
+            Group::Condition => "condition",
+            Group::Dit => "dit",
+            Group::Vae => "vae",
+            Group::EndToEnd => "end_to_end",
+        }
+    }
+
+    /// The operations the group times (names shared with `bench/reference.py`).
+    fn ops(self) -> &'static [&'static str] {
+        match self {
+            Group::Text => &["text_encoder"],
+            Group::Condition => &["condition_encoder"],
+            Group::Dit => &["dit_step_10s", "dit_step_30s", "diffusion_10s"],
+            Group::Vae => &["vae_encode_10s", "vae_decode_10s"],
+            Group::EndToEnd => &["cover_10s", "repaint_10s"],
+        }
+    }
+
+    /// Parameters the group's model holds.
+    fn parameters(self) -> u64 {
+        let (acestep, vae, qwen3) = (AceStepConfig::turbo(), VaeConfig::oobleck_48k(), Qwen3Config::embedding_0_6b());
+        match self {
+            Group::Text => footprint::text_encoder(&qwen3),
+            Group::Condition => footprint::condition_encoder(&acestep),
+            Group::Dit => footprint::dit(&acestep),
+            Group::Vae => footprint::vae(&vae),
+            Group::EndToEnd => {
+                footprint::text_encoder(&qwen3)
+                    + footprint::condition_encoder(&acestep)
+                    + footprint::dit(&acestep)
+                    + footprint::audio_tokenizers(&acestep)
+                    + footprint::vae(&vae)
+            }
+        }
+    }
+}
+
+/// Runs every selected operation group and reports the timings and peak memory.
+pub fn run(options: &BenchOptions) -> Result<BenchReport> {
+    if options.runs == 0 {
+        return Err(EngineError::invalid("the benchmark needs at least 1 timed run per operation"));
+    }
+    let only = options.only.as_deref();
+    let groups = Group::ALL
+        .into_iter()
+        .filter(|group| group.ops().iter().any(|op| selected(only, op)))
+        .map(|group| run_group(group, options))
+        .collect::<Result<Vec<_>>>()?;
+    if groups.is_empty() {
+        let all: Vec<&str> = Group::ALL.iter().flat_map(|g| g.ops().iter().copied()).collect();
+        return Err(EngineError::invalid(format!(
+            "no benchmark operation matches `{}`; the operations are {}",
+            only.unwrap_or_default(),
+            all.join(", ")
+        )));
+    }
+    Ok(BenchReport {
+        engine: "retake".into(),
+        device: device_name(&options.device),
+        dtype: options.dtype.as_str().into(),
+        threads: candle_core::utils::get_num_threads(),
+        runs: options.runs,
+        groups,
+    })
+}
+
+fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
+    let weights_bytes = group.parameters() * options.dtype.size_in_bytes() as u64;
+    let mut report = GroupReport {
+        name: group.name().into(),
+        weights_bytes,
+        rss_before_bytes: None,
+        peak_rss_bytes: None,
+        skipped: None,
+        ops: Vec::new(),
+    };
+    if let Some(budget) = options.budget.filter(|&budget| weights_bytes > budget) {
+        report.skipped = Some(format!("its {weights_bytes} bytes of weights exceed the budget of {budget} bytes"));
+        return Ok(report);
+    }
+    if group == Group::EndToEnd && options.tokenizer.is_none() {
+        report.skipped = Some("random weights come without a tokenizer.json; pass one to run it".into());
+        return Ok(report);
+    }
+    report.rss_before_bytes = current_rss();
+    let peak_is_per_group = reset_peak_rss();
+    let mut timer = Timer::new(options.runs, &options.device, options.only.as_deref());
+    match group {
+        Group::Text => components::text(options, &mut timer)?,
+        Group::Condition => components::condition(options, &mut timer)?,
+        Group::Dit => components::dit(options, &mut timer)?,
+        Group::Vae => components::vae(options, &mut timer)?,
+        Group::EndToEnd => end_to_end::end_to_end(options, &mut timer)?,
+    }
+    report.ops = timer.finish();
+    report.peak_rss_bytes = if peak_is_per_group { peak_rss() } else { None };
+    Ok(report)
+}
+
+/// `cpu`, `cuda:0`, `metal:0`.
+fn device_name(device: &Device) -> String {
+    match device.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// The benchmark's seeded random weights in its dtype on its device.
+fn weights(options: &BenchOptions) -> Weights {
+    Weights::random(options.seed, options.dtype, &options.device)
+}
+
+/// Standard-normal activations of `shape` in the benchmark's dtype on its device.
+fn normal(options: &BenchOptions, shape: impl Into<Shape>) -> Result<Tensor> {
+    Ok(Tensor::randn(0f32, 1.0, shape, &options.device)?.to_dtype(options.dtype)?)
+}
+
+/// Latent frames of `seconds` of audio (25 Hz).
+fn latent_frames(seconds: usize) -> usize {
+    seconds * MODEL_SAMPLE_RATE as usize / VaeConfig::oobleck_48k().hop()
+}
+
+/// A `seconds`-long 48 kHz stereo test signal (two partials, a different pitch per `variant`).
+fn test_clip(seconds: usize, variant: usize) -> Audio {
+    let rate = MODEL_SAMPLE_RATE as f32;
+    let pitch = 220.0 + 10.0 * variant as f32;
+    let channel = |phase: f32| -> Vec<f32> {
+        (0..seconds * MODEL_SAMPLE_RATE as usize)
+            .map(|i| {
+                let t = i as f32 / rate;
+                0.5 * (TAU * pitch * t + phase).sin() + 0.2 * (TAU * 3.0 * pitch * t).sin()
+            })
+            .collect()
+    };
+    Audio::new(MODEL_SAMPLE_RATE, vec![channel(0.0), channel(0.5)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_seconds_are_250_latent_frames_and_l_enc_is_300() {
+        assert_eq!(latent_frames(CLIP_SECONDS), 250);
+        assert_eq!(latent_frames(LONG_SECONDS), 750);
+        assert_eq!(ENCODER_STATES, 300);
+    }
+
+    #[test]
+    fn test_clips_differ_per_variant_and_stay_in_range() {
+        let (a, b) = (test_clip(1, 0), test_clip(1, 1));
+        assert_eq!((a.channels.len(), a.len()), (2, 48_000));
+        assert_ne!(a.channels[0], b.channels[0]);
+        assert!(a.channels.iter().flatten().all(|s| s.abs() <= 0.7));
+    }
+
+    #[test]
+    fn zero_runs_and_unknown_operations_are_invalid_input() {
+        let options = BenchOptions { runs: 0, ..BenchOptions::new(Device::Cpu) };
+        assert!(matches!(run(&options), Err(EngineError::InvalidInput(_))));
+        let options = BenchOptions { only: Some("no_such_op".into()), ..BenchOptions::new(Device::Cpu) };
+        let err = run(&options).unwrap_err().to_string();
+        assert!(err.contains("no_such_op") && err.contains("dit_step_10s"), "{err}");
+    }
+
+    #[test]
+    fn a_group_over_the_budget_is_skipped_before_anything_is_built() {
+        let options =
+            BenchOptions { only: Some("dit_step_10s".into()), budget: Some(1_000_000), ..BenchOptions::new(Device::Cpu) };
+        let report = run(&options).unwrap();
+        assert_eq!(report.groups.len(), 1);
+        let dit = &report.groups[0];
+        assert_eq!(dit.weights_bytes, 1_575_458_880 * 4);
+        assert!(dit.skipped.as_deref().unwrap().contains("exceed the budget") && dit.ops.is_empty());
+    }
+
+    #[test]
+    fn end_to_end_without_a_tokenizer_is_skipped() {
+        let options = BenchOptions { only: Some("cover".into()), ..BenchOptions::new(Device::Cpu) };
+        let report = run(&options).unwrap();
+        assert!(report.groups[0].skipped.as_deref().unwrap().contains("tokenizer.json"));
+    }
+}
+
+// TEMPORARY runner until `retake bench` exists (removed before hand-off).
+#[cfg(test)]
+mod runner_tmp {
+    #[test]
+    #[ignore]
+    fn bench_now() {
+        let mut options = super::BenchOptions::new(candle_core::Device::Cpu);
+        options.runs = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+        options.only = std::env::var("ONLY").ok();
+        options.tokenizer = std::env::var("TOKENIZER").ok().map(Into::into);
+        let report = super::run(&options).unwrap();
+        println!("{report}");
+        if let Ok(path) = std::env::var("JSON") {
+            std::fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The `retake` command line (spec §13): parses the arguments, reads the source WAV, runs one job through the
+//! engine thread, writes the result as 24-bit WAV and prints a one-line JSON summary on stdout.
+
+mod args;
+mod clip;
+mod job;
+mod progress;
+mod request;
+mod size;
+mod summary;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use retake_engine::audio::{write_wav, WavFormat};
+use retake_engine::error::EngineError;
+use retake_engine::runtime::SubmitError;
+
+use args::{Cli, Command};
+use clip::SourceClip;
+use progress::ProgressView;
+
+/// Why a run did not produce a file.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad input, a missing model, an unreadable or unwritable file.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The engine did not take the job.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// The job failed inside the engine.
+    #[error("{0}")]
+    Failed(String),
+    /// Ctrl-C.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Runs the command line; exit status 0 on success, 1 on an error, 130 after Ctrl-C (2 for bad arguments).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let view = ProgressView::for_stderr();
+    let outcome = run(&cli.command, &view);
+    view.finish();
+    match outcome {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(CliError::Cancelled) => {
+            eprintln!("retake: cancelled");
+            ExitCode::from(job::INTERRUPTED)
+        }
+        Err(e) => {
+            eprintln!("retake: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: &Command, view: &ProgressView) -> Result<serde_json::Value, CliError> {
+    let started = Instant::now();
+    let source = command.input().map(SourceClip::read).transpose()?;
+    let seed = command.common().seed.unwrap_or_else(request::random_seed);
+    let request = request::build(command, source.as_ref(), seed)?;
+    let finished = job::run(request::engine_config(command.common()), request, view)?;
+    let audio = match &source {
+        Some(clip) => clip.render(&finished.take.audio, request::keeps_original(command))?,
+        None => finished.take.audio.clone(),
+    };
+    write_wav(command.output(), &audio, WavFormat::Int24)?;
+    Ok(summary::summary(command, source.as_ref(), &audio, seed, started.elapsed(), &finished.warnings))
+}

@@ -1,0 +1,60 @@
+//! The one-line JSON summary printed when a job has been written.
+
+use std::time::Duration;
+
+use retake_engine::audio::Audio;
+use retake_engine::pipeline::request::Mode;
+use retake_engine::runtime::DeviceChoice;
+use serde_json::{json, Value};
+
+use super::args::Command;
+use super::clip::SourceClip;
+
+/// What was done, where from and to, how long it took and with which settings.
+pub fn summary(
+    command: &Command,
+    source: Option<&SourceClip>,
+    output: &Audio,
+    seed: u64,
+    took: Duration,
+    warnings: &[String],
+) -> Value {
+    let common = command.common();
+    let mut summary = json!({
+        "output": command.output().display().to_string(),
+        "prompt": command.prompt(),
+        "seconds": (took.as_secs_f64() * 1000.0).round() / 1000.0,
+        "device": device_name(common.device),
+        "mode": match common.mode { Mode::Studio => "studio", Mode::Reference => "reference" },
+        "seed": seed,
+        "steps": common.steps,
+        "shift": common.shift,
+        "sample_rate": output.sample_rate,
+        "duration_s": output.duration_s(),
+        "warnings": warnings,
+    });
+    if let Some(clip) = source {
+        summary["input"] = json!(clip.path.display().to_string());
+    }
+    let task = match command {
+        Command::Repaint(a) => json!({
+            "task": "repaint", "start": a.start, "end": a.end, "strength": a.strength,
+            "crossfade_ms": (!a.no_splice).then_some(a.crossfade_ms),
+        }),
+        Command::Cover(a) => json!({
+            "task": "cover", "cover_strength": a.cover_strength, "noise_strength": a.noise_strength,
+        }),
+        Command::Text2Music(_) => json!({ "task": "text2music" }),
+    };
+    if let (Value::Object(all), Value::Object(task)) = (&mut summary, task) {
+        all.extend(task);
+    }
+    summary
+}
+
+fn device_name(device: DeviceChoice) -> String {
+    match device {
+        DeviceChoice::Cpu => "cpu".into(),
+        DeviceChoice::Cuda(n) => format!("cuda:{n}"),
+    }
+}

@@ -1,0 +1,154 @@
+//! Activation headroom of each stage (spec §12 memory): an analytic estimate from the job's shapes, booked next
+//! to the resident weights against the VRAM budget. Each formula adds up the tensors alive at the stage's widest
+//! moment, every transient copy counted once; `e` is the compute dtype's size, attention scores are f32.
+
+use super::Stage;
+use crate::model::checkpoint::Checkpoint;
+use crate::model::config::VaeConfig;
+use crate::model::layers::{TransformerDims, QUERY_CHUNK};
+use crate::model::vae::Tiling;
+
+/// Bytes of an f32 activation element (attention scores, RMSNorm, the whole VAE).
+const F32: u64 = 4;
+/// Live `[rows, width]` f32 tensors at the VAE's widest level: a residual unit's input, its padded Snake
+/// output, a conv output and their sum.
+const VAE_LIVE_ACTIVATIONS: u64 = 4;
+/// Latent-sized tensors alive across the sampling loop: the state, the conditional and null velocities, the
+/// noise, the clean source, the repaint reference, the Euler update and the mask blend.
+const DENOISE_LATENT_COPIES: u64 = 8;
+
+/// One attention's query chunk of every head against `keys` keys: scores, probabilities and their cast, f32:
+/// `3 · 4 · batch · heads · min(tokens, 512) · keys`.
+fn attention_scores(d: &TransformerDims, batch: usize, tokens: usize, keys: usize) -> u64 {
+    3 * F32 * (batch * d.heads * tokens.min(QUERY_CHUNK) * keys) as u64
+}
+
+/// One pre-norm transformer layer over `batch` sequences of `tokens` queries seeing `keys` keys:
+/// `e · rows · (5·H + 3·q + 4·kv + 4·I)` for the residual stream and its norm copies, the queries (projection,
+/// norm, rotation), keys and values (two copies each) and the MLP (gate, up, product, output), plus the scores.
+fn transformer_layer(d: &TransformerDims, batch: usize, tokens: usize, keys: usize, e: u64) -> u64 {
+    let rows = (batch * tokens) as u64;
+    let (q, kv) = ((d.heads * d.head_dim) as u64, (d.kv_heads * d.head_dim) as u64);
+    let widths = 5 * d.hidden as u64 + 3 * q + 4 * kv + 4 * d.intermediate as u64;
+    e * rows * widths + attention_scores(d, batch, tokens, keys)
+}
+
+/// Elements of the widest `[rows, width]` activation of a VAE side whose full-rate level has `base` channels
+/// over `samples` rows; level `i + 1` has `samples / Π strides[..=i]` rows of `base · channel_multiples[i]`.
+fn widest_vae_level(cfg: &VaeConfig, base: usize, samples: usize) -> u64 {
+    let mut rows = samples;
+    let mut widest = rows * base;
+    for (stride, multiple) in cfg.downsampling_ratios.iter().zip(&cfg.channel_multiples) {
+        rows /= stride;
+        widest = widest.max(rows * base * multiple);
+    }
+    widest as u64
+}
+
+/// The activation bytes `stage` may hold at once on `ckpt`'s geometry and dtype.
+pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
+    let (cfg, e) = (&ckpt.acestep, ckpt.dtype().size_in_bytes() as u64);
+    let d = cfg.transformer_dims();
+    let vae = &ckpt.vae;
+    match stage {
+        // The longest caption through the Qwen3 layers; every prompt's caption states and lyric embeddings.
+        Stage::Text(p) => {
+            let q = ckpt.qwen3.transformer_dims();
+            transformer_layer(&q, 1, p.caption_tokens, p.caption_tokens, e)
+                + e * (p.prompts * (p.caption_tokens + p.lyric_tokens) * q.hidden) as u64
+        }
+        // The longer of the lyric encoder and the timbre encoder (which derives the default timbre at load); the
+        // inputs; every prompt's packed and null states.
+        Stage::Condition(p) => {
+            let lyric = transformer_layer(&d, 1, p.lyric_tokens, p.lyric_tokens, e);
+            let timbre = transformer_layer(&d, 1, cfg.timbre_fix_frame, cfg.timbre_fix_frame, e);
+            let inputs = (p.caption_tokens + p.lyric_tokens) * cfg.text_hidden_dim;
+            let packed = (p.lyric_tokens + 1 + p.caption_tokens) * cfg.hidden_size;
+            lyric.max(timbre) + e * (p.prompts * (inputs + 2 * packed)) as u64
+        }
+        // The widest level of one tile window (the last one reaches up to a frame further), plus the f32 input
+        // and its channels-last copy.
+        Stage::Encode { samples } => {
+            let window = samples.min((Tiling::ENCODE.chunk + 1) * vae.hop());
+            F32 * VAE_LIVE_ACTIVATIONS * widest_vae_level(vae, vae.encoder_hidden_size, window)
+                + 2 * F32 * (samples * vae.audio_channels) as u64
+        }
+        // The pooler over every window (one extra token each) or the detokenizer, and the latents and hints.
+        Stage::Hints { frames } => {
+            let (pool, windows) = (cfg.pool_window_size, frames.div_ceil(cfg.pool_window_size));
+            let pooler = transformer_layer(&d, windows, pool + 1, pool + 1, e);
+            let detokenizer = transformer_layer(&d, windows, pool, pool, e);
+            pooler.max(detokenizer) + e * (windows * pool * (2 * cfg.audio_acoustic_hidden_dim + cfg.hidden_size)) as u64
+        }
+        // One block (self-attention over the patched tokens, cross-attention onto the encoder states, two AdaLN
+        // copies), each condition's projected context, RoPE table and cross-attention K/V of every block (twice
+        // with CFG), and the latents of the sampling loop.
+        Stage::Denoise { frames, encoder_len, conditions, cfg: guided } => {
+            let tokens = frames.div_ceil(cfg.patch_size);
+            let block = transformer_layer(&d, 1, tokens, tokens, e)
+                + attention_scores(&d, 1, tokens, encoder_len)
+                + 2 * e * (tokens * cfg.hidden_size) as u64;
+            let branches = 1 + guided as usize;
+            let cross = branches * cfg.num_hidden_layers * 2 * d.kv_heads * d.head_dim * encoder_len;
+            let per_condition = e * (tokens * (cfg.hidden_size + cfg.head_dim) + cross) as u64;
+            block
+                + conditions as u64 * per_condition
+                + DENOISE_LATENT_COPIES * e * (frames * cfg.audio_acoustic_hidden_dim) as u64
+        }
+        // The widest level of one tile window, plus the decoded tiles and their concatenation.
+        Stage::Decode { frames } => {
+            let window = frames.min(Tiling::DECODE.chunk) * vae.hop();
+            F32 * VAE_LIVE_ACTIVATIONS * widest_vae_level(vae, vae.decoder_channels, window)
+                + 2 * F32 * (frames * vae.hop() * vae.audio_channels) as u64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+
+    use super::*;
+    use crate::model::config::{AceStepConfig, Qwen3Config};
+
+    fn real(dtype: DType) -> Checkpoint {
+        let (cfg, vae, qwen) = (AceStepConfig::turbo(), VaeConfig::oobleck_48k(), Qwen3Config::embedding_0_6b());
+        Checkpoint::random(cfg, vae, qwen, 0, dtype, &Device::Cpu)
+    }
+
+    #[test]
+    fn widest_vae_level_is_the_largest_rows_times_width() {
+        let cfg = VaeConfig::oobleck_48k();
+        // Level 0: 1920 rows × 128; level 1: 960 × 256 — equal; deeper levels are narrower in rows·width.
+        assert_eq!(widest_vae_level(&cfg, 128, 1920), 1920 * 128);
+        assert_eq!(widest_vae_level(&cfg, 1, 12), 12);
+    }
+
+    #[test]
+    fn decode_headroom_of_a_full_tile_is_about_two_gib_at_the_real_geometry() {
+        // Tiling::DECODE documents ≈2 GB per 512-frame window.
+        let bytes = activation_bytes(&real(DType::BF16), Stage::Decode { frames: 512 });
+        assert!((1_500_000_000..2_500_000_000).contains(&bytes), "{bytes}");
+    }
+
+    #[test]
+    fn denoise_headroom_grows_with_length_guidance_and_conditions() {
+        let ckpt = real(DType::BF16);
+        let at = |frames, conditions, cfg| {
+            activation_bytes(&ckpt, Stage::Denoise { frames, encoder_len: 300, conditions, cfg })
+        };
+        assert!(at(750, 1, false) < at(1500, 1, false));
+        assert!(at(750, 1, false) < at(750, 1, true));
+        assert!(at(750, 1, true) < at(750, 2, true));
+    }
+
+    #[test]
+    fn vae_headroom_stops_growing_past_one_tile_except_for_the_audio_itself() {
+        let ckpt = real(DType::F32);
+        let hop = ckpt.vae.hop();
+        let tile = |samples| activation_bytes(&ckpt, Stage::Encode { samples });
+        let audio = |samples: usize| 2 * F32 * (samples * 2) as u64;
+        let long = 4 * Tiling::ENCODE.chunk * hop;
+        assert_eq!(tile(long) - audio(long), tile(2 * long) - audio(2 * long));
+    }
+}

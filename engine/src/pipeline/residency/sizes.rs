@@ -1,0 +1,293 @@
+//! Bytes each unit of the model holds once loaded, from the safetensors headers (spec §1, §12): every stored
+//! tensor in the dtype its loader keeps it in, minus what loading consumes, plus the constant tables loading
+//! precomputes. The tests hold these numbers to the loaded components' own tensors.
+
+use std::fmt;
+
+use candle_core::{DType, Device};
+
+use crate::error::{EngineError, Result};
+use crate::model::checkpoint::Checkpoint;
+use crate::model::dit::BLOCK_MODULATIONS;
+use crate::model::silence::{SilenceLatent, SILENCE_FILE};
+use crate::model::weights::Weights;
+
+/// A part of the model that is loaded and released as a whole; every DiT block is a unit of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// The Qwen3 text encoder (its whole file).
+    TextEncoder,
+    /// `encoder.*` and `null_condition_emb`, with the default timbre derived at load.
+    ConditionEncoder,
+    /// `tokenizer.*`: attention pooler and FSQ.
+    AudioTokenizer,
+    /// `detokenizer.*`.
+    AudioDetokenizer,
+    /// `decoder.*` except the blocks: embeddings, timestep terms, output head.
+    DitShell,
+    /// `decoder.layers.{i}`.
+    DitBlock(usize),
+    /// `encoder.*` of the VAE.
+    VaeEncoder,
+    /// `decoder.*` of the VAE.
+    VaeDecoder,
+    /// The silence latent.
+    Silence,
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TextEncoder => f.write_str("the text encoder"),
+            Self::ConditionEncoder => f.write_str("the condition encoder"),
+            Self::AudioTokenizer => f.write_str("the audio tokenizer"),
+            Self::AudioDetokenizer => f.write_str("the audio detokenizer"),
+            Self::DitShell => f.write_str("the DiT shell"),
+            Self::DitBlock(i) => write!(f, "DiT block {i}"),
+            Self::VaeEncoder => f.write_str("the VAE encoder"),
+            Self::VaeDecoder => f.write_str("the VAE decoder"),
+            Self::Silence => f.write_str("the silence latent"),
+        }
+    }
+}
+
+/// How a loader keeps one stored tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    /// Consumed at load (folded into another tensor, replaced by a precomputed table) or unused.
+    Nothing,
+    /// This many copies of its elements in the compute dtype.
+    Compute(usize),
+    /// This many copies of its elements in f32.
+    F32(usize),
+}
+
+/// RMSNorm weights (`*norm.weight`, `*_layernorm.weight`, `norm_out.weight`), which load in f32.
+fn is_norm_weight(key: &str) -> bool {
+    key.strip_suffix(".weight")
+        .map(|parent| parent.rsplit('.').next().unwrap_or(parent))
+        .is_some_and(|layer| layer.ends_with("norm") || layer == "norm_out")
+}
+
+/// Keys of the ACE-Step model file and of the text encoder. `time_embed_r` becomes a constant (see
+/// [`shell_tables`]), the timbre encoder's `special_token` is stored but unused, `proj_out`'s bias is repeated
+/// once per patch frame, the FSQ projections and the norms run in f32.
+fn transformer_rule(key: &str, patch: usize) -> Kept {
+    if key.starts_with("decoder.time_embed_r.") || key == "encoder.timbre_encoder.special_token" {
+        Kept::Nothing
+    } else if key == "decoder.proj_out.1.bias" {
+        Kept::Compute(patch)
+    } else if key.starts_with("tokenizer.quantizer.") || is_norm_weight(key) {
+        Kept::F32(1)
+    } else {
+        Kept::Compute(1)
+    }
+}
+
+/// Keys of the VAE file: weight norm folds `weight_g` into `weight_v`'s shape (compute dtype); a Snake keeps
+/// `[3, C]` f32 (`e^α`, `1/(e^β + ε)` and the bias of the conv before it, which is why the residual units'
+/// `conv1` and the decoder's `conv1` keep no bias of their own); other biases are f32.
+fn vae_rule(key: &str) -> Kept {
+    let (layer, name) = key.rsplit_once('.').unwrap_or(("", key));
+    let bias_moved_to_snake = layer == "decoder.conv1"
+        || (layer.ends_with(".conv1") && layer.rsplit('.').nth(1).is_some_and(|unit| unit.starts_with("res_unit")));
+    match name {
+        "weight_g" => Kept::Nothing,
+        "weight_v" => Kept::Compute(1),
+        "beta" => Kept::F32(2),
+        "bias" if bias_moved_to_snake => Kept::Nothing,
+        _ => Kept::F32(1),
+    }
+}
+
+fn no_headers() -> EngineError {
+    EngineError::invalid(
+        "a VRAM budget needs a model folder to size the components from; random-weight checkpoints have none \
+         (run them without a budget)",
+    )
+}
+
+/// Bytes kept of the tensors under `prefixes` of `weights`, except those under `excluded`.
+fn kept_bytes(
+    weights: &Weights,
+    prefixes: &[&str],
+    excluded: Option<&str>,
+    dtype: DType,
+    rule: impl Fn(&str) -> Kept,
+) -> Result<u64> {
+    let mut total = 0;
+    for prefix in prefixes {
+        let shapes = weights.shapes_under(prefix).ok_or_else(no_headers)?;
+        let excluded = |key: &str| excluded.is_some_and(|e| key.starts_with(&format!("{e}.")));
+        for (key, shape) in shapes.iter().filter(|(key, _)| !excluded(key)) {
+            let elements = shape.iter().product::<usize>() as u64;
+            total += match rule(key) {
+                Kept::Nothing => 0,
+                Kept::Compute(copies) => copies as u64 * elements * dtype.size_in_bytes() as u64,
+                Kept::F32(copies) => copies as u64 * elements * DType::F32.size_in_bytes() as u64,
+            };
+        }
+    }
+    Ok(total)
+}
+
+/// Elements of the DiT shell's constant `time_embed_r(0)`: `temb` `[1, hidden]` and its modulation rows.
+fn shell_tables(hidden: usize) -> u64 {
+    ((1 + BLOCK_MODULATIONS) * hidden) as u64
+}
+
+/// Elements of a RoPE cos/sin table pair for `len` positions.
+fn rope_tables(head_dim: usize, len: usize) -> u64 {
+    (2 * len * (head_dim / 2)) as u64
+}
+
+/// Resident bytes of every unit of one checkpoint, in its compute dtype.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSizes {
+    text_encoder: u64,
+    condition_encoder: u64,
+    audio_tokenizer: u64,
+    audio_detokenizer: u64,
+    dit_shell: u64,
+    dit_blocks: Vec<u64>,
+    vae_encoder: u64,
+    vae_decoder: u64,
+    silence: u64,
+}
+
+impl UnitSizes {
+    /// Reads the three safetensors headers (no tensor data) and the silence latent's length.
+    pub fn from_checkpoint(ckpt: &Checkpoint) -> Result<Self> {
+        let (cfg, dtype) = (&ckpt.acestep, ckpt.dtype());
+        let e = dtype.size_in_bytes() as u64;
+        let model = ckpt.acestep_weights()?;
+        let vae = ckpt.vae_weights()?;
+        let model_bytes = |prefixes: &[&str], excluded: Option<&str>| {
+            kept_bytes(&model, prefixes, excluded, dtype, |key| transformer_rule(key, cfg.patch_size))
+        };
+        let silence_path = ckpt.file(SILENCE_FILE).ok_or_else(no_headers)?;
+        let silence_frames = SilenceLatent::open(&silence_path, cfg.audio_acoustic_hidden_dim, &Device::Cpu)?.len();
+        Ok(Self {
+            text_encoder: kept_bytes(&ckpt.text_weights()?, &[""], None, dtype, |key| transformer_rule(key, 1))?,
+            condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None)? + cfg.hidden_size as u64 * e,
+            audio_tokenizer: model_bytes(&["tokenizer"], None)?
+                + rope_tables(cfg.head_dim, cfg.pool_window_size + 1) * e,
+            audio_detokenizer: model_bytes(&["detokenizer"], None)? + rope_tables(cfg.head_dim, cfg.pool_window_size) * e,
+            dit_shell: model_bytes(&["decoder"], Some("decoder.layers"))? + shell_tables(cfg.hidden_size) * e,
+            dit_blocks: (0..cfg.num_hidden_layers)
+                .map(|i| model_bytes(&[&format!("decoder.layers.{i}")], None))
+                .collect::<Result<_>>()?,
+            vae_encoder: kept_bytes(&vae, &["encoder"], None, dtype, vae_rule)?,
+            vae_decoder: kept_bytes(&vae, &["decoder"], None, dtype, vae_rule)?,
+            silence: (silence_frames * cfg.audio_acoustic_hidden_dim) as u64 * e,
+        })
+    }
+
+    /// Bytes `unit` holds once loaded (0 for a block index the model does not have).
+    pub fn of(&self, unit: Unit) -> u64 {
+        match unit {
+            Unit::TextEncoder => self.text_encoder,
+            Unit::ConditionEncoder => self.condition_encoder,
+            Unit::AudioTokenizer => self.audio_tokenizer,
+            Unit::AudioDetokenizer => self.audio_detokenizer,
+            Unit::DitShell => self.dit_shell,
+            Unit::DitBlock(i) => self.dit_blocks.get(i).copied().unwrap_or(0),
+            Unit::VaeEncoder => self.vae_encoder,
+            Unit::VaeDecoder => self.vae_decoder,
+            Unit::Silence => self.silence,
+        }
+    }
+
+    /// Bytes of each DiT block, in order.
+    pub fn dit_blocks(&self) -> &[u64] {
+        &self.dit_blocks
+    }
+
+    /// Every unit of the model.
+    pub fn units(&self) -> impl Iterator<Item = Unit> + '_ {
+        [Unit::TextEncoder, Unit::ConditionEncoder, Unit::AudioTokenizer, Unit::AudioDetokenizer, Unit::DitShell]
+            .into_iter()
+            .chain((0..self.dit_blocks.len()).map(Unit::DitBlock))
+            .chain([Unit::VaeEncoder, Unit::VaeDecoder, Unit::Silence])
+    }
+
+    /// Bytes of the whole model loaded at once.
+    pub fn total(&self) -> u64 {
+        self.units().map(|u| self.of(u)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::model::audio_tokenizer::{AudioDetokenizer, AudioTokenizer};
+    use crate::model::condition::ConditionEncoder;
+    use crate::model::dit::{DitBlock, DitShell};
+    use crate::model::resident::ResidentBytes;
+    use crate::model::text_encoder::TextEncoder;
+    use crate::model::vae::{VaeDecoder, VaeEncoder};
+
+    fn fixture(dtype: DType) -> Checkpoint {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
+        Checkpoint::open(&root, dtype, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn header_sizes_equal_the_bytes_of_the_loaded_components_in_f32_and_bf16() {
+        for dtype in [DType::F32, DType::BF16] {
+            let ckpt = fixture(dtype);
+            let sizes = UnitSizes::from_checkpoint(&ckpt).unwrap();
+            let (cfg, model, vae) = (&ckpt.acestep, ckpt.acestep_weights().unwrap(), ckpt.vae_weights().unwrap());
+            let timbre = (cfg.hidden_size * dtype.size_in_bytes()) as u64;
+            let loaded = [
+                (Unit::TextEncoder, TextEncoder::load(&ckpt).unwrap().resident_bytes()),
+                (Unit::ConditionEncoder, ConditionEncoder::load(&ckpt).unwrap().resident_bytes() + timbre),
+                (Unit::AudioTokenizer, AudioTokenizer::load(&ckpt).unwrap().resident_bytes()),
+                (Unit::AudioDetokenizer, AudioDetokenizer::load(&ckpt).unwrap().resident_bytes()),
+                (Unit::DitShell, DitShell::new(&model.pp("decoder"), cfg).unwrap().resident_bytes()),
+                (Unit::DitBlock(3), DitBlock::new(&model.pp("decoder"), cfg, 3).unwrap().resident_bytes()),
+                (Unit::VaeEncoder, VaeEncoder::load(&ckpt.vae, &vae).unwrap().resident_bytes()),
+                (Unit::VaeDecoder, VaeDecoder::load(&ckpt.vae, &vae).unwrap().resident_bytes()),
+                (Unit::Silence, SilenceLatent::load(&ckpt).unwrap().resident_bytes()),
+            ];
+            for (unit, bytes) in loaded {
+                assert_eq!(sizes.of(unit), bytes, "{unit} in {dtype:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn units_cover_every_block_and_the_total_is_their_sum() {
+        let sizes = UnitSizes::from_checkpoint(&fixture(DType::F32)).unwrap();
+        assert_eq!(sizes.dit_blocks().len(), 4);
+        assert_eq!(sizes.units().count(), 8 + 4);
+        assert_eq!(sizes.total(), sizes.units().map(|u| sizes.of(u)).sum::<u64>());
+        assert!(sizes.dit_blocks().iter().all(|&b| b == sizes.of(Unit::DitBlock(0)) && b > 0));
+        assert_eq!(sizes.of(Unit::DitBlock(4)), 0);
+    }
+
+    #[test]
+    fn norms_are_recognised_by_their_layer_name() {
+        for key in ["norm.weight", "layers.0.input_layernorm.weight", "decoder.norm_out.weight", "a.q_norm.weight"] {
+            assert!(is_norm_weight(key), "{key}");
+        }
+        for key in ["decoder.proj_out.1.weight", "a.q_proj.weight", "norm.bias", "null_condition_emb"] {
+            assert!(!is_norm_weight(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn random_checkpoints_have_no_headers_to_size() {
+        let ckpt = Checkpoint::random(
+            crate::model::config::AceStepConfig::turbo(),
+            crate::model::config::VaeConfig::oobleck_48k(),
+            crate::model::config::Qwen3Config::embedding_0_6b(),
+            1,
+            DType::F32,
+            &Device::Cpu,
+        );
+        assert!(matches!(UnitSizes::from_checkpoint(&ckpt).unwrap_err(), EngineError::InvalidInput(_)));
+    }
+}

@@ -1,0 +1,374 @@
+//! The engine thread driven through its handle with the real pipelines on the tiny fixture model (spec §13):
+//! event order, FIFO, cancellation, failures, panics, back-pressure, shutdown and source-latent caching.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, RecvTimeoutError};
+use retake_engine::audio::{Audio, MODEL_SAMPLE_RATE};
+use retake_engine::model_source::ModelSource;
+use retake_engine::pipeline::request::{GenerationRequest, Metas, Mode, Task};
+use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, EngineHandle, Event, JobId, SubmitError, Take};
+
+/// Longest wait for any single event; the fixture model's jobs take well under a second.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn engine(queue_capacity: usize) -> EngineHandle {
+    let model = ModelSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep"));
+    Engine::spawn(EngineConfig { model, device: DeviceChoice::Cpu, vram_budget: None, queue_capacity })
+}
+
+fn request(task: Task, source: Option<Audio>, steps: usize) -> GenerationRequest {
+    GenerationRequest {
+        task,
+        mode: Mode::Studio,
+        source,
+        caption: "warm lo-fi piano".into(),
+        lyrics: "[Instrumental]".into(),
+        language: "unknown".into(),
+        metas: Metas::default(),
+        seed: 7,
+        steps,
+        shift: 3.0,
+        cfg_scale: 1.0,
+        noise: None,
+    }
+}
+
+fn text2music(duration_s: f64, steps: usize) -> GenerationRequest {
+    request(Task::Text2Music { duration_s }, None, steps)
+}
+
+fn repaint(source: &Audio, start: f64, end: f64) -> GenerationRequest {
+    let task = Task::Repaint { ranges: vec![(start, end)], strength: 1.0, splice_crossfade_ms: Some(20.0) };
+    request(task, Some(source.clone()), 2)
+}
+
+/// Stereo 48 kHz sine of `seconds` at `hz`.
+fn sine(seconds: f64, hz: f64) -> Audio {
+    let n = (seconds * MODEL_SAMPLE_RATE as f64) as usize;
+    let wave: Vec<f32> = (0..n)
+        .map(|i| (0.5 * (std::f64::consts::TAU * hz * i as f64 / MODEL_SAMPLE_RATE as f64).sin()) as f32)
+        .collect();
+    Audio::new(MODEL_SAMPLE_RATE, vec![wave.clone(), wave])
+}
+
+fn next(events: &Receiver<Event>) -> Event {
+    match events.recv_timeout(EVENT_TIMEOUT) {
+        Ok(event) => event,
+        Err(RecvTimeoutError::Timeout) => panic!("no engine event within {EVENT_TIMEOUT:?}: the engine is stuck"),
+        Err(RecvTimeoutError::Disconnected) => panic!("the engine stopped while events were expected"),
+    }
+}
+
+fn job_of(event: &Event) -> Option<JobId> {
+    match event {
+        Event::Queued { job, .. }
+        | Event::Encoding { job }
+        | Event::Step { job, .. }
+        | Event::Decoding { job, .. }
+        | Event::Done { job, .. }
+        | Event::Failed { job, .. }
+        | Event::Cancelled { job } => Some(*job),
+        Event::Loading { .. } | Event::Warning(_) => None,
+    }
+}
+
+fn is_terminal(event: &Event) -> bool {
+    matches!(event, Event::Done { .. } | Event::Failed { .. } | Event::Cancelled { .. })
+}
+
+/// A short, comparable name of an event's kind (its job left out).
+fn label(event: &Event) -> String {
+    match event {
+        Event::Queued { position, .. } => format!("queued {position}"),
+        Event::Loading { component, .. } => format!("loading {component}"),
+        Event::Encoding { .. } => "encoding".into(),
+        Event::Step { k, n, .. } => format!("step {k}/{n}"),
+        Event::Decoding { tile, tiles, .. } => format!("decoding {tile}/{tiles}"),
+        Event::Done { .. } => "done".into(),
+        Event::Failed { error, .. } => format!("failed: {error}"),
+        Event::Cancelled { .. } => "cancelled".into(),
+        Event::Warning(w) => format!("warning: {w}"),
+    }
+}
+
+/// Every event up to and including `job`'s terminal one.
+fn until_end(events: &Receiver<Event>, job: JobId) -> Vec<Event> {
+    let mut seen = Vec::new();
+    loop {
+        let event = next(events);
+        let last = job_of(&event) == Some(job) && is_terminal(&event);
+        seen.push(event);
+        if last {
+            return seen;
+        }
+    }
+}
+
+/// Waits for `job`'s first `Step` event and returns the events seen so far.
+fn until_first_step(events: &Receiver<Event>, job: JobId) -> Vec<Event> {
+    let mut seen = Vec::new();
+    loop {
+        let event = next(events);
+        let step = job_of(&event) == Some(job) && matches!(event, Event::Step { .. });
+        assert!(!(job_of(&event) == Some(job) && is_terminal(&event)), "{job:?} ended early: {}", label(&event));
+        seen.push(event);
+        if step {
+            return seen;
+        }
+    }
+}
+
+fn labels_of(events: &[Event], job: JobId) -> Vec<String> {
+    events.iter().filter(|e| job_of(e) == Some(job)).map(label).collect()
+}
+
+fn take_of(events: &[Event], job: JobId) -> Arc<Take> {
+    match events.iter().find(|e| job_of(e) == Some(job) && is_terminal(e)) {
+        Some(Event::Done { take, .. }) => take.clone(),
+        other => panic!("{job:?} did not finish: {:?}", other.map(label)),
+    }
+}
+
+#[test]
+fn events_arrive_in_order_and_done_carries_audio_latents_and_request() {
+    let handle = engine(4);
+    let events = handle.events();
+    let job = handle.submit(text2music(1.0, 3)).unwrap();
+    let seen = until_end(&events, job);
+    let labels = labels_of(&seen, job);
+    let decoding: Vec<&String> = labels.iter().filter(|l| l.starts_with("decoding")).collect();
+    assert!(!decoding.is_empty(), "{labels:?}");
+    let tiles = decoding.len();
+    let mut want: Vec<String> = ["queued 0", "encoding", "step 1/3", "step 2/3", "step 3/3"].map(String::from).into();
+    want.extend((1..=tiles).map(|t| format!("decoding {t}/{tiles}")));
+    want.push("done".into());
+    assert_eq!(labels, want);
+    assert!(seen.iter().all(|e| job_of(e) == Some(job)), "events of other kinds: {:?}", seen.iter().map(label));
+
+    let take = take_of(&seen, job);
+    assert_eq!((take.audio.sample_rate, take.audio.channels.len(), take.audio.len()), (MODEL_SAMPLE_RATE, 2, 48_000));
+    assert_eq!(take.latents.dims(), &[1, 25, 64]);
+    assert!(take.source_latents.is_none());
+    assert_eq!(take.request.task, Task::Text2Music { duration_s: 1.0 });
+    assert_eq!((take.request.caption.as_str(), take.request.seed, take.request.steps), ("warm lo-fi piano", 7, 3));
+}
+
+#[test]
+fn jobs_run_one_at_a_time_in_submission_order_with_their_queue_positions() {
+    let handle = engine(8);
+    let events = handle.events();
+    let first = handle.submit(text2music(0.4, 6)).unwrap();
+    let mut seen = until_first_step(&events, first);
+    let later: Vec<JobId> = (0..3).map(|_| handle.submit(text2music(0.4, 2)).unwrap()).collect();
+    seen.extend(until_end(&events, later[2]));
+
+    let queued: Vec<String> = later.iter().map(|&j| labels_of(&seen, j)[0].clone()).collect();
+    assert_eq!(queued, ["queued 0", "queued 1", "queued 2"]);
+    // Each job's events form one contiguous run after its `Queued`, in submission order.
+    let order: Vec<JobId> = seen.iter().filter(|e| !matches!(e, Event::Queued { .. })).filter_map(job_of).fold(
+        Vec::new(),
+        |mut runs, job| {
+            if runs.last() != Some(&job) {
+                runs.push(job);
+            }
+            runs
+        },
+    );
+    assert_eq!(order, [vec![first], later.clone()].concat());
+    for job in [first].iter().chain(&later) {
+        take_of(&seen, *job);
+    }
+}
+
+#[test]
+fn cancelling_a_queued_job_ends_it_without_running_it() {
+    let handle = engine(4);
+    let events = handle.events();
+    let running = handle.submit(text2music(0.4, 4)).unwrap();
+    let mut seen = until_first_step(&events, running);
+    let waiting = handle.submit(text2music(0.4, 4)).unwrap();
+    handle.cancel(waiting);
+    seen.extend(until_end(&events, waiting));
+    assert_eq!(labels_of(&seen, waiting), ["queued 0", "cancelled"]);
+    take_of(&seen, running);
+}
+
+#[test]
+fn cancelling_a_running_job_stops_it_within_one_step() {
+    let handle = engine(4);
+    let events = handle.events();
+    let job = handle.submit(text2music(0.4, 200)).unwrap();
+    until_first_step(&events, job);
+    handle.cancel(job);
+    let after = until_end(&events, job);
+    let steps_after_cancel = after.iter().filter(|e| matches!(e, Event::Step { .. })).count();
+    assert!(steps_after_cancel <= 1, "{steps_after_cancel} steps ran after the cancel");
+    assert!(matches!(after.last(), Some(Event::Cancelled { job: j }) if *j == job), "{:?}", after.last().map(label));
+    assert!(!after.iter().any(|e| matches!(e, Event::Decoding { .. })));
+
+    let next_job = handle.submit(text2music(0.4, 2)).unwrap();
+    take_of(&until_end(&events, next_job), next_job);
+}
+
+#[test]
+fn a_failing_job_reports_why_and_the_next_job_still_succeeds() {
+    let handle = engine(4);
+    let events = handle.events();
+    let no_steps = handle.submit(text2music(0.4, 0)).unwrap();
+    let seen = until_end(&events, no_steps);
+    assert_eq!(
+        labels_of(&seen, no_steps),
+        ["queued 0", "failed: invalid input: steps must be at least 1 (turbo uses 8)"]
+    );
+
+    let mut sourceless = repaint(&sine(0.6, 220.0), 0.2, 0.4);
+    sourceless.source = None;
+    let no_source = handle.submit(sourceless).unwrap();
+    let good = handle.submit(text2music(0.4, 2)).unwrap();
+    let seen = until_end(&events, good);
+    match seen.iter().find(|e| job_of(e) == Some(no_source) && is_terminal(e)) {
+        Some(Event::Failed { error, .. }) => assert!(error.contains("needs source audio"), "{error}"),
+        other => panic!("expected Failed, got {:?}", other.map(label)),
+    }
+    take_of(&seen, good);
+}
+
+/// The pipeline pads a repaint that starts before the clip with that many seconds of zeros; a start 10^15 s
+/// early asks for more samples than a `Vec` can hold, so the pipeline panics ("capacity overflow") without
+/// allocating. (If the pipeline learns to reject such ranges, this needs another real panic.)
+#[test]
+fn a_panicking_job_fails_with_an_internal_error_and_the_engine_keeps_serving() {
+    let handle = engine(4);
+    let events = handle.events();
+    let running = handle.submit(text2music(0.4, 200)).unwrap();
+    until_first_step(&events, running);
+    let panicking = handle.submit(repaint(&sine(0.6, 220.0), -1e15, 0.5)).unwrap();
+    let cancelled = handle.submit(text2music(0.4, 2)).unwrap();
+    let good = handle.submit(text2music(0.4, 2)).unwrap();
+    // Both cancels are seen before the panicking job starts; the one for the later job must survive it.
+    handle.cancel(cancelled);
+    handle.cancel(running);
+    let seen = until_end(&events, good);
+    match seen.iter().find(|e| job_of(e) == Some(panicking) && is_terminal(e)) {
+        Some(Event::Failed { error, .. }) => assert!(error.starts_with("internal error: "), "{error}"),
+        other => panic!("expected Failed, got {:?}", other.map(label)),
+    }
+    assert_eq!(labels_of(&seen, cancelled), ["queued 1", "cancelled"]);
+    take_of(&seen, good);
+}
+
+#[test]
+fn a_full_queue_refuses_a_submit_at_once_without_events() {
+    let handle = engine(1);
+    let events = handle.events();
+    let running = handle.submit(text2music(0.4, 200)).unwrap();
+    until_first_step(&events, running);
+    let waiting = handle.submit(text2music(0.4, 2)).unwrap();
+    let asked = Instant::now();
+    assert_eq!(handle.submit(text2music(0.4, 2)), Err(SubmitError::QueueFull(1)));
+    assert!(asked.elapsed() < Duration::from_millis(100), "the refusal took {:?}", asked.elapsed());
+    handle.cancel(running);
+    let seen = until_end(&events, waiting);
+    assert!(seen.iter().all(|e| matches!(job_of(e), Some(j) if j == running || j == waiting)));
+    take_of(&seen, waiting);
+    // The refused submit used no id.
+    assert_eq!(handle.submit(text2music(0.4, 2)), Ok(JobId(waiting.0 + 1)));
+}
+
+#[test]
+fn a_hundred_jobs_with_interleaved_cancels_each_end_exactly_once() {
+    let handle = engine(128);
+    let events = handle.events();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut jobs = Vec::new();
+    for i in 0..100 {
+        // Every seventh job is invalid, every fifth is cancelled while queued.
+        let job = handle.submit(text2music(0.2, if i % 7 == 3 { 0 } else { 1 + i % 2 })).unwrap();
+        if i % 5 == 1 {
+            handle.cancel(job);
+        }
+        jobs.push(job);
+    }
+    let mut ends: HashMap<JobId, Vec<String>> = HashMap::new();
+    while ends.len() < jobs.len() {
+        assert!(Instant::now() < deadline, "only {} of 100 jobs ended in time", ends.len());
+        let event = next(&events);
+        match (&event, job_of(&event)) {
+            // Cancel the job after every encoding one, whether it is still queued or already running.
+            (Event::Encoding { .. }, Some(job)) if job.0 % 4 == 0 => handle.cancel(JobId(job.0 + 1)),
+            (e, Some(job)) if is_terminal(e) => ends.entry(job).or_default().push(label(e)),
+            _ => {}
+        }
+    }
+    drop(handle);
+    // The thread has been joined: the stream ends, with no second ending for any job.
+    for event in events.iter() {
+        if let (true, Some(job)) = (is_terminal(&event), job_of(&event)) {
+            ends.entry(job).or_default().push(label(&event));
+        }
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        let end = &ends[job];
+        assert_eq!(end.len(), 1, "job {i} ended {end:?}");
+        // A cancel can only lose the race against a job's own validation.
+        let allowed: &[&str] = match (i % 5 == 1, i % 7 == 3) {
+            (true, false) => &["cancelled"],
+            (_, true) => &["cancelled", "failed"],
+            (false, false) => &["cancelled", "done"],
+        };
+        assert!(allowed.iter().any(|a| end[0].starts_with(a)), "job {i}: {}", end[0]);
+    }
+    for outcome in ["done", "cancelled", "failed"] {
+        assert!(ends.values().any(|e| e[0].starts_with(outcome)), "no job ended {outcome}");
+    }
+}
+
+#[test]
+fn dropping_the_last_handle_cancels_the_work_and_joins_the_thread() {
+    let handle = engine(8);
+    let events = handle.events();
+    let running = handle.submit(text2music(0.4, 400)).unwrap();
+    let waiting: Vec<JobId> = (0..3).map(|_| handle.submit(text2music(0.4, 2)).unwrap()).collect();
+    until_first_step(&events, running);
+
+    let clone = handle.clone();
+    drop(handle);
+    let still = clone.submit(text2music(0.4, 2)).unwrap(); // a remaining clone keeps the engine
+    let dropped = Instant::now();
+    drop(clone);
+    assert!(dropped.elapsed() < Duration::from_secs(10), "dropping took {:?}", dropped.elapsed());
+
+    // The engine thread has ended, so the stream is closed once drained.
+    let rest: Vec<Event> = events.try_iter().collect();
+    assert!(matches!(events.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Disconnected)));
+    for job in [running].iter().chain(&waiting).chain([&still]) {
+        let end: Vec<String> = rest.iter().filter(|e| job_of(e) == Some(*job) && is_terminal(e)).map(label).collect();
+        assert_eq!(end, ["cancelled"], "{job:?}");
+    }
+    assert!(!rest.iter().any(|e| matches!(e, Event::Encoding { .. }) && job_of(e) != Some(running)));
+}
+
+#[test]
+fn repainting_the_same_audio_twice_encodes_it_once_and_gives_the_same_take() {
+    let handle = engine(4);
+    let events = handle.events();
+    let source = sine(0.6, 330.0);
+    assert_eq!(handle.stats().vae_encodes, 0);
+    let first = handle.submit(repaint(&source, 0.2, 0.4)).unwrap();
+    let first = take_of(&until_end(&events, first), first);
+    assert_eq!(handle.stats().vae_encodes, 1);
+    let second = handle.submit(repaint(&source, 0.2, 0.4)).unwrap();
+    let second = take_of(&until_end(&events, second), second);
+    assert_eq!(handle.stats().vae_encodes, 1, "the second repaint ran the VAE encoder again");
+    assert_eq!(first.audio, second.audio);
+    let latents = |t: &Take| t.source_latents.as_ref().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(latents(&first), latents(&second));
+
+    let other = handle.submit(repaint(&sine(0.6, 440.0), 0.2, 0.4)).unwrap();
+    take_of(&until_end(&events, other), other);
+    assert_eq!(handle.stats().vae_encodes, 2);
+}

@@ -1,0 +1,317 @@
+//! The egui editor: captured timeline with region and takes, prompt and lyrics, job controls, progress, the
+//! takes list and status lines (issue §7). It only reads shared state and sends commands, so it never waits
+//! on a job.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::Sender;
+use egui::{Color32, ProgressBar, Rect, RichText, Sense, Stroke, TextEdit, Ui};
+use nice_plug_egui::widgets::ParamSlider;
+use nih_plug::context::gui::GuiContext;
+use nih_plug::prelude::ParamSetter;
+
+use crate::params::{Monitor, RetakeParams};
+use crate::region::select_region;
+use crate::shared::{JobPhase, Shared};
+use crate::worker::Command;
+
+/// How often the waveform overview is recomputed.
+const OVERVIEW_REFRESH: Duration = Duration::from_millis(250);
+/// How often the editor repaints while open (progress, playhead).
+const REPAINT_INTERVAL: Duration = Duration::from_millis(50);
+const WAVEFORM_HEIGHT: f32 = 110.0;
+const ERROR_COLOR: Color32 = Color32::from_rgb(230, 90, 80);
+const NOTICE_COLOR: Color32 = Color32::from_rgb(230, 180, 70);
+const REGION_COLOR: Color32 = Color32::from_rgba_premultiplied(60, 90, 160, 70);
+const TAKE_COLOR: Color32 = Color32::from_rgb(90, 170, 110);
+const SELECTED_TAKE_COLOR: Color32 = Color32::from_rgb(140, 230, 150);
+
+/// The waveform picture and the timeline span it shows.
+struct Overview {
+    span: Range<i64>,
+    peaks: Vec<Option<f32>>,
+    computed: Instant,
+}
+
+/// Retake's editor app.
+pub struct RetakeEditor {
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    gui: Option<GuiContext>,
+    overview: Option<Overview>,
+}
+
+impl RetakeEditor {
+    /// An editor showing `shared` and sending commands to the job worker.
+    pub fn new(shared: Arc<Shared>, commands: Sender<Command>) -> Self {
+        Self { shared, commands, gui: None, overview: None }
+    }
+
+    fn send(&self, command: Command) {
+        // The worker only goes away with the plugin, which outlives its editor.
+        let _ = self.commands.send(command);
+    }
+
+    /// The timeline span to draw: everything captured, the region and every take.
+    fn visible_span(&self) -> Option<Range<i64>> {
+        let capture = self.shared.capture()?;
+        let mut span = capture.extent().unwrap_or(0..0);
+        let rate = capture.sample_rate();
+        let state = self.shared.params.takes.read();
+        for take in &state.takes {
+            let region = take.region.at_rate(rate);
+            span = span.start.min(region.start)..span.end.max(region.end);
+        }
+        (span.start < span.end).then_some(span)
+    }
+
+    fn refresh_overview(&mut self, buckets: usize) {
+        let stale = self
+            .overview
+            .as_ref()
+            .is_none_or(|overview| overview.computed.elapsed() > OVERVIEW_REFRESH || overview.peaks.len() != buckets);
+        if !stale {
+            return;
+        }
+        self.overview = self.visible_span().zip(self.shared.capture()).map(|(span, capture)| Overview {
+            peaks: capture.overview(span.clone(), buckets),
+            span,
+            computed: Instant::now(),
+        });
+    }
+
+    fn waveform(&mut self, ui: &mut Ui) {
+        let width = ui.available_width().max(100.0);
+        let (rect, _) = ui.allocate_exact_size(egui::vec2(width, WAVEFORM_HEIGHT), Sense::hover());
+        let painter = ui.painter_at(rect);
+        painter.rect_filled(rect, 2.0, Color32::from_gray(24));
+        self.refresh_overview(width as usize);
+        let Some(overview) = &self.overview else {
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                "Play the song: Retake captures what passes through it.",
+                egui::FontId::proportional(14.0),
+                Color32::GRAY,
+            );
+            return;
+        };
+        let span = overview.span.clone();
+        let x_of =
+            |t: i64| rect.left() + ((t - span.start) as f32 / (span.end - span.start).max(1) as f32) * rect.width();
+        let rate = self.shared.capture().map_or(48_000, |capture| capture.sample_rate());
+        let params = &self.shared.params;
+        let transport = self.shared.transport.snapshot();
+        if let Ok(region) = select_region(
+            params.follow_loop.value(),
+            transport.loop_range,
+            params.start.value(),
+            params.end.value(),
+            rate,
+        ) {
+            let area = Rect::from_x_y_ranges(x_of(region.start)..=x_of(region.end), rect.y_range());
+            painter.rect_filled(area.intersect(rect), 0.0, REGION_COLOR);
+        }
+        let mid = rect.center().y;
+        for (i, peak) in overview.peaks.iter().enumerate() {
+            if let Some(peak) = peak {
+                let x = rect.left() + i as f32 + 0.5;
+                let half = peak.min(1.0) * (WAVEFORM_HEIGHT * 0.45);
+                painter.line_segment(
+                    [egui::pos2(x, mid - half), egui::pos2(x, mid + half)],
+                    Stroke::new(1.0, Color32::LIGHT_GRAY),
+                );
+            }
+        }
+        let state = params.takes.read();
+        for take in &state.takes {
+            let region = take.region.at_rate(rate);
+            let color = if state.selected == Some(take.id) { SELECTED_TAKE_COLOR } else { TAKE_COLOR };
+            let bar =
+                Rect::from_x_y_ranges(x_of(region.start)..=x_of(region.end), rect.bottom() - 6.0..=rect.bottom() - 2.0);
+            painter.rect_filled(bar.intersect(rect), 1.0, color);
+        }
+        if let Some(position) = transport.position.filter(|position| span.contains(position)) {
+            let x = x_of(position);
+            painter.line_segment(
+                [egui::pos2(x, rect.top()), egui::pos2(x, rect.bottom())],
+                Stroke::new(1.0, Color32::WHITE),
+            );
+        }
+    }
+
+    fn text_fields(&self, ui: &mut Ui) {
+        let params = &self.shared.params;
+        ui.label("Prompt (style caption)");
+        let mut prompt = params.prompt.read().clone();
+        if ui.add(TextEdit::multiline(&mut prompt).desired_rows(2).desired_width(f32::INFINITY)).changed() {
+            *params.prompt.write() = prompt;
+        }
+        ui.label("Lyrics (empty = instrumental)");
+        let mut lyrics = params.lyrics.read().clone();
+        if ui.add(TextEdit::multiline(&mut lyrics).desired_rows(3).desired_width(f32::INFINITY)).changed() {
+            *params.lyrics.write() = lyrics;
+        }
+    }
+
+    fn controls(params: &RetakeParams, setter: &ParamSetter, ui: &mut Ui) {
+        egui::Grid::new("retake-params").num_columns(4).spacing([12.0, 4.0]).show(ui, |ui| {
+            ui.label("Mode");
+            ui.add(ParamSlider::for_param(&params.mode, setter));
+            ui.label("Strength");
+            ui.add(ParamSlider::for_param(&params.strength, setter));
+            ui.end_row();
+            ui.label("Seed");
+            ui.add(ParamSlider::for_param(&params.seed, setter));
+            ui.label("Key");
+            ui.add(ParamSlider::for_param(&params.key, setter));
+            ui.end_row();
+            ui.label("Monitor");
+            ui.add(ParamSlider::for_param(&params.monitor, setter));
+            ui.label("Crossfade");
+            ui.add(ParamSlider::for_param(&params.xfade_ms, setter));
+            ui.end_row();
+            ui.label("Follow loop");
+            ui.add(ParamSlider::for_param(&params.follow_loop, setter));
+            ui.label("");
+            ui.label("");
+            ui.end_row();
+            ui.label("Start");
+            ui.add(ParamSlider::for_param(&params.start, setter));
+            ui.label("End");
+            ui.add(ParamSlider::for_param(&params.end, setter));
+            ui.end_row();
+        });
+    }
+
+    fn job_row(&self, ui: &mut Ui) {
+        let phase = self.shared.board.lock().job.clone();
+        ui.horizontal(|ui| {
+            let idle = phase == JobPhase::Idle;
+            if ui.add_enabled(idle, egui::Button::new(RichText::new("Generate").strong())).clicked() {
+                self.send(Command::Generate);
+            }
+            if ui.add_enabled(!idle, egui::Button::new("Cancel")).clicked() {
+                self.send(Command::Cancel);
+            }
+            let (label, fraction) = match &phase {
+                JobPhase::Idle => ("idle".to_string(), 0.0),
+                JobPhase::Running { label, fraction } => (label.clone(), *fraction),
+            };
+            ui.add(ProgressBar::new(fraction).text(label));
+        });
+    }
+
+    fn takes_list(&self, setter: &ParamSetter, ui: &mut Ui) {
+        let params = &self.shared.params;
+        let state = params.takes.read().clone();
+        let problems = self.shared.board.lock().take_problems.clone();
+        ui.horizontal(|ui| {
+            ui.heading("Takes");
+            if ui.selectable_label(state.selected.is_none(), "none (original)").clicked() {
+                self.send(Command::Select(None));
+            }
+        });
+        egui::ScrollArea::vertical().max_height(170.0).show(ui, |ui| {
+            for take in state.takes.iter().rev() {
+                ui.horizontal(|ui| {
+                    let (start, end) = take.region.seconds();
+                    let text = format!("#{} {:.2}–{:.2} s  seed {}  {}", take.id, start, end, take.seed, take.summary);
+                    if ui.selectable_label(state.selected == Some(take.id), text).clicked() {
+                        self.send(Command::Select(Some(take.id)));
+                    }
+                    if ui.button("Audition").clicked() {
+                        self.send(Command::Select(Some(take.id)));
+                        setter.begin_set_parameter(&params.monitor);
+                        setter.set_parameter(&params.monitor, Monitor::Take);
+                        setter.end_set_parameter(&params.monitor);
+                    }
+                    if ui.button("Delete").clicked() {
+                        self.send(Command::Delete(take.id));
+                    }
+                });
+                if let Some(problem) = problems.get(&take.id) {
+                    ui.colored_label(ERROR_COLOR, format!("  cannot play: {problem}"));
+                }
+            }
+        });
+    }
+
+    fn status_lines(&self, ui: &mut Ui) {
+        let board = self.shared.board.lock().clone();
+        ui.label(RichText::new(&board.engine).small());
+        if let Some(capture) = self.shared.capture() {
+            let used = format!(
+                "capture: {:.0}% of {:.0} min used at {} Hz",
+                capture.used_fraction() * 100.0,
+                capture.capacity_seconds() / 60.0,
+                capture.sample_rate()
+            );
+            ui.label(RichText::new(used).small());
+            if capture.is_full() {
+                ui.colored_label(
+                    NOTICE_COLOR,
+                    "Capture memory is full: new parts of the timeline are not recorded. Raise the capture size \
+                     (applies when the host next activates Retake).",
+                );
+            }
+        }
+        if self.shared.audio_fault() {
+            ui.colored_label(ERROR_COLOR, "Audio processing hit an internal error and now passes audio through.");
+        }
+        if let Some(error) = &board.error {
+            ui.colored_label(ERROR_COLOR, error);
+        }
+    }
+
+    fn capture_size(&self, ui: &mut Ui) {
+        let minutes = &self.shared.params.capture_minutes;
+        let mut value = minutes.load(std::sync::atomic::Ordering::Relaxed);
+        ui.horizontal(|ui| {
+            ui.label("Capture size (minutes, applies on next activation)");
+            if ui.add(egui::DragValue::new(&mut value).range(1..=120)).changed() {
+                minutes.store(value, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+impl nice_plug_egui::NiceEguiApp for RetakeEditor {
+    fn build(
+        &mut self,
+        _egui_ctx: egui::Context,
+        gui_ctx: GuiContext,
+        _frame: &mut nice_plug_egui::Frame,
+    ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        self.gui = Some(gui_ctx);
+        Ok(())
+    }
+
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut nice_plug_egui::Frame) {
+        ui.ctx().request_repaint_after(REPAINT_INTERVAL);
+        let Some(gui) = self.gui.clone() else { return };
+        let setter = gui.param_setter();
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            ui.heading("Retake");
+            self.waveform(ui);
+            ui.separator();
+            self.text_fields(ui);
+            ui.separator();
+            Self::controls(&self.shared.params, &setter, ui);
+            ui.separator();
+            self.job_row(ui);
+            ui.separator();
+            self.takes_list(&setter, ui);
+            ui.separator();
+            self.capture_size(ui);
+            self.status_lines(ui);
+        });
+    }
+
+    fn editor_closed(&mut self) {
+        self.gui = None;
+        self.overview = None;
+    }
+}
