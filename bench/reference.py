@@ -57,6 +57,17 @@ GROUPS = {
 # ---------------------------------------------------------------------------------------------------- memory
 
 
+def release_free_memory():
+    """glibc's malloc_trim(0), as the Rust side calls it between groups: freed memory leaves the RSS."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
 def reset_peak_rss():
     """Resets VmHWM to the current RSS (Linux >= 4.0), as the Rust side does; False where unavailable."""
     try:
@@ -318,13 +329,12 @@ def run(args):
             groups.append(report)
             continue
         print(f"[pytorch] {name}", file=sys.stderr, flush=True)
-        gc.collect()
+        release_free_memory()
         report["rss_before_bytes"] = status_bytes("VmRSS:")
         per_group = reset_peak_rss()
         timer = Timer(args.runs, args.only)
         with torch.no_grad():
             report["weights_bytes"] = bodies[name](timer, args.seed) * 4
-        gc.collect()
         report["ops"] = timer.done
         report["peak_rss_bytes"] = status_bytes("VmHWM:") if per_group else None
         groups.append(report)

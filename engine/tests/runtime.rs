@@ -161,7 +161,8 @@ fn events_arrive_in_order_and_done_carries_audio_latents_and_request() {
 fn jobs_run_one_at_a_time_in_submission_order_with_their_queue_positions() {
     let handle = engine(8);
     let events = handle.events();
-    let first = handle.submit(text2music(0.4, 6)).unwrap();
+    // Long enough that the three submits below all happen while it runs.
+    let first = handle.submit(text2music(0.4, 40)).unwrap();
     let mut seen = until_first_step(&events, first);
     let later: Vec<JobId> = (0..3).map(|_| handle.submit(text2music(0.4, 2)).unwrap()).collect();
     seen.extend(until_end(&events, later[2]));

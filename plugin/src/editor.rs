@@ -3,6 +3,7 @@
 //! on a job.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use nih_plug::prelude::ParamSetter;
 
 use crate::params::{Monitor, RetakeParams};
 use crate::region::select_region;
+use crate::settings::{self, EngineSettings};
 use crate::shared::{JobPhase, Shared};
 use crate::worker::Command;
 
@@ -35,18 +37,57 @@ struct Overview {
     computed: Instant,
 }
 
+/// The engine settings form: the settings file's content being edited, and the outcome of the last save.
+struct SettingsForm {
+    path: std::result::Result<PathBuf, String>,
+    draft: EngineSettings,
+    note: Option<std::result::Result<String, String>>,
+}
+
+impl SettingsForm {
+    /// The settings file as it is now (a file that cannot be read is reported, and the form starts empty).
+    fn load() -> Self {
+        let path = settings::settings_file().map_err(|err| err.to_string());
+        let loaded = path
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|path| EngineSettings::load(path).map_err(|err| err.to_string()));
+        let (draft, note) = match loaded {
+            Ok(draft) => (draft, None),
+            Err(err) => (EngineSettings::default(), Some(Err(err))),
+        };
+        Self { path, draft, note }
+    }
+
+    /// Checks the draft and writes it to the settings file; returns whether it was saved.
+    fn save(&mut self) -> bool {
+        let saved = self.draft.engine_config().and_then(|_| match &self.path {
+            Ok(path) => self.draft.save(path).map(|()| path.clone()),
+            Err(err) => Err(retake_engine::EngineError::invalid(err.clone())),
+        });
+        self.note = Some(
+            saved
+                .as_ref()
+                .map(|path| format!("saved to {}; applies from the next Generate", path.display()))
+                .map_err(|err| err.to_string()),
+        );
+        saved.is_ok()
+    }
+}
+
 /// Retake's editor app.
 pub struct RetakeEditor {
     shared: Arc<Shared>,
     commands: Sender<Command>,
     gui: Option<GuiContext>,
     overview: Option<Overview>,
+    settings: SettingsForm,
 }
 
 impl RetakeEditor {
     /// An editor showing `shared` and sending commands to the job worker.
     pub fn new(shared: Arc<Shared>, commands: Sender<Command>) -> Self {
-        Self { shared, commands, gui: None, overview: None }
+        Self { shared, commands, gui: None, overview: None, settings: SettingsForm::load() }
     }
 
     fn send(&self, command: Command) {
@@ -266,6 +307,46 @@ impl RetakeEditor {
         }
     }
 
+    /// Model folder, device and VRAM budget, saved to the settings file; environment variables win over it.
+    fn engine_settings(&mut self, ui: &mut Ui) {
+        let env = settings::env_settings();
+        let form = &mut self.settings;
+        let mut save = false;
+        egui::CollapsingHeader::new("Engine settings").show(ui, |ui| {
+            let draft = &mut form.draft;
+            let rows = [
+                ("Model folder", "empty: the Hugging Face cache", &mut draft.model_dir),
+                ("Device", "cpu, cuda or cuda:N", &mut draft.device),
+                ("VRAM budget", "e.g. 6GiB; empty: no limit", &mut draft.vram_budget),
+            ];
+            egui::Grid::new("retake-engine-settings").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
+                for ((label, hint, value), (var, set)) in rows.into_iter().zip(env.fields()) {
+                    ui.label(label);
+                    ui.add(TextEdit::singleline(value).hint_text(hint).desired_width(360.0));
+                    if set.is_empty() {
+                        ui.label("");
+                    } else {
+                        ui.colored_label(NOTICE_COLOR, format!("{var}={set} overrides this"));
+                    }
+                    ui.end_row();
+                }
+            });
+            save = ui.button("Save").clicked();
+            match &form.note {
+                Some(Ok(note)) => {
+                    ui.label(RichText::new(note).small());
+                }
+                Some(Err(err)) => {
+                    ui.colored_label(ERROR_COLOR, err);
+                }
+                None => {}
+            }
+        });
+        if save && form.save() {
+            self.send(Command::ReloadSettings);
+        }
+    }
+
     fn capture_size(&self, ui: &mut Ui) {
         let minutes = &self.shared.params.capture_minutes;
         let mut value = minutes.load(std::sync::atomic::Ordering::Relaxed);
@@ -306,6 +387,7 @@ impl nice_plug_egui::NiceEguiApp for RetakeEditor {
             self.takes_list(&setter, ui);
             ui.separator();
             self.capture_size(ui);
+            self.engine_settings(ui);
             self.status_lines(ui);
         });
     }

@@ -22,6 +22,7 @@ pub mod playback;
 pub mod realtime;
 pub mod region;
 mod seqlock;
+pub mod settings;
 pub mod shared;
 pub mod takes;
 pub mod transport;
@@ -29,7 +30,7 @@ pub mod worker;
 
 use capture::CaptureStore;
 use editor::RetakeEditor;
-use params::{Monitor, RetakeParams};
+use params::RetakeParams;
 use playback::{take_channel, TakeSender};
 use realtime::{BlockControls, Realtime};
 use shared::Shared;
@@ -148,12 +149,7 @@ impl Plugin for Retake {
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let transport = TransportSnapshot::from_host(context.transport());
-        let controls = BlockControls {
-            monitor_take: self.params.monitor.value() == Monitor::Take,
-            xfade_ms: self.params.xfade_ms.value(),
-            generate: self.params.generate.value(),
-        };
-        self.realtime.process(buffer.as_slice(), &transport, controls);
+        self.realtime.process(buffer.as_slice(), &transport, BlockControls::from_params(&self.params));
         ProcessStatus::Normal
     }
 }

@@ -5,6 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::capture::CaptureStore;
+use crate::params::{Monitor, RetakeParams};
 use crate::playback::Player;
 use crate::shared::Shared;
 use crate::transport::TransportSnapshot;
@@ -18,6 +19,17 @@ pub struct BlockControls {
     pub xfade_ms: f32,
     /// The `generate` parameter's value.
     pub generate: bool,
+}
+
+impl BlockControls {
+    /// Audio thread. The current values of the parameters a block reads (atomic loads only).
+    pub fn from_params(params: &RetakeParams) -> Self {
+        Self {
+            monitor_take: params.monitor.value() == Monitor::Take,
+            xfade_ms: params.xfade_ms.value(),
+            generate: params.generate.value(),
+        }
+    }
 }
 
 /// Audio-thread state, prepared in `activate()`.
@@ -168,6 +180,13 @@ mod tests {
         }
         assert!(shared.take_generate_request());
         assert!(!shared.take_generate_request());
+    }
+
+    #[test]
+    fn block_controls_read_the_parameter_values() {
+        let params = RetakeParams::default();
+        let controls = assert_no_alloc(|| BlockControls::from_params(&params));
+        assert_eq!(controls, BlockControls { monitor_take: true, xfade_ms: 50.0, generate: false });
     }
 
     #[test]

@@ -11,13 +11,13 @@ use std::time::Duration;
 use crossbeam::channel::{never, select, Receiver};
 
 use retake_engine::audio::Audio;
-use retake_engine::model_source::ModelSource;
-use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, EngineHandle, Event, JobId};
+use retake_engine::runtime::{Engine, EngineConfig, EngineHandle, Event, JobId};
 use retake_engine::{EngineError, Result};
 
 use crate::jobs::{prepare_job, take_audio, JobSettings, Placement};
 use crate::playback::TakeSender;
 use crate::region::select_region;
+use crate::settings;
 use crate::shared::{JobPhase, Shared};
 use crate::takes::{self, TakeLibrary, TakeMeta};
 
@@ -35,6 +35,8 @@ pub enum Command {
     Select(Option<u64>),
     /// Remove take `id` and its files.
     Delete(u64),
+    /// The engine settings changed: read them again; the engine restarts with them at the next job.
+    ReloadSettings,
     /// The host (re)activated the plugin.
     Activated {
         /// Host sample rate.
@@ -44,16 +46,6 @@ pub enum Command {
     },
     /// Stop the worker.
     Shutdown,
-}
-
-/// The engine a plugin starts on its first job: the model from `RETAKE_MODEL_DIR` when set, otherwise from
-/// the Hugging Face cache (downloading what is missing); CUDA device 0 in a `cuda` build, else the CPU.
-pub fn engine_config() -> EngineConfig {
-    let model = std::env::var_os("RETAKE_MODEL_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map_or_else(ModelSource::default, |dir| ModelSource::Dir(PathBuf::from(dir)));
-    let device = if cfg!(feature = "cuda") { DeviceChoice::Cuda(0) } else { DeviceChoice::Cpu };
-    EngineConfig { model, device, ..EngineConfig::default() }
 }
 
 /// The host configuration of the last activation.
@@ -83,8 +75,11 @@ pub struct Worker {
     takes: TakeSender,
     library: TakeLibrary,
     takes_root: std::result::Result<PathBuf, String>,
-    engine_config: EngineConfig,
+    /// The engine to start, or why the settings do not describe one.
+    engine_config: std::result::Result<EngineConfig, String>,
     engine: Option<EngineLink>,
+    /// The running engine was started with settings that have changed since.
+    engine_stale: bool,
     host: Option<HostConfig>,
     job: Option<RunningJob>,
     restores_seen: u64,
@@ -92,13 +87,13 @@ pub struct Worker {
 
 impl Worker {
     /// A worker that writes take files under `takes_root` (normally [`takes::takes_root`]) and starts an
-    /// engine with `engine_config` on the first job.
+    /// engine with `engine_config` (normally [`settings::engine_config`]) on the first job.
     pub fn new(
         shared: Arc<Shared>,
         commands: Receiver<Command>,
         takes: TakeSender,
         takes_root: std::result::Result<PathBuf, String>,
-        engine_config: EngineConfig,
+        engine_config: std::result::Result<EngineConfig, String>,
     ) -> Self {
         shared.board.lock().engine = "engine: not started (the model loads on the first Generate)".to_string();
         Self {
@@ -109,6 +104,7 @@ impl Worker {
             takes_root,
             engine_config,
             engine: None,
+            engine_stale: false,
             host: None,
             job: None,
             restores_seen: 0,
@@ -193,6 +189,10 @@ impl Worker {
             }
             Command::Select(id) => self.select(id),
             Command::Delete(id) => self.delete(id),
+            Command::ReloadSettings => {
+                self.reload_settings();
+                Ok(())
+            }
             Command::Activated { sample_rate, channels } => {
                 let host = HostConfig { sample_rate, channels };
                 if self.host != Some(host) {
@@ -237,8 +237,12 @@ impl Worker {
         )?;
         let settings = JobSettings::from_params(params);
         let prepared = prepare_job(&capture, region, &settings, &transport)?;
+        let config = self.engine_config.clone().map_err(EngineError::invalid)?;
+        if std::mem::take(&mut self.engine_stale) {
+            self.engine = None;
+        }
         let engine = self.engine.get_or_insert_with(|| {
-            let handle = Engine::spawn(self.engine_config.clone());
+            let handle = Engine::spawn(config);
             EngineLink { events: handle.events(), handle }
         });
         let id = engine.handle.submit(prepared.request).map_err(|err| EngineError::invalid(err.to_string()))?;
@@ -334,6 +338,17 @@ impl Worker {
         Ok(())
     }
 
+    /// Reads the engine settings again (environment over settings file); a started engine is replaced at the
+    /// next job, so a running job finishes on the engine it started on.
+    fn reload_settings(&mut self) {
+        self.engine_config = settings::engine_config().map_err(reason);
+        self.engine_stale = self.engine.is_some();
+        self.shared.board.lock().engine = match &self.engine_config {
+            Ok(_) => "engine: settings saved; they apply from the next Generate".to_string(),
+            Err(err) => format!("engine: {err}"),
+        };
+    }
+
     fn select(&mut self, id: Option<u64>) -> Result<()> {
         let Some(id) = id else {
             self.shared.params.takes.update(|state| state.selected = None);
@@ -385,14 +400,23 @@ impl Worker {
 }
 
 /// Starts the plugin's worker on its own thread: take files under [`takes::takes_root`], engine from
-/// [`engine_config`].
+/// [`settings::engine_config`].
 pub fn spawn_worker(
     shared: Arc<Shared>,
     commands: Receiver<Command>,
     takes: TakeSender,
 ) -> std::io::Result<JoinHandle<()>> {
-    let root = takes::takes_root().map_err(|err| err.to_string());
-    Worker::new(shared, commands, takes, root, engine_config()).spawn()
+    let root = takes::takes_root().map_err(reason);
+    let engine = settings::engine_config().map_err(reason);
+    Worker::new(shared, commands, takes, root, engine).spawn()
+}
+
+/// The message of a set-up error, without the "invalid input" prefix that reporting it at a job adds again.
+fn reason(err: EngineError) -> String {
+    match err {
+        EngineError::InvalidInput(message) => message,
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -404,6 +428,7 @@ mod tests {
     use crate::region::Region;
     use crate::transport::TransportSnapshot;
     use crossbeam::channel::{unbounded, Sender};
+    use retake_engine::model_source::ModelSource;
     use std::time::Instant;
 
     const RATE: u32 = 44_100;
@@ -430,7 +455,7 @@ mod tests {
         let (commands, receiver) = unbounded();
         let (sender, mut player) = take_channel();
         player.set_sample_rate(RATE);
-        let worker = Worker::new(shared.clone(), receiver, sender, Ok(root.clone()), config);
+        let worker = Worker::new(shared.clone(), receiver, sender, Ok(root.clone()), Ok(config));
         Harness { shared, worker, player, root, _commands: commands }
     }
 
@@ -487,6 +512,22 @@ mod tests {
         let error = h.shared.board.lock().error.clone().unwrap();
         assert!(error.contains("has not activated Retake"), "{error}");
         assert_eq!(h.shared.board.lock().job, JobPhase::Idle);
+    }
+
+    #[test]
+    fn unusable_engine_settings_are_reported_at_generate_and_start_no_engine() {
+        let mut h = harness("settings");
+        h.worker.engine_config = Err("engine device: `gpu` is not a device".to_string());
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 1 });
+        let capture = Arc::new(CaptureStore::new(1, RATE, 10.0));
+        capture.write(0, &[vec![0.1f32; 4 * RATE as usize]]);
+        *h.shared.capture.write() = Some(capture);
+        h.shared.transport.publish(&TransportSnapshot { loop_range: Some((0, RATE as i64)), ..Default::default() });
+        h.worker.handle_command(Command::Generate);
+        let board = h.shared.board.lock().clone();
+        assert_eq!(board.error.as_deref(), Some("invalid input: engine device: `gpu` is not a device"));
+        assert_eq!(board.job, JobPhase::Idle);
+        assert!(h.worker.engine.is_none() && h.worker.job.is_none());
     }
 
     #[test]

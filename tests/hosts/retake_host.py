@@ -104,7 +104,7 @@ def read_wav(path) -> tuple[int, np.ndarray]:
         chunks.setdefault(data[offset : offset + 4], data[offset + 8 : offset + 8 + size])
         offset += 8 + size + (size & 1)
     fmt, body = chunks[b"fmt "], chunks[b"data"]
-    tag, channels, rate = int.from_bytes(fmt[0:2], "little"), int.from_bytes(fmt[2:4], "little"), int.from_bytes(fmt[4:8], "little")
+    tag, channels, rate = (int.from_bytes(fmt[a:b], "little") for a, b in ((0, 2), (2, 4), (4, 8)))
     bits = int.from_bytes(fmt[14:16], "little")
     pcm = tag == 1 or (tag == 0xFFFE and fmt[24:26] == b"\x01\x00")
     if not pcm or bits not in (16, 24, 32):

@@ -81,7 +81,8 @@ def first_mismatch(output: np.ndarray, expected: np.ndarray, start: int, end: in
     if not differs.any():
         return None
     channel, frame = (int(i) for i in np.argwhere(differs)[0])
-    return f"channel {channel}, frame {start + frame}: output {got[channel, frame]!r}, expected {want[channel, frame]!r}"
+    got, want = got[channel, frame], want[channel, frame]
+    return f"channel {channel}, frame {start + frame}: output {got!r}, expected {want!r}"
 
 
 def test_render_with_tempo_passes_the_signal_through_bit_exact():
@@ -153,7 +154,8 @@ def test_repaint_round_trip_via_generate(tmp_path):
     start, end = (round(s * SAMPLE_RATE) for s in REGION_S)
     assert take["region"] == {"start": start, "end": end, "sample_rate": SAMPLE_RATE}, f"{HOST}: region {take}"
     rate, take_audio = read_wav(take["host_file"]["path"])
-    assert (rate, take_audio.shape) == (SAMPLE_RATE, (2, end - start)), f"{HOST}: take file {rate} Hz {take_audio.shape}"
+    shape = (rate, take_audio.shape)
+    assert shape == (SAMPLE_RATE, (2, end - start)), f"{HOST}: take file (rate, shape) is {shape}"
 
     output = rig.render(SIGNAL_S).astype(np.float32)
     expected = signal.copy()

@@ -47,5 +47,6 @@ def test_editor_opens_and_renders_a_non_blank_screenshot():
         editor.wait()
     width, height = (int(v) for v in magick("identify", "-format", "%w %h", str(SCREENSHOT)).split())
     assert width >= 400 and height >= 300, f"{HOST}: screenshot is only {width}x{height}"
-    stddev = float(magick("convert", str(SCREENSHOT), "-colorspace", "Gray", "-format", "%[fx:standard_deviation]", "info:"))
+    grey = magick("convert", str(SCREENSHOT), "-colorspace", "Gray", "-format", "%[fx:standard_deviation]", "info:")
+    stddev = float(grey)
     assert stddev > MIN_STDDEV, f"{HOST}: screenshot {SCREENSHOT} is blank (grey stddev {stddev:.4f})"

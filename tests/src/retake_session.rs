@@ -66,11 +66,6 @@ impl Session {
         })
     }
 
-    /// The hosted plugin.
-    pub fn plugin(&mut self) -> &mut HostedPlugin {
-        &mut self.plugin
-    }
-
     /// The signal the session plays.
     pub fn signal(&self) -> &[Vec<f32>] {
         &self.signal
@@ -115,19 +110,11 @@ impl Session {
         self.plugin.load_state(&state.encode()).map_err(|err| err.to_string())
     }
 
-    /// Plays the whole signal from the start of the timeline with `timeline`'s transport; returns the output.
-    fn play(&mut self, timeline: Timeline) -> Result<Vec<Vec<f32>>, String> {
+    /// Plays the whole signal from the start of the timeline, without a loop, and returns the output. The
+    /// first pass is what Retake captures; later passes play the take in place.
+    pub fn play(&mut self) -> Result<Vec<Vec<f32>>, String> {
+        let timeline = self.timeline.without_loop();
         self.plugin.render(&self.signal, 0, &timeline, true).map_err(|err| err.to_string())
-    }
-
-    /// Plays the signal once with no loop, so Retake captures it; returns the output.
-    pub fn capture(&mut self) -> Result<Vec<Vec<f32>>, String> {
-        self.play(self.timeline.without_loop())
-    }
-
-    /// Plays the signal again (no loop) and returns the output.
-    pub fn replay(&mut self) -> Result<Vec<Vec<f32>>, String> {
-        self.play(self.timeline.without_loop())
     }
 
     /// One block of silence with the transport stopped at the end of the signal and the loop active, as a DAW

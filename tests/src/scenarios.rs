@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::clap_host::ClapBundle;
 use crate::retake_session::{
-    check_passes_through, check_region, check_take_in_place, fade_frames, param_names, take_audio, Session,
+    check_passes_through, check_region, check_take_in_place, fade_frames, param_names, take_audio, Session, XFADE_MS,
 };
 
 /// Scenario names the `retake-clap-host` binary accepts.
@@ -29,7 +29,7 @@ pub fn run(name: &str, bundle: &Path) -> Result<Vec<String>, String> {
 fn common_settings(session: &mut Session, mode: &str) -> Result<(), String> {
     session.set("mode", mode)?;
     session.set("follow_loop", "On")?;
-    session.set("xfade_ms", &crate::retake_session::XFADE_MS.to_string())?;
+    session.set("xfade_ms", &XFADE_MS.to_string())?;
     session.set("monitor", "Take")
 }
 
@@ -37,12 +37,12 @@ fn common_settings(session: &mut Session, mode: &str) -> Result<(), String> {
 fn round_trip(session: &mut Session, what: &str) -> Result<(retake::takes::TakeMeta, Vec<String>), String> {
     let input = session.signal().to_vec();
     let rate = session.sample_rate();
-    let captured = session.capture()?;
+    let captured = session.play()?;
     check_passes_through(&captured, &input).map_err(|err| format!("before any take: {err}"))?;
     let take = session.generate()?;
     check_region(&take, rate)?;
     let audio = take_audio(&take)?;
-    let replayed = session.replay()?;
+    let replayed = session.play()?;
     check_take_in_place(&replayed, &input, &take, &audio, fade_frames(rate))?;
     let report = vec![
         "capture pass: output = input bit for bit".to_string(),
@@ -59,7 +59,7 @@ fn repaint(bundle: &ClapBundle) -> Result<Vec<String>, String> {
     let (_, mut report) = round_trip(&mut session, "repaint")?;
     session.set("monitor", "Original")?;
     session.idle(Duration::from_millis(100))?;
-    let original = session.replay()?;
+    let original = session.play()?;
     check_passes_through(&original, session.signal()).map_err(|err| format!("monitor = Original: {err}"))?;
     report.push("monitor = Original: output = input everywhere, bit for bit".to_string());
     Ok(report)
@@ -111,7 +111,7 @@ fn state_restore(bundle: &ClapBundle) -> Result<Vec<String>, String> {
         return Err(format!("restored takes list {takes_after:?} differs from the saved {takes_before:?}"));
     }
     second.wait_until_audible(&take)?;
-    let replayed = second.replay()?;
+    let replayed = second.play()?;
     check_take_in_place(&replayed, second.signal(), &take, &take_audio(&take)?, fade_frames(48_000))
         .map_err(|err| format!("fresh instance after loading the state: {err}"))?;
     report.push(format!("fresh instance: prompt \"{PROMPT}\", {} parameters and the takes list restored", ids.len()));

@@ -7,7 +7,7 @@ use std::f64::consts::TAU;
 pub fn test_signal(sample_rate: u32, seconds: f64) -> Vec<Vec<f32>> {
     let frames = (seconds * f64::from(sample_rate)).round() as usize;
     let rate = f64::from(sample_rate);
-    let mut noise = Lcg(0x5EED_0F_2E7A_CE);
+    let mut noise = Lcg(0x5EED_0F2E_7ACE);
     let tones = [(220.0, 331.0), (277.2, 415.3)];
     tones
         .iter()

@@ -82,6 +82,21 @@ pub(super) fn selected(only: Option<&str>, name: &str) -> bool {
     only.is_none_or(|pattern| name.contains(pattern))
 }
 
+/// Hands the allocator's free memory back to the kernel (glibc's `malloc_trim(0)`), so that what earlier
+/// groups freed but the allocator kept does not count toward the next group's resident size.
+pub(super) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: `malloc_trim` only returns glibc's own free pages to the kernel; it has no preconditions.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// Resets the kernel's peak-resident mark (`VmHWM`) to the current resident size, so the next reading covers
 /// only what runs after this call (`/proc/self/clear_refs` ← 5, Linux ≥ 4.0). False where that is unavailable.
 pub(super) fn reset_peak_rss() -> bool {

@@ -17,7 +17,7 @@ pub use end_to_end::{CAPTION, LYRICS, REPAINT_RANGE};
 pub use measure::Stats;
 pub use report::{BenchReport, GroupReport, OpReport};
 
-use measure::{current_rss, peak_rss, reset_peak_rss, selected, Timer};
+use measure::{current_rss, peak_rss, release_free_memory, reset_peak_rss, selected, Timer};
 
 use crate::audio::{Audio, MODEL_SAMPLE_RATE};
 use crate::error::{EngineError, Result};
@@ -165,6 +165,7 @@ fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
         report.skipped = Some("random weights come without a tokenizer.json; pass one to run it".into());
         return Ok(report);
     }
+    release_free_memory();
     report.rss_before_bytes = current_rss();
     let peak_is_per_group = reset_peak_rss();
     let mut timer = Timer::new(options.runs, &options.device, options.only.as_deref());
@@ -271,7 +272,7 @@ mod tests {
 mod runner_tmp {
     #[test]
     #[ignore]
-    fn bench_now() {
+    fn all_groups() {
         let mut options = super::BenchOptions::new(candle_core::Device::Cpu);
         options.runs = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
         options.only = std::env::var("ONLY").ok();

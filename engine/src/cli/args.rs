@@ -273,10 +273,12 @@ mod tests {
     #[test]
     fn bad_values_are_rejected_by_the_parser() {
         let t2m = ["text2music", "--output", "o.wav", "--duration", "5", "--prompt", "p"];
-        for extra in [["--device", "tpu"], ["--steps", "0"], ["--mode", "fast"], ["--vram-budget", "lots"]] {
+        for extra in [["--device", "tpu"], ["--steps", "0"], ["--vram-budget", "lots"]] {
             let err = parse(&[&t2m[..], &extra[..]].concat()).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{extra:?}: {err}");
         }
+        let mode = parse(&[&t2m[..], &["--mode", "fast"]].concat()).unwrap_err();
+        assert_eq!(mode.kind(), clap::error::ErrorKind::InvalidValue);
         let both = parse(&[&t2m[..], &["--lyrics", "la", "--lyrics-file", "l.txt"]].concat()).unwrap_err();
         assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
         let missing = parse(&["cover", "--input", "a.wav", "--output", "b.wav"]).unwrap_err();

@@ -80,8 +80,13 @@ mod tests {
 
     use super::*;
 
-    fn ramp(rate: u32, frames: usize) -> Audio {
-        Audio::new(rate, vec![(0..frames).map(|i| ((i % 200) as f32 - 100.0) / 256.0).collect()])
+    /// A 440 Hz sine, well inside the band both rates carry.
+    fn tone(rate: u32, frames: usize) -> Audio {
+        let hz = 440.0 / rate as f64;
+        Audio::new(
+            rate,
+            vec![(0..frames).map(|i| (0.4 * (std::f64::consts::TAU * hz * i as f64).sin()) as f32).collect()],
+        )
     }
 
     fn clip(audio: &Audio) -> SourceClip {
@@ -93,22 +98,22 @@ mod tests {
 
     #[test]
     fn mono_input_becomes_stereo_and_reaches_the_model_at_48k() {
-        let source = clip(&ramp(44_100, 44_100));
-        assert_eq!(source.original.channels, vec![ramp(44_100, 44_100).channels[0].clone(); 2]);
+        let source = clip(&tone(44_100, 44_100));
+        assert_eq!(source.original.channels, vec![tone(44_100, 44_100).channels[0].clone(); 2]);
         assert_eq!((source.for_model.sample_rate, source.for_model.len()), (48_000, 48_000));
         assert_eq!(source.duration_s(), 1.0);
     }
 
     #[test]
     fn at_48k_the_result_is_returned_unchanged() {
-        let source = clip(&ramp(48_000, 4_800));
+        let source = clip(&tone(48_000, 4_800));
         let result = Audio::new(48_000, vec![vec![0.25; 4_800]; 2]);
         assert_eq!(source.render(&result, true).unwrap(), result);
     }
 
     #[test]
     fn a_kept_result_reproduces_the_original_samples_exactly_away_from_changes() {
-        let source = clip(&ramp(44_100, 44_100));
+        let source = clip(&tone(44_100, 44_100));
         let mut result = source.for_model.clone();
         for channel in &mut result.channels {
             channel[20_000..22_000].fill(0.5);
@@ -125,7 +130,7 @@ mod tests {
 
     #[test]
     fn other_results_are_resampled_and_fitted_to_the_clip_when_they_cover_it() {
-        let source = clip(&ramp(22_050, 22_051));
+        let source = clip(&tone(22_050, 22_051));
         let result = Audio::new(48_000, vec![vec![0.25; source.for_model.len()]; 2]);
         let out = source.render(&result, false).unwrap();
         assert_eq!((out.sample_rate, out.len()), (22_050, 22_051));

@@ -1,5 +1,7 @@
 //! One job through the engine thread: submit, show progress, turn Ctrl-C into a cancel, wait for the end.
 
+use std::sync::Arc;
+
 use crossbeam::channel::{self, select, Receiver};
 use retake_engine::pipeline::request::GenerationRequest;
 use retake_engine::runtime::{Engine, EngineConfig, Event, Take};
@@ -13,7 +15,7 @@ pub const INTERRUPTED: u8 = 130;
 /// What came out of a finished job.
 pub struct Finished {
     /// The result.
-    pub take: std::sync::Arc<Take>,
+    pub take: Arc<Take>,
     /// Warnings the engine gave along the way.
     pub warnings: Vec<String>,
 }

@@ -44,8 +44,11 @@ impl ProgressView {
         match self {
             Self::Bar(bar) => {
                 let (done, of) = status.done_of.unwrap_or((0, 0));
-                bar.set_length(of as u64);
-                bar.set_position(done as u64);
+                // Length and position together, so no frame shows one phase's position against another's length.
+                bar.update(|state| {
+                    state.set_len(of as u64);
+                    state.set_pos(done as u64);
+                });
                 bar.set_message(status.text);
             }
             Self::Lines => eprintln!("retake: {}", status.text),

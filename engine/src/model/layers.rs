@@ -40,9 +40,14 @@ pub enum AttnMask {
 }
 
 /// A bias-free or biased linear layer `[out, in]` loaded with shape checks.
+///
+/// On the CPU the weight is stored transposed (`[in, out]` contiguous, held as the usual `[out, in]` view), so
+/// `x·Wᵀ` multiplies by a row-major matrix, which the GEMM streams without gathering strided columns: about 1.3×
+/// faster at the DiT's token counts (spec §12), same values.
 pub fn linear(vb: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
     let vb = vb.pp(name);
     let weight = vb.get(&[out_dim, in_dim], "weight")?;
+    let weight = if weight.device().is_cpu() { weight.t()?.contiguous()?.t()? } else { weight };
     let bias = if bias { Some(vb.get(&[out_dim], "bias")?) } else { None };
     Ok(Linear::new(weight, bias))
 }

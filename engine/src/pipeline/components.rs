@@ -303,3 +303,71 @@ impl Components {
         self.residency.cached(&mut self.vae_decoder, &[Unit::VaeDecoder], || VaeDecoder::load(&ckpt.vae, &ckpt.vae_weights()?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use candle_core::{DType, Device};
+
+    use super::*;
+    use crate::model::resident::ResidentBytes;
+
+    fn fixture() -> Checkpoint {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
+        Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap()
+    }
+
+    fn velocity(dit: &Dit, cfg: &crate::model::config::AceStepConfig) -> Vec<f32> {
+        let zeros = |shape: (usize, usize, usize)| Tensor::ones(shape, DType::F32, &Device::Cpu).unwrap();
+        let context = dit.shell().prepare_context(&zeros((1, 8, cfg.in_channels - 64))).unwrap();
+        let cross = dit.cross_cache(&zeros((1, 10, cfg.hidden_size))).unwrap();
+        let v = dit.forward(&zeros((1, 8, 64)), &context, &cross, &dit.shell().timestep(500.0).unwrap()).unwrap();
+        v.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn units_in_use_stay_and_the_dit_streams_beside_them_then_is_rebuilt_whole_once_they_are_released() {
+        let ckpt = fixture();
+        let cfg = ckpt.acestep.clone();
+        let want = velocity(&Dit::load(&ckpt).unwrap(), &cfg);
+        let sizes = UnitSizes::from_checkpoint(&ckpt).unwrap();
+        let stage = Stage::Denoise { frames: 8, encoder_len: 10, conditions: 1, cfg: false };
+        let held = sizes.of(Unit::TextEncoder) + sizes.of(Unit::VaeEncoder) + sizes.of(Unit::Silence);
+        let dit_room = sizes.of(Unit::DitShell) + 2 * sizes.of(Unit::DitBlock(0));
+        let budget = held + activation_bytes(&ckpt, stage) + dit_room;
+        let mut components = Components::new(ckpt, Some(budget)).unwrap();
+
+        let text = components.text_encoder().unwrap();
+        let vae = components.vae_encoder().unwrap();
+        components.enter(stage).unwrap();
+        let dit = components.dit().unwrap();
+        assert_eq!(dit.blocks().len(), 1, "shell + one resident block + one streamed block fill the room");
+        assert_eq!(velocity(&dit, &cfg), want);
+        let stats = components.stats();
+        assert!(stats.peak_bytes <= budget, "{} > {budget}", stats.peak_bytes);
+        assert_eq!(stats.resident_bytes, text.resident_bytes() + vae.resident_bytes() + dit.bytes());
+        assert_eq!(stats.releases, 0);
+
+        drop((text, vae, dit));
+        components.enter(stage).unwrap();
+        let dit = components.dit().unwrap();
+        assert_eq!(dit.blocks().len(), 4);
+        assert_eq!(velocity(&dit, &cfg), want);
+        // Releasing the largest idle unit, the VAE encoder, makes room; the streamed DiT is rebuilt whole.
+        assert_eq!(components.stats().releases, 2);
+        let units = components.resident_units();
+        assert!(units.contains(&Unit::TextEncoder) && !units.contains(&Unit::VaeEncoder), "{units:?}");
+        assert_eq!(components.stats().resident_bytes, units.iter().map(|&u| sizes.of(u)).sum::<u64>(), "{units:?}");
+    }
+
+    #[test]
+    fn a_stage_that_cannot_fit_is_refused_with_its_requirement() {
+        let ckpt = fixture();
+        let minimum = super::super::residency::minimum_budget(&ckpt).unwrap().total();
+        let mut components = Components::new(ckpt, Some(minimum)).unwrap();
+        let err = components.enter(Stage::Decode { frames: 10_000 }).unwrap_err();
+        assert!(matches!(err, EngineError::BudgetTooSmall(_)), "{err}");
+        assert!(err.to_string().contains("VAE decoding of 10000 latent frames needs at least"), "{err}");
+    }
+}

@@ -2,7 +2,9 @@
 //! cloneable [`EngineHandle`] whose calls never block for longer than a channel send.
 
 mod events;
+mod parse;
 mod thread;
 
 pub use events::{Event, JobId, Take};
+pub use parse::parse_size;
 pub use thread::{DeviceChoice, Engine, EngineConfig, EngineHandle, EngineStats, SubmitError};

@@ -194,7 +194,7 @@ impl EngineHandle {
         self.shared.events.clone()
     }
 
-    /// The engine's work counters, up to date for every job that has ended.
+    /// The engine's work counters, updated before each job's terminal event (a job that panics adds nothing).
     pub fn stats(&self) -> EngineStats {
         EngineStats { vae_encodes: self.shared.vae_encodes.load(Ordering::Acquire) }
     }

@@ -8,7 +8,7 @@ mod error;
 mod params;
 mod transport;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clack_extensions::params::PluginParams;
@@ -49,7 +49,6 @@ impl HostHandlers for TestHost {
 /// A loaded `.clap` file.
 pub struct ClapBundle {
     entry: PluginEntry,
-    path: PathBuf,
 }
 
 impl ClapBundle {
@@ -61,12 +60,7 @@ impl ClapBundle {
         }
         // SAFETY: loading a library runs its initialisers; the file is a CLAP bundle built by this workspace.
         let entry = unsafe { PluginEntry::load(path) }.map_err(|err| load_error(err.to_string()))?;
-        Ok(Self { entry, path: path.to_path_buf() })
-    }
-
-    /// The bundle's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { entry })
     }
 
     /// The id of the first plugin the bundle's factory lists.
@@ -231,7 +225,7 @@ impl HostedPlugin {
     }
 
     /// Runs the plugin's main-thread callback if it asked for one.
-    pub fn serve_main_thread(&mut self) {
+    fn serve_main_thread(&mut self) {
         if self.instance.access_shared_handler(|shared| shared.callback_requested.swap(false, Ordering::AcqRel)) {
             self.instance.call_on_main_thread_callback();
         }

@@ -1,7 +1,7 @@
 //! Weight-normed Conv1d / ConvTranspose1d of the Oobleck VAE (spec §8) on channels-last `[time, channels]`
 //! activations, each computed as GEMMs over row windows instead of candle's im2col or naive paths (candle.md §2).
 
-use candle_core::{DType, IndexOp, Tensor};
+use candle_core::{DType, Tensor};
 
 use crate::error::{EngineError, Result};
 use crate::model::weights::Weights;
@@ -190,22 +190,24 @@ fn windowed_gemm(x: &Tensor, taps: usize, m: usize, w: &Tensor) -> Result<Option
     Ok(Some(windows.narrow(0, 0, m)?.matmul(w)?))
 }
 
-/// Dilated taps on the CPU: row `t` belongs to phase `t mod gap`, and within a phase the taps are adjacent, so
-/// each phase is one [`windowed_gemm`]; the phase outputs are then interleaved back into time order.
+/// Dilated taps on the CPU, as ONE [`windowed_gemm`]: row `t` belongs to phase `t mod gap`, and within a phase the
+/// taps are adjacent. The rows are gathered phase after phase, the windows run over the whole gathered buffer (the
+/// few that straddle two phases are discarded), and the outputs are gathered back into time order.
 fn phased_gemm(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result<Option<Tensor>> {
-    let (rows, width) = x.dims2()?;
+    let rows = x.dim(0)?;
     let per_phase = rows.div_ceil(gap);
-    let out_per_phase = m.div_ceil(gap);
-    let x = x.pad_with_zeros(0, 0, per_phase * gap - rows)?.reshape((per_phase, gap, width))?;
-    let mut outputs = Vec::with_capacity(gap);
-    for phase in 0..gap {
-        match windowed_gemm(&x.i((.., phase, ..))?, taps, out_per_phase, w)? {
-            Some(y) => outputs.push(y),
-            None => return Ok(None),
-        }
-    }
-    let n = w.dim(1)?;
-    Ok(Some(Tensor::stack(&outputs, 1)?.reshape((out_per_phase * gap, n))?.narrow(0, 0, m)?))
+    // Row `u·gap + r` goes to `r·per_phase + u`. Positions past the end, and `taps − 1` spare rows closing the
+    // buffer, repeat the last row: only windows whose outputs are discarded read them.
+    let last = rows as u32 - 1;
+    let gather: Vec<u32> = (0..gap)
+        .flat_map(|r| (0..per_phase).map(move |u| ((u * gap + r) as u32).min(last)))
+        .chain(std::iter::repeat_n(last, taps - 1))
+        .collect();
+    let gather_len = gather.len();
+    let phases = x.index_select(&Tensor::from_vec(gather, gather_len, x.device())?, 0)?;
+    let Some(y) = windowed_gemm(&phases, taps, gap * per_phase, w)? else { return Ok(None) };
+    let order: Vec<u32> = (0..m).map(|t| ((t % gap) * per_phase + t / gap) as u32).collect();
+    Ok(Some(y.index_select(&Tensor::from_vec(order, m, x.device())?, 0)?))
 }
 
 /// Any device: one GEMM per tap on contiguous row slices, summed. This is what runs on CUDA, where a GEMM

@@ -85,17 +85,18 @@ fn transformer_rule(key: &str, patch: usize) -> Kept {
 }
 
 /// Keys of the VAE file: weight norm folds `weight_g` into `weight_v`'s shape (compute dtype); a Snake keeps
-/// `[3, C]` f32 (`e^α`, `1/(e^β + ε)` and the bias of the conv before it, which is why the residual units'
-/// `conv1` and the decoder's `conv1` keep no bias of their own); other biases are f32.
+/// `[3, C]` f32 (`e^α`, `1/(e^β + ε)` and an input-bias row). Conv biases are carried into the ops after them —
+/// the next Snake's bias row, or the residual unit's add, whose `[C]` f32 bias every unit keeps in place of
+/// `conv2.bias` — except the encoder's output conv, which keeps its own.
 fn vae_rule(key: &str) -> Kept {
     let (layer, name) = key.rsplit_once('.').unwrap_or(("", key));
-    let bias_moved_to_snake = layer == "decoder.conv1"
-        || (layer.ends_with(".conv1") && layer.rsplit('.').nth(1).is_some_and(|unit| unit.starts_with("res_unit")));
+    let residual_conv2 =
+        layer.ends_with(".conv2") && layer.rsplit('.').nth(1).is_some_and(|unit| unit.starts_with("res_unit"));
     match name {
         "weight_g" => Kept::Nothing,
         "weight_v" => Kept::Compute(1),
         "beta" => Kept::F32(2),
-        "bias" if bias_moved_to_snake => Kept::Nothing,
+        "bias" if !(residual_conv2 || layer == "encoder.conv2") => Kept::Nothing,
         _ => Kept::F32(1),
     }
 }

@@ -1,0 +1,169 @@
+//! Engine settings (issue §5): the model folder, the device and the VRAM budget, each from its environment
+//! variable (`RETAKE_MODEL_DIR`, `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET`), else from the settings file
+//! `$XDG_CONFIG_HOME/retake/settings.json` that the editor writes, else the default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use retake_engine::model_source::ModelSource;
+use retake_engine::runtime::{parse_size, DeviceChoice, EngineConfig};
+use retake_engine::{EngineError, Result};
+
+/// The environment variables, in the order of [`EngineSettings`]' fields.
+pub const ENV_VARS: [&str; 3] = ["RETAKE_MODEL_DIR", "RETAKE_DEVICE", "RETAKE_VRAM_BUDGET"];
+
+/// The settings as written: an empty field means "not set here".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineSettings {
+    /// A folder in the `ACE-Step/Ace-Step1.5` layout; unset: the Hugging Face cache (downloading what is
+    /// missing).
+    pub model_dir: String,
+    /// `cpu`, `cuda` or `cuda:N`; unset: CUDA device 0 in a `cuda` build, else the CPU.
+    pub device: String,
+    /// Most device memory for model weights, e.g. `6GiB`; unset: no limit.
+    pub vram_budget: String,
+}
+
+impl EngineSettings {
+    /// The settings the environment variables hold (`var` reads one; empty values count as unset).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
+        let [model_dir, device, vram_budget] = ENV_VARS.map(|name| var(name).unwrap_or_default());
+        Self { model_dir, device, vram_budget }
+    }
+
+    /// The three fields with their environment variable names.
+    pub fn fields(&self) -> [(&'static str, &str); 3] {
+        [(ENV_VARS[0], &self.model_dir), (ENV_VARS[1], &self.device), (ENV_VARS[2], &self.vram_budget)]
+    }
+
+    /// These settings, with every field that `over` sets replaced by `over`'s.
+    pub fn overridden_by(&self, over: &Self) -> Self {
+        let pick = |over: &str, base: &str| if over.trim().is_empty() { base } else { over }.trim().to_string();
+        Self {
+            model_dir: pick(&over.model_dir, &self.model_dir),
+            device: pick(&over.device, &self.device),
+            vram_budget: pick(&over.vram_budget, &self.vram_budget),
+        }
+    }
+
+    /// Reads the settings file; a missing file holds no settings.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(EngineError::Io { path: path.to_path_buf(), source }),
+        };
+        serde_json::from_str(&text).map_err(|err| {
+            EngineError::invalid(format!(
+                "the settings file {} is not valid ({err}): fix or delete it, or save the settings again in the \
+                 editor",
+                path.display()
+            ))
+        })
+    }
+
+    /// Writes the settings file (creating its folder).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = serde_json::to_string_pretty(self).map_err(|err| EngineError::invalid(err.to_string()))?;
+        std::fs::write(path, text + "\n").map_err(io)
+    }
+
+    /// The engine configuration these settings describe; refuses a device or budget it cannot read.
+    pub fn engine_config(&self) -> Result<EngineConfig> {
+        let model = match self.model_dir.trim() {
+            "" => ModelSource::default(),
+            dir => ModelSource::Dir(PathBuf::from(dir)),
+        };
+        let device = match self.device.trim() {
+            "" if cfg!(feature = "cuda") => DeviceChoice::Cuda(0),
+            "" => DeviceChoice::Cpu,
+            text => text.parse().map_err(|err| EngineError::invalid(format!("engine device: {err}")))?,
+        };
+        let vram_budget = match self.vram_budget.trim() {
+            "" => None,
+            text => Some(parse_size(text).map_err(|err| EngineError::invalid(format!("VRAM budget: {err}")))?),
+        };
+        Ok(EngineConfig { model, device, vram_budget, ..EngineConfig::default() })
+    }
+}
+
+/// `$XDG_CONFIG_HOME/retake/settings.json` (falling back to `~/.config/retake/settings.json`).
+pub fn settings_file() -> Result<PathBuf> {
+    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|path| path.is_absolute());
+    let config_home =
+        absolute("XDG_CONFIG_HOME").or_else(|| absolute("HOME").map(|home| home.join(".config"))).ok_or_else(|| {
+            EngineError::invalid("cannot find the settings folder: set XDG_CONFIG_HOME or HOME to an absolute path")
+        })?;
+    Ok(config_home.join("retake").join("settings.json"))
+}
+
+/// The settings in the process environment.
+pub fn env_settings() -> EngineSettings {
+    EngineSettings::from_env(|name| std::env::var(name).ok())
+}
+
+/// The engine the plugin starts: environment variables over the settings file over the defaults.
+pub fn engine_config() -> Result<EngineConfig> {
+    let file = EngineSettings::load(&settings_file()?)?;
+    file.overridden_by(&env_settings()).engine_config()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(model_dir: &str, device: &str, vram_budget: &str) -> EngineSettings {
+        EngineSettings { model_dir: model_dir.into(), device: device.into(), vram_budget: vram_budget.into() }
+    }
+
+    #[test]
+    fn environment_variables_override_the_file_field_by_field() {
+        let file = settings("/models/file", "cpu", "4GiB");
+        let env = EngineSettings::from_env(|name| (name == "RETAKE_DEVICE").then(|| "cuda:1".to_string()));
+        assert_eq!(file.overridden_by(&env), settings("/models/file", "cuda:1", "4GiB"));
+        let blank = settings(" ", "", "");
+        assert_eq!(file.overridden_by(&blank), file);
+    }
+
+    #[test]
+    fn settings_become_the_engine_configuration() {
+        let config = settings("/models/ace", "cuda:2", "3GiB").engine_config().unwrap();
+        assert_eq!(config.model, ModelSource::Dir(PathBuf::from("/models/ace")));
+        assert_eq!((config.device, config.vram_budget), (DeviceChoice::Cuda(2), Some(3 << 30)));
+    }
+
+    #[test]
+    fn unset_settings_mean_the_hugging_face_cache_the_build_device_and_no_budget() {
+        let config = EngineSettings::default().engine_config().unwrap();
+        let device = if cfg!(feature = "cuda") { DeviceChoice::Cuda(0) } else { DeviceChoice::Cpu };
+        assert_eq!((config.model, config.device, config.vram_budget), (ModelSource::default(), device, None));
+    }
+
+    #[test]
+    fn unreadable_device_or_budget_is_refused_naming_the_setting() {
+        let device = settings("", "gpu", "").engine_config().unwrap_err().to_string();
+        assert!(device.contains("engine device: `gpu` is not a device"), "{device}");
+        let budget = settings("", "", "lots").engine_config().unwrap_err().to_string();
+        assert!(budget.contains("VRAM budget: `lots` is not a size"), "{budget}");
+    }
+
+    #[test]
+    fn saved_settings_load_back_and_a_missing_file_holds_none() {
+        let dir = std::env::temp_dir().join(format!("retake-settings-test-{}", std::process::id()));
+        let path = dir.join("retake").join("settings.json");
+        assert_eq!(EngineSettings::load(&path).unwrap(), EngineSettings::default());
+        let saved = settings("/models/ace", "cuda", "6GiB");
+        saved.save(&path).unwrap();
+        assert_eq!(EngineSettings::load(&path).unwrap(), saved);
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = EngineSettings::load(&path).unwrap_err().to_string();
+        assert!(err.contains("is not valid") && err.contains("save the settings again"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
