@@ -13,9 +13,11 @@ use retake_engine::model::dit::Dit;
 use retake_engine::model::resident::{Ledger, Tracked};
 use retake_engine::model_source::ModelSource;
 use retake_engine::pipeline::request::{GenerationOutput, GenerationRequest, Metas, Mode, Task};
-use retake_engine::pipeline::residency::{dit_resident_blocks, human_bytes, minimum_budget, Unit, UnitSizes};
+use retake_engine::pipeline::residency::{
+    dit_resident_blocks, human_bytes, minimum_budget, ResidencyStats, Unit, UnitSizes,
+};
 use retake_engine::pipeline::Generator;
-use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, Event};
+use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, EngineStats, Event};
 use retake_engine::EngineError;
 
 const RATE: usize = MODEL_SAMPLE_RATE as usize;
@@ -32,7 +34,8 @@ fn checkpoint() -> Checkpoint {
 /// A short stereo clip. The fixture VAE's full-rate level is as wide as the real one, so its activations outweigh
 /// the tiny model for any longer clip; two latent frames keep every stage below the weights of the whole model.
 fn signal(samples: usize) -> Audio {
-    let channel = |f: f32| (0..samples).map(|i| 0.4 * (std::f32::consts::TAU * f * i as f32 / RATE as f32).sin()).collect();
+    let channel =
+        |f: f32| (0..samples).map(|i| 0.4 * (std::f32::consts::TAU * f * i as f32 / RATE as f32).sin()).collect();
     Audio::new(MODEL_SAMPLE_RATE, vec![channel(220.0), channel(330.0)])
 }
 
@@ -121,25 +124,52 @@ fn a_budget_below_the_minimum_is_refused_before_loading_with_the_minimum() {
     assert_eq!(generator.residency().resident_bytes, 0);
 }
 
-#[test]
-fn the_engine_fails_a_job_under_a_too_small_budget_stating_the_minimum() {
-    let minimum = minimum_budget(&checkpoint()).unwrap().total();
+/// Runs `request` on an engine over the fixture with `budget`; returns the job's terminal event and the stats.
+fn run_on_engine(budget: u64, request: GenerationRequest) -> (Event, EngineStats) {
     let engine = Engine::spawn(EngineConfig {
         model: ModelSource::Dir(root()),
         device: DeviceChoice::Cpu,
-        vram_budget: Some(minimum / 2),
+        vram_budget: Some(budget),
         queue_capacity: 4,
     });
-    let job = engine.submit(jobs()[0].clone()).unwrap();
+    let job = engine.submit(request).unwrap();
     let events = engine.events();
-    let error = loop {
-        match events.recv_timeout(Duration::from_secs(60)).unwrap() {
-            Event::Failed { job: id, error } if id == job => break error,
-            Event::Done { .. } | Event::Cancelled { .. } => panic!("the job ran under half the minimum budget"),
-            _ => {}
+    loop {
+        let event = events.recv_timeout(Duration::from_secs(120)).unwrap();
+        let ended = match &event {
+            Event::Failed { job: id, .. } | Event::Done { job: id, .. } | Event::Cancelled { job: id } => *id == job,
+            _ => false,
+        };
+        if ended {
+            return (event, engine.stats());
         }
-    };
-    assert!(error.contains(&format!("at least {}", human_bytes(minimum))), "{error}");
+    }
+}
+
+#[test]
+fn the_engine_fails_a_job_under_a_too_small_budget_stating_the_minimum() {
+    let minimum = minimum_budget(&checkpoint()).unwrap().total();
+    match run_on_engine(minimum / 2, jobs()[0].clone()) {
+        (Event::Failed { error, .. }, stats) => {
+            assert!(error.contains(&format!("at least {}", human_bytes(minimum))), "{error}");
+            assert_eq!(stats.residency, ResidencyStats::default(), "nothing was loaded");
+        }
+        (other, _) => panic!("the job did not fail under half the minimum budget: {other:?}"),
+    }
+}
+
+#[test]
+fn the_engine_reports_residency_within_its_budget() {
+    // The job's prompt and clip are a little larger than the smallest shapes the minimum is computed for.
+    let budget = minimum_budget(&checkpoint()).unwrap().total() + (1 << 20);
+    match run_on_engine(budget, jobs()[0].clone()) {
+        (Event::Done { .. }, stats) => {
+            let residency = stats.residency;
+            assert_eq!(residency.budget, Some(budget));
+            assert!(residency.resident_bytes > 0 && residency.peak_bytes <= budget, "{residency:?}");
+        }
+        (other, _) => panic!("the job did not finish: {other:?}"),
+    }
 }
 
 #[test]

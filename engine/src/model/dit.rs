@@ -394,8 +394,11 @@ impl Dit {
                 cfg.num_hidden_layers
             )));
         }
-        let stream = (resident < cfg.num_hidden_layers)
-            .then(|| BlockStream { weights: vb.clone(), cfg: cfg.clone(), ledger: ledger.clone() });
+        let stream = (resident < cfg.num_hidden_layers).then(|| BlockStream {
+            weights: vb.clone(),
+            cfg: cfg.clone(),
+            ledger: ledger.clone(),
+        });
         Self::build(vb, cfg, resident, stream)
     }
 

@@ -178,10 +178,7 @@ mod tests {
         assert_eq!(ledger.totals().resident, 56, "a second handle keeps the value resident");
         drop(b2);
         ledger.set_headroom(100);
-        assert_eq!(
-            ledger.totals(),
-            LedgerTotals { resident: 40, peak_resident: 56, headroom: 100, peak: 140 }
-        );
+        assert_eq!(ledger.totals(), LedgerTotals { resident: 40, peak_resident: 56, headroom: 100, peak: 140 });
         drop(a);
         assert_eq!(ledger.totals().resident, 0);
     }

@@ -131,7 +131,8 @@ impl Weights {
     /// dtype, read from the file header without touching the data. `None` for random sources.
     pub fn bytes_under(&self, prefix: &str) -> Option<u64> {
         let shapes = self.shapes_under(prefix)?;
-        Some(shapes.iter().map(|(_, shape)| (shape.iter().product::<usize>() * self.dtype.size_in_bytes()) as u64).sum())
+        let elements: usize = shapes.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum();
+        Some((elements * self.dtype.size_in_bytes()) as u64)
     }
 
     /// Full keys and stored shapes of the tensors under `prefix` (relative to this view), read from the file

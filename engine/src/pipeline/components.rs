@@ -107,7 +107,8 @@ impl Components {
 
     /// The units resident now (streamed DiT blocks are resident only while they run).
     pub fn resident_units(&self) -> Vec<Unit> {
-        let mut units: Vec<Unit> = self.slots().into_iter().filter(|(_, state)| state.is_some()).map(|(u, _)| u).collect();
+        let mut units: Vec<Unit> =
+            self.slots().into_iter().filter(|(_, state)| state.is_some()).map(|(u, _)| u).collect();
         if let Some(loaded) = &self.dit {
             units.extend((0..loaded.resident_blocks).map(Unit::DitBlock));
         }
@@ -122,18 +123,16 @@ impl Components {
     /// blocks stay resident. Callers drop their handles to earlier stages' units before entering the next.
     pub fn enter(&mut self, stage: Stage) -> Result<()> {
         let headroom = activation_bytes(&self.checkpoint, stage);
-        let planned = self.residency.sizes.as_ref().map(|sizes| Requirement::of(&self.checkpoint, sizes, stage));
-        if let Some(requirement) = &planned {
-            self.residency.note_stage(requirement);
-        }
-        match (self.residency.budget, planned) {
-            (Some(budget), Some(requirement)) => {
+        self.dit_blocks = self.checkpoint.acestep.num_hidden_layers;
+        if let Some(sizes) = self.residency.sizes.clone() {
+            let requirement = Requirement::of(&self.checkpoint, &sizes, stage);
+            self.residency.note_stage(&requirement);
+            if let Some(budget) = self.residency.budget {
                 if requirement.total() > budget {
                     return Err(requirement.refusal(budget, "raise the budget or process shorter audio"));
                 }
-                self.make_room(stage, budget, headroom)?;
+                self.make_room(stage, &sizes, budget, headroom)?;
             }
-            _ => self.dit_blocks = self.checkpoint.acestep.num_hidden_layers,
         }
         self.residency.ledger.set_headroom(headroom);
         Ok(())
@@ -187,11 +186,10 @@ impl Components {
     }
 
     /// Releases what `stage` needs released under `budget` with `headroom` for its activations.
-    fn make_room(&mut self, stage: Stage, budget: u64, headroom: u64) -> Result<()> {
-        let sizes = self.residency.sizes.clone().expect("a budget is only accepted with unit sizes");
+    fn make_room(&mut self, stage: Stage, sizes: &UnitSizes, budget: u64, headroom: u64) -> Result<()> {
         let missing_silence = if self.silence.is_none() { sizes.of(Unit::Silence) } else { 0 };
         let made_room = if let Stage::Denoise { .. } = stage {
-            self.make_room_for_dit(&sizes, budget.saturating_sub(missing_silence + headroom))
+            self.make_room_for_dit(sizes, budget.saturating_sub(missing_silence + headroom))
         } else {
             let missing: u64 = self
                 .slots()
@@ -294,13 +292,15 @@ impl Components {
     /// The VAE encoder.
     pub fn vae_encoder(&mut self) -> Result<Shared<VaeEncoder>> {
         let ckpt = &self.checkpoint;
-        self.residency.cached(&mut self.vae_encoder, &[Unit::VaeEncoder], || VaeEncoder::load(&ckpt.vae, &ckpt.vae_weights()?))
+        self.residency
+            .cached(&mut self.vae_encoder, &[Unit::VaeEncoder], || VaeEncoder::load(&ckpt.vae, &ckpt.vae_weights()?))
     }
 
     /// The VAE decoder.
     pub fn vae_decoder(&mut self) -> Result<Shared<VaeDecoder>> {
         let ckpt = &self.checkpoint;
-        self.residency.cached(&mut self.vae_decoder, &[Unit::VaeDecoder], || VaeDecoder::load(&ckpt.vae, &ckpt.vae_weights()?))
+        self.residency
+            .cached(&mut self.vae_decoder, &[Unit::VaeDecoder], || VaeDecoder::load(&ckpt.vae, &ckpt.vae_weights()?))
     }
 }
 

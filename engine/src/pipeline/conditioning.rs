@@ -36,14 +36,21 @@ pub struct EncodedPrompt {
 
 /// Encodes `prompts` in two stages — every caption through the text encoder, then every prompt through the
 /// condition encoder with the default timbre — so that a budget needs only one encoder resident at a time.
-pub fn encode_prompts(components: &mut Components, prompts: &[PromptParts], with_null: bool) -> Result<Vec<EncodedPrompt>> {
+pub fn encode_prompts(
+    components: &mut Components,
+    prompts: &[PromptParts],
+    with_null: bool,
+) -> Result<Vec<EncodedPrompt>> {
     let tokenizer = components.tokenizer()?;
     let ids = prompts
         .iter()
         .map(|parts| {
             let caption = caption_prompt(parts.instruction, parts.caption, parts.metas)?;
             let lyrics = lyric_prompt(parts.language, parts.lyrics);
-            Ok((tokenizer.encode_prompt(&caption, CAPTION_MAX_TOKENS)?, tokenizer.encode_prompt(&lyrics, LYRIC_MAX_TOKENS)?))
+            Ok((
+                tokenizer.encode_prompt(&caption, CAPTION_MAX_TOKENS)?,
+                tokenizer.encode_prompt(&lyrics, LYRIC_MAX_TOKENS)?,
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
     let shape = PromptShape {

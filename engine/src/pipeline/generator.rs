@@ -30,6 +30,8 @@ use crate::model::vae::Tiling;
 const REPAINT_CROSSFADE_FRAMES: usize = 10;
 /// Source latents kept for iterative edits of the same audio.
 const SOURCE_CACHE_ENTRIES: usize = 4;
+/// The longest audio a job may take in or produce (the model's trained maximum, 10 minutes).
+pub const MAX_DURATION_S: f64 = 600.0;
 
 /// Runs generation requests on one checkpoint, keeping components loaded (within the VRAM budget, if any) and
 /// recent source latents cached.
@@ -122,10 +124,10 @@ impl Generator {
         let prepared = match &request.task {
             Task::Text2Music { duration_s } => self.text2music(request, *duration_s)?,
             Task::Cover { cover_strength, noise_strength, audio_codes } => {
-                self.cover(request, *cover_strength, *noise_strength, audio_codes.as_deref())?
+                self.cover(request, *cover_strength, *noise_strength, audio_codes.as_deref(), progress)?
             }
             Task::Repaint { ranges, strength, splice_crossfade_ms } => {
-                self.repaint(request, ranges, *strength, *splice_crossfade_ms)?
+                self.repaint(request, ranges, *strength, *splice_crossfade_ms, progress)?
             }
         };
         let Prepared { schedule, conditions, keep_outside, injection, start, final_blend, source_latents, finish: to } =
@@ -141,7 +143,9 @@ impl Generator {
             let dit = self.components.dit()?;
             let phases = conditions
                 .iter()
-                .map(|c| Ok(Phase { from_step: c.from_step, condition: DitCondition::new(&dit, &c.context, &c.prompt)? }))
+                .map(|c| {
+                    Ok(Phase { from_step: c.from_step, condition: DitCondition::new(&dit, &c.context, &c.prompt)? })
+                })
                 .collect::<Result<Vec<_>>>()?;
             let plan = DenoisePlan { schedule, phases, cfg_scale: request.cfg_scale, keep_outside, injection };
             denoise(&dit, start, &plan, progress)?
@@ -205,7 +209,12 @@ impl Generator {
     }
 
     /// The one encoded prompt of `instruction`.
-    fn prompt(&mut self, request: &GenerationRequest, instruction: Instruction, metas: &Metas) -> Result<EncodedPrompt> {
+    fn prompt(
+        &mut self,
+        request: &GenerationRequest,
+        instruction: Instruction,
+        metas: &Metas,
+    ) -> Result<EncodedPrompt> {
         let mut prompts = self.prompts(request, &[instruction], metas)?;
         Ok(prompts.remove(0))
     }
@@ -220,6 +229,7 @@ impl Generator {
         if !(duration_s.is_finite() && duration_s > 0.0) {
             return Err(EngineError::invalid(format!("text2music duration {duration_s} s must be a positive number")));
         }
+        check_length("the text2music duration", duration_s)?;
         let grid = self.grid();
         let (frames, crop) = match request.mode {
             Mode::Reference => (round_half_even(duration_s * grid.sample_rate as f64 / grid.hop as f64), None),
@@ -252,12 +262,14 @@ impl Generator {
         cover_strength: f32,
         noise_strength: f32,
         codes: Option<&str>,
+        progress: &mut ProgressFn,
     ) -> Result<Prepared> {
         check_unit("cover strength", cover_strength)?;
         check_unit("cover noise strength", noise_strength)?;
         let (hints, raw, source_samples) = match codes {
             Some(codes) => {
-                let frames = parse_audio_codes(codes, u32::MAX).len() * self.components.checkpoint().acestep.pool_window_size;
+                let frames =
+                    parse_audio_codes(codes, u32::MAX).len() * self.components.checkpoint().acestep.pool_window_size;
                 self.components.enter(Stage::Hints { frames })?;
                 let tokenizer = self.components.audio_tokenizer()?;
                 let hints = self.components.detokenizer()?.from_code_string(tokenizer.fsq(), codes)?;
@@ -266,7 +278,7 @@ impl Generator {
             None => {
                 let source = self.source_audio(request)?;
                 let samples = source.len();
-                let latents = self.encode_source(&source, request.mode)?;
+                let latents = self.encode_source(&source, request.mode, progress)?;
                 let silence = self.components.silence()?;
                 self.components.enter(Stage::Hints { frames: latents.dim(1)? })?;
                 let quantized = self.components.audio_tokenizer()?.tokenize(&latents, &silence)?;
@@ -326,11 +338,14 @@ impl Generator {
         ranges: &[(f64, f64)],
         strength: f32,
         splice_crossfade_ms: Option<f64>,
+        progress: &mut ProgressFn,
     ) -> Result<Prepared> {
         check_unit("repaint strength", strength)?;
         let source = self.source_audio(request)?;
         let grid = self.grid();
         let duration = source.duration_s();
+        let extent = ranges.iter().fold((0f64, duration), |(lo, hi), &(s, e)| (lo.min(s), hi.max(e)));
+        check_length("the repainted clip (source plus outpainting)", extent.1 - extent.0)?;
         let padding = match request.mode {
             Mode::Reference => reference_padding(ranges, source.len(), grid)?,
             Mode::Studio => studio_padding(ranges, source.len(), duration, grid)?,
@@ -342,7 +357,7 @@ impl Generator {
             )));
         }
         let padded = pad_audio(&source, padding.left, padding.right);
-        let clean = self.encode_source(&padded, request.mode)?;
+        let clean = self.encode_source(&padded, request.mode, progress)?;
         let frames = clean.dim(1)?;
         let silence = self.components.silence()?;
         let metas = prompt_metas(request, Some(duration));
@@ -422,6 +437,7 @@ impl Generator {
         }
         let source = to_stereo(source)?;
         check_finite(&source, "the source audio")?;
+        check_length("the source audio", source.duration_s())?;
         if source.len() < self.grid().hop {
             return Err(EngineError::invalid(format!(
                 "the source is {} samples long; it needs at least one latent frame ({} samples)",
@@ -434,7 +450,7 @@ impl Generator {
 
     /// VAE latents `[1, T, C]` of 48 kHz stereo audio (clamped to ±1), from the cache when this exact audio
     /// was encoded recently. Studio mode pads the audio to whole frames so decoding covers every sample.
-    fn encode_source(&mut self, audio: &Audio, mode: Mode) -> Result<Tensor> {
+    fn encode_source(&mut self, audio: &Audio, mode: Mode, progress: &mut ProgressFn) -> Result<Tensor> {
         let audio = match mode {
             Mode::Reference => audio.clone(),
             Mode::Studio => pad_audio(audio, 0, audio.len().next_multiple_of(self.grid().hop) - audio.len()),
@@ -450,7 +466,7 @@ impl Generator {
         let latents = self
             .components
             .vae_encoder()?
-            .encode_tiled(&wave, Tiling::ENCODE, &mut |_, _| ControlFlow::Continue(()))?
+            .encode_tiled(&wave, Tiling::ENCODE, &mut |_, _| progress(Progress::Encoding))?
             .transpose(1, 2)?
             .contiguous()?
             .to_dtype(dtype)?;
@@ -475,6 +491,17 @@ fn check_request(request: &GenerationRequest) -> Result<()> {
         return Err(EngineError::invalid(format!("cfg scale {} must be a non-negative number", request.cfg_scale)));
     }
     Ok(())
+}
+
+/// Refuses lengths beyond [`MAX_DURATION_S`] before anything is allocated for them.
+fn check_length(what: &str, seconds: f64) -> Result<()> {
+    if seconds <= MAX_DURATION_S {
+        Ok(())
+    } else {
+        Err(EngineError::invalid(format!(
+            "{what} would be {seconds:.1} s long; Retake handles at most {MAX_DURATION_S} s per job — pick a shorter region"
+        )))
+    }
 }
 
 fn check_unit(what: &str, value: f32) -> Result<()> {

@@ -186,9 +186,7 @@ pub fn dit_resident_blocks(sizes: &UnitSizes, room: u64) -> Option<usize> {
     if prefix(blocks.len()) <= room {
         return Some(blocks.len());
     }
-    (0..blocks.len())
-        .rev()
-        .find(|&k| prefix(k) + blocks[k..].iter().copied().max().unwrap_or(0) <= room)
+    (0..blocks.len()).rev().find(|&k| prefix(k) + blocks[k..].iter().copied().max().unwrap_or(0) <= room)
 }
 
 /// `bytes` in MiB or GiB, rounded up so that a budget of the printed size is enough.

@@ -18,6 +18,7 @@ use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model_source::ModelSource;
 use crate::pipeline::request::{GenerationRequest, Progress};
+use crate::pipeline::residency::ResidencyStats;
 use crate::pipeline::Generator;
 
 /// Where the model runs.
@@ -65,6 +66,8 @@ pub enum SubmitError {
 pub struct EngineStats {
     /// Times the VAE encoder ran on a job's source audio; a source whose latents are still cached skips it.
     pub vae_encodes: u64,
+    /// Resident weight bytes and peaks against the VRAM budget, as of the last job's end.
+    pub residency: ResidencyStats,
 }
 
 struct QueuedJob {
@@ -88,6 +91,7 @@ struct Shared {
     capacity: usize,
     stopping: Arc<AtomicBool>,
     vae_encodes: Arc<AtomicU64>,
+    residency: Arc<Mutex<ResidencyStats>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -125,6 +129,7 @@ impl Engine {
         let (event_tx, event_rx) = channel::unbounded();
         let stopping = Arc::new(AtomicBool::new(false));
         let vae_encodes = Arc::new(AtomicU64::new(0));
+        let residency = Arc::new(Mutex::new(ResidencyStats::default()));
         let worker = Worker {
             config,
             jobs: job_rx,
@@ -133,6 +138,7 @@ impl Engine {
             events: event_tx.clone(),
             stopping: stopping.clone(),
             vae_encodes: vae_encodes.clone(),
+            residency: residency.clone(),
             generator: None,
         };
         let thread = std::thread::Builder::new()
@@ -148,6 +154,7 @@ impl Engine {
                 capacity,
                 stopping,
                 vae_encodes,
+                residency,
                 thread: Some(thread),
             }),
         }
@@ -196,7 +203,10 @@ impl EngineHandle {
 
     /// The engine's work counters, updated before each job's terminal event (a job that panics adds nothing).
     pub fn stats(&self) -> EngineStats {
-        EngineStats { vae_encodes: self.shared.vae_encodes.load(Ordering::Acquire) }
+        EngineStats {
+            vae_encodes: self.shared.vae_encodes.load(Ordering::Acquire),
+            residency: *self.shared.residency.lock(),
+        }
     }
 }
 
@@ -210,6 +220,7 @@ struct Worker {
     events: Sender<Event>,
     stopping: Arc<AtomicBool>,
     vae_encodes: Arc<AtomicU64>,
+    residency: Arc<Mutex<ResidencyStats>>,
     generator: Option<Generator>,
 }
 
@@ -230,31 +241,31 @@ impl Worker {
 
     /// Runs one job to its terminal event, turning a panic into `Failed`.
     fn execute(&mut self, job: &QueuedJob) -> Event {
-        match catch_unwind(AssertUnwindSafe(|| self.run_job(job))) {
-            Ok(Ok(take)) => Event::Done { job: job.id, take: Arc::new(take) },
-            Ok(Err(EngineError::Cancelled)) => Event::Cancelled { job: job.id },
-            Ok(Err(e)) => Event::Failed { job: job.id, error: e.to_string() },
-            Err(panic) => {
-                // A panic may leave loaded components half-updated: reload them for the next job.
-                self.generator = None;
-                Event::Failed { job: job.id, error: format!("internal error: {}", panic_message(&panic)) }
-            }
+        let (event, panicked) = guarded(job.id, || self.run_job(job));
+        if panicked {
+            // A panic may leave loaded components half-updated: reload them for the next job.
+            self.generator = None;
         }
+        event
     }
 
     fn run_job(&mut self, job: &QueuedJob) -> Result<Take> {
         if self.generator.is_none() {
             self.generator = Some(self.load_generator()?);
         }
-        let Self { generator, cancels, cancelled, events, stopping, vae_encodes, .. } = self;
+        let Self { generator, cancels, cancelled, events, stopping, vae_encodes, residency, .. } = self;
         let generator = generator.as_mut().expect("generator loaded above");
         let id = job.id;
         let started = Instant::now();
         let mut first_step: Option<Instant> = None;
+        let mut encoding = false;
         let mut on_progress = |progress: Progress| {
             cancelled.extend(cancels.try_iter());
+            let was_encoding = std::mem::replace(&mut encoding, progress == Progress::Encoding);
             let event = match progress {
-                Progress::Encoding => Event::Encoding { job: id },
+                // The pipeline also reports each encoder tile, as a chance to cancel: announce the phase once.
+                Progress::Encoding if was_encoding => None,
+                Progress::Encoding => Some(Event::Encoding { job: id }),
                 Progress::Step { k, n } => {
                     // Steps after the first are timed without the encoding that preceded them.
                     let now = Instant::now();
@@ -265,11 +276,13 @@ impl Worker {
                             now - started
                         }
                     };
-                    Event::Step { job: id, k, n, eta: per_step * n.saturating_sub(k) as u32 }
+                    Some(Event::Step { job: id, k, n, eta: per_step * n.saturating_sub(k) as u32 })
                 }
-                Progress::Decoding { tile, tiles } => Event::Decoding { job: id, tile, tiles },
+                Progress::Decoding { tile, tiles } => Some(Event::Decoding { job: id, tile, tiles }),
             };
-            let _ = events.send(event);
+            if let Some(event) = event {
+                let _ = events.send(event);
+            }
             if stopping.load(Ordering::Acquire) || cancelled.contains(&id) {
                 ControlFlow::Break(())
             } else {
@@ -279,6 +292,7 @@ impl Worker {
         let encodes_before = generator.vae_encodes();
         let result = generator.generate(&job.request, &mut on_progress);
         vae_encodes.fetch_add((generator.vae_encodes() - encodes_before) as u64, Ordering::AcqRel);
+        *residency.lock() = generator.residency();
         let output = result?;
         let mut request = job.request.clone();
         request.source = None;
@@ -313,10 +327,40 @@ impl Worker {
     }
 }
 
+/// Runs `work` and maps its result, or its panic, to the job's terminal event; says whether it panicked.
+fn guarded(job: JobId, work: impl FnOnce() -> Result<Take>) -> (Event, bool) {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(Ok(take)) => (Event::Done { job, take: Arc::new(take) }, false),
+        Ok(Err(EngineError::Cancelled)) => (Event::Cancelled { job }, false),
+        Ok(Err(e)) => (Event::Failed { job, error: e.to_string() }, false),
+        Err(panic) => (Event::Failed { job, error: format!("internal error: {}", panic_message(&panic)) }, true),
+    }
+}
+
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "the job panicked".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_becomes_a_failed_event_naming_the_panic() {
+        let (event, panicked) = guarded(JobId(7), || panic!("tensor shapes went wrong"));
+        assert!(panicked);
+        match event {
+            Event::Failed { job, error } => {
+                assert_eq!(job, JobId(7));
+                assert_eq!(error, "internal error: tensor shapes went wrong");
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        let (event, panicked) = guarded(JobId(8), || Err(EngineError::Cancelled));
+        assert!(!panicked && matches!(event, Event::Cancelled { job: JobId(8) }));
+    }
 }

@@ -73,7 +73,11 @@ impl VaeDecoder {
             conv1,
             blocks,
             snake1: Snake::load(&vb.pp("snake1"), cfg.decoder_channels, None)?,
-            conv2: Conv1d::load(&vb.pp("conv2"), ConvSpec::same(cfg.decoder_channels, cfg.audio_channels, 7, 1), false)?,
+            conv2: Conv1d::load(
+                &vb.pp("conv2"),
+                ConvSpec::same(cfg.decoder_channels, cfg.audio_channels, 7, 1),
+                false,
+            )?,
             latent_channels: cfg.decoder_input_channels,
             hop: cfg.hop(),
             exact_hop: exact_hop(cfg),
@@ -142,7 +146,8 @@ mod tests {
 
     #[test]
     fn real_geometry_decodes_ten_frames_to_stereo_48k() {
-        let decoder = VaeDecoder::load(&VaeConfig::oobleck_48k(), &Weights::random(1, DType::F32, &Device::Cpu)).unwrap();
+        let decoder =
+            VaeDecoder::load(&VaeConfig::oobleck_48k(), &Weights::random(1, DType::F32, &Device::Cpu)).unwrap();
         let values: Vec<f32> = (0..64 * 10).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.1).collect();
         let audio = decoder.decode(&Tensor::from_vec(values, (1, 64, 10), &Device::Cpu).unwrap()).unwrap();
         assert_eq!(audio.dims(), [1, 2, 19_200]);
@@ -190,73 +195,5 @@ mod tests {
         values[7] = f32::NAN;
         let nan = Tensor::from_vec(values, (1, 4, 5), &Device::Cpu).unwrap();
         assert!(matches!(decoder.decode(&nan), Err(EngineError::NonFinite { .. })));
-    }
-}
-
-#[cfg(test)]
-mod bench_tmp {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn bench_decode() {
-        let frames: usize = std::env::var("FRAMES").map(|v| v.parse().unwrap()).unwrap_or(25);
-        let decoder = VaeDecoder::load(&VaeConfig::oobleck_48k(), &Weights::random(1, DType::F32, &Device::Cpu)).unwrap();
-        let values: Vec<f32> = (0..64 * frames).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.1).collect();
-        let x = Tensor::from_vec(values, (1, 64, frames), &Device::Cpu).unwrap();
-        decoder.decode(&x.narrow(2, 0, 4).unwrap()).unwrap();
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            let c = super::bench_ops_tmp::cpu();
-            let a = decoder.decode(&x).unwrap();
-            eprintln!("BENCH decode frames={frames} {:?} wall {:.3}s cpu/2 {:.3}s", a.dims(), t.elapsed().as_secs_f64(), (super::bench_ops_tmp::cpu() - c) / 2.0);
-        }
-    }
-}
-
-#[cfg(test)]
-mod bench_ops_tmp {
-    use super::*;
-    pub fn cpu() -> f64 {
-        let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
-        (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-    }
-    fn time(name: &str, mut f: impl FnMut()) {
-        f();
-        let mut best = f64::MAX;
-        let c0 = cpu();
-        let n = 8;
-        for _ in 0..n {
-            let t = std::time::Instant::now();
-            f();
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-        eprintln!("BENCH {name}: wall {:.1} ms cpu/2 {:.1} ms", best * 1000.0, (cpu() - c0) / n as f64 / 2.0 * 1000.0);
-    }
-    #[test]
-    #[ignore]
-    fn bench_ops() {
-        let w = Weights::random(1, DType::F32, &Device::Cpu);
-        for (c, l) in [(128usize, 48000usize), (256, 12000), (1024, 250)] {
-            let x = Tensor::randn(0f32, 1.0, (l, c), &Device::Cpu).unwrap();
-            for d in [1, 3, 9] {
-                let conv = Conv1d::load(&w.pp("a"), ConvSpec::same(c, c, 7, d), true).unwrap();
-                let xp = x.pad_with_zeros(0, 3 * d, 3 * d).unwrap();
-                time(&format!("conv k7 d{d} C{c} L{l} (prepadded)"), || { conv.forward_padded(&xp).unwrap(); });
-            }
-            let conv = Conv1d::load(&w.pp("b"), ConvSpec::same(c, c, 1, 1), true).unwrap();
-            time(&format!("conv k1 C{c} L{l}"), || { conv.forward(&x).unwrap(); });
-            let snake = Snake::load(&w.pp("s"), c, None).unwrap();
-            time(&format!("snake C{c} L{l}"), || { snake.forward(&x, 3, 3).unwrap(); });
-            time(&format!("add C{c} L{l}"), || { (&x + &x).unwrap(); });
-            let b = Tensor::randn(0f32, 1.0, c, &Device::Cpu).unwrap();
-            time(&format!("bias add C{c} L{l}"), || { x.broadcast_add(&b).unwrap(); });
-        }
-        let t = ConvTranspose1d::load(&w.pp("t"), 128, 128, 2).unwrap();
-        let x = Tensor::randn(0f32, 1.0, (24002, 128), &Device::Cpu).unwrap();
-        time("convT 128->128 s2 L24000", || { t.forward_padded(&x).unwrap(); });
-        let t = ConvTranspose1d::load(&w.pp("t2"), 256, 128, 4).unwrap();
-        let x = Tensor::randn(0f32, 1.0, (6002, 256), &Device::Cpu).unwrap();
-        time("convT 256->128 s4 L6000", || { t.forward_padded(&x).unwrap(); });
     }
 }

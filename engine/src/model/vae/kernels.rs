@@ -70,7 +70,12 @@ impl CustomOp3 for ResidualAdd {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (rows, channels) = x_layout.shape().dims2()?;
         if h_layout.shape().dims2()? != (rows, channels) || bias_layout.shape().elem_count() != channels {
-            candle_core::bail!("residual-add shapes differ: {:?}, {:?}, {:?}", x_layout.shape(), h_layout.shape(), bias_layout.shape())
+            candle_core::bail!(
+                "residual-add shapes differ: {:?}, {:?}, {:?}",
+                x_layout.shape(),
+                h_layout.shape(),
+                bias_layout.shape()
+            )
         }
         let (x, h) = (f32_slice(x, x_layout, "residual-add")?, f32_slice(h, h_layout, "residual-add")?);
         let bias = f32_slice(bias, bias_layout, "residual-add")?;
@@ -157,7 +162,8 @@ mod tests {
     #[test]
     fn residual_add_sums_both_inputs_and_the_bias_across_threads() {
         let (rows, channels) = (40_001, 3);
-        let x = Tensor::arange(0f32, (rows * channels) as f32, &Device::Cpu).unwrap().reshape((rows, channels)).unwrap();
+        let x =
+            Tensor::arange(0f32, (rows * channels) as f32, &Device::Cpu).unwrap().reshape((rows, channels)).unwrap();
         let h = (x.affine(0.5, -1.0).unwrap()).sin().unwrap();
         let bias = Tensor::new(&[1f32, -2.0, 0.25], &Device::Cpu).unwrap();
         let got = x.apply_op3_no_bwd(&h, &bias, &ResidualAdd).unwrap();

@@ -4,7 +4,6 @@
 use candle_core::{DType, Tensor};
 
 use super::kernels::FusedSnake;
-
 use crate::error::{EngineError, Result};
 use crate::model::weights::Weights;
 
@@ -39,12 +38,18 @@ impl Snake {
                 found: x.dims().to_vec(),
             });
         }
+        let x = x.to_dtype(DType::F32)?;
         if x.device().is_cpu() {
             let op = FusedSnake { pad_left, pad_right };
-            return Ok(x.to_dtype(DType::F32)?.contiguous()?.apply_op2_no_bwd(&self.params, &op)?);
+            return Ok(x.contiguous()?.apply_op2_no_bwd(&self.params, &op)?);
         }
+        self.forward_composed(&x, pad_left, pad_right)
+    }
+
+    /// [`Snake::forward`] from candle ops (any device; GPUs run this), for an f32 `x`.
+    fn forward_composed(&self, x: &Tensor, pad_left: usize, pad_right: usize) -> Result<Tensor> {
         let row = |i: usize| self.params.narrow(0, i, 1);
-        let y = x.to_dtype(DType::F32)?.broadcast_add(&row(2)?)?;
+        let y = x.broadcast_add(&row(2)?)?;
         let wave = y.broadcast_mul(&row(0)?)?.sin()?.sqr()?.broadcast_mul(&row(1)?)?;
         Ok((y + wave)?.pad_with_zeros(0, pad_left, pad_right)?)
     }
@@ -59,7 +64,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fused_cpu_snake_equals_the_composed_formula_with_bias_and_padding() {
+    fn fused_cpu_snake_equals_the_pytorch_formula_and_the_gpu_path() {
         let (rows, channels) = (70_001, 3);
         let weights = Weights::random(11, DType::F32, &Device::Cpu);
         let bias = Tensor::new(&[0.5f32, -1.0, 2.0], &Device::Cpu).unwrap();
@@ -78,5 +83,8 @@ mod tests {
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
         let edges = Tensor::cat(&[got.narrow(0, 0, 2).unwrap(), got.narrow(0, rows + 2, 5).unwrap()], 0).unwrap();
         assert_eq!(edges.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        let composed = snake.forward_composed(&x, 2, 5).unwrap();
+        let diff = (got - composed).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
     }
 }

@@ -120,7 +120,11 @@ mod tests {
         let mut calls = Vec::new();
         let mut progress = |done: usize, total: usize| {
             calls.push((done, total));
-            if done == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if done == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         };
         let mut ticker = Ticker::new(3, &mut progress);
         ticker.tick().unwrap();

@@ -78,7 +78,8 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
             let (pool, windows) = (cfg.pool_window_size, frames.div_ceil(cfg.pool_window_size));
             let pooler = transformer_layer(&d, windows, pool + 1, pool + 1, e);
             let detokenizer = transformer_layer(&d, windows, pool, pool, e);
-            pooler.max(detokenizer) + e * (windows * pool * (2 * cfg.audio_acoustic_hidden_dim + cfg.hidden_size)) as u64
+            pooler.max(detokenizer)
+                + e * (windows * pool * (2 * cfg.audio_acoustic_hidden_dim + cfg.hidden_size)) as u64
         }
         // One block (self-attention over the patched tokens, cross-attention onto the encoder states, two AdaLN
         // copies), each condition's projected context, RoPE table and cross-attention K/V of every block (twice

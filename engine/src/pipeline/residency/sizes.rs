@@ -173,7 +173,8 @@ impl UnitSizes {
             condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None)? + cfg.hidden_size as u64 * e,
             audio_tokenizer: model_bytes(&["tokenizer"], None)?
                 + rope_tables(cfg.head_dim, cfg.pool_window_size + 1) * e,
-            audio_detokenizer: model_bytes(&["detokenizer"], None)? + rope_tables(cfg.head_dim, cfg.pool_window_size) * e,
+            audio_detokenizer: model_bytes(&["detokenizer"], None)?
+                + rope_tables(cfg.head_dim, cfg.pool_window_size) * e,
             dit_shell: model_bytes(&["decoder"], Some("decoder.layers"))? + shell_tables(cfg.hidden_size) * e,
             dit_blocks: (0..cfg.num_hidden_layers)
                 .map(|i| model_bytes(&[&format!("decoder.layers.{i}")], None))
