@@ -24,13 +24,13 @@ pub const XFADE_MS: f64 = 50.0;
 pub const TAKE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest wait for a finished take to reach the audio thread.
 const PLAYBACK_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the harness waits between blocks while it waits, like a host's audio callback would.
+/// Pause between blocks while the harness waits, pacing them as a host's audio callback would.
 const PUMP_INTERVAL: Duration = Duration::from_millis(10);
 /// Tempo of the test timeline.
 const TEMPO: f64 = 96.0;
 
-/// The display name the plugin gives the parameter with string id `id` (e.g. "follow_loop" → "Follow loop"),
-/// read from Retake's own parameter definitions.
+/// Retake's parameters as string id → display name (e.g. "follow_loop" → "Follow loop"), read from the
+/// plugin's own parameter definitions.
 pub fn param_names() -> HashMap<String, String> {
     let params = RetakeParams::default();
     params

@@ -155,6 +155,10 @@ pub fn parse_audio_codes(text: &str, codebook_size: u32) -> Vec<u32> {
 
 /// `tokenizer.*`: `audio_acoustic_proj`, the attention pooler (one learned token prepended to every window
 /// of `pool_window_size` frames; its output is the window's vector) and the FSQ.
+///
+/// It always computes in f32, whatever the model dtype: FSQ codes are discrete, and the pooler's bf16 rounding
+/// alone flips a share of them (measured on the fixture model), which changes a cover's structure between
+/// devices. The tokenizer is small (~0.4 GB in f32 for the real model) and runs once per job.
 #[derive(Debug, Clone)]
 pub struct AudioTokenizer {
     audio_acoustic_proj: Linear,
@@ -175,6 +179,9 @@ impl AudioTokenizer {
 
     /// Loads from a weight source rooted at `tokenizer`.
     pub fn new(vb: &Weights, cfg: &AceStepConfig) -> Result<Self> {
+        // The FSQ hands its vectors back in the model dtype; everything before it computes in f32.
+        let fsq = Fsq::new(&vb.pp("quantizer"), cfg)?;
+        let vb = &vb.with_dtype(DType::F32);
         let dims = cfg.transformer_dims();
         let pooler = vb.pp("attention_pooler");
         let pool = cfg.pool_window_size;
@@ -184,7 +191,7 @@ impl AudioTokenizer {
             special_token: pooler.get(&[1, 1, dims.hidden], "special_token")?,
             stack: TransformerStack::new(&pooler, dims, &cfg.layer_masks(cfg.num_attention_pooler_hidden_layers))?,
             rope: Rope::new(cfg.head_dim, cfg.rope_theta, pool + 1, vb.dtype(), vb.device())?,
-            fsq: Fsq::new(&vb.pp("quantizer"), cfg)?,
+            fsq,
             pool,
             channels: cfg.audio_acoustic_hidden_dim,
         })
@@ -229,7 +236,8 @@ impl AudioTokenizer {
     /// Attention pooler on windows `[B, T5, P, C]` → one vector per window `[B, T5, hidden]`.
     pub fn pool(&self, windows: &Tensor) -> Result<Tensor> {
         let (b, t5, p, _) = windows.dims4()?;
-        let h = self.embed_tokens.forward(&self.audio_acoustic_proj.forward(windows)?)?;
+        let windows = windows.to_dtype(DType::F32)?;
+        let h = self.embed_tokens.forward(&self.audio_acoustic_proj.forward(&windows)?)?;
         let hidden = h.dim(3)?;
         let special = self.special_token.reshape((1, 1, 1, hidden))?.broadcast_as((b, t5, 1, hidden))?;
         let h = Tensor::cat(&[&special, &h], 2)?.reshape((b * t5, p + 1, hidden))?;
@@ -299,7 +307,14 @@ impl AudioDetokenizer {
 }
 
 crate::model::resident::resident_fields!(Fsq { project_in, project_out });
-crate::model::resident::resident_fields!(AudioTokenizer { audio_acoustic_proj, embed_tokens, special_token, stack, rope, fsq });
+crate::model::resident::resident_fields!(AudioTokenizer {
+    audio_acoustic_proj,
+    embed_tokens,
+    special_token,
+    stack,
+    rope,
+    fsq
+});
 crate::model::resident::resident_fields!(AudioDetokenizer { embed_tokens, special_tokens, stack, rope, proj_out });
 
 #[cfg(test)]

@@ -259,7 +259,8 @@ impl Components {
         self.residency.cached(&mut self.condition, &[Unit::ConditionEncoder], || {
             let encoder = ConditionEncoder::load(ckpt)?;
             let frames = silence.slice(ckpt.acestep.timbre_fix_frame)?.unsqueeze(0)?;
-            let default_timbre = encoder.timbre(&frames)?;
+            // A copy: the timbre is a one-row view into the encoder's whole output, which it would keep alive.
+            let default_timbre = encoder.timbre(&frames)?.copy()?;
             Ok(ConditionUnit { encoder, default_timbre })
         })
     }

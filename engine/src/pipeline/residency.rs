@@ -165,7 +165,7 @@ fn largest_requirement(ckpt: &Checkpoint, sizes: &UnitSizes) -> Requirement {
 }
 
 /// Fails when `budget` is below the model's [`minimum_budget`], with an error that states the minimum.
-pub fn check_budget(ckpt: &Checkpoint, sizes: &UnitSizes, budget: u64) -> Result<()> {
+fn check_budget(ckpt: &Checkpoint, sizes: &UnitSizes, budget: u64) -> Result<()> {
     let minimum = largest_requirement(ckpt, sizes);
     if budget < minimum.total() {
         return Err(minimum.refusal(

@@ -69,7 +69,7 @@ fn dit_forward(inputs: &Inputs, checkpoint: &Checkpoint) -> Result<Produced, Str
     let shell = dit.shell();
     let latents = inputs.tensor("in.hidden_states")?;
     let encoder_states = inputs.tensor("in.encoder_hidden_states")?;
-    let timestep: Vec<f32> = inputs.tensor("in.timestep")?.to_vec1().map_err(text)?;
+    let timestep: Vec<f32> = inputs.stored("in.timestep")?.to_vec1().map_err(text)?;
     let &[t] = timestep.as_slice() else {
         return Err(format!("in.timestep has {} values, expected 1", timestep.len()));
     };

@@ -7,9 +7,54 @@ use candle_core::{DType, Device, Tensor};
 use retake_engine::model::checkpoint::Checkpoint;
 use serde_json::Value;
 
-/// A fixture set: its folder and parsed manifest.
+/// Where and in what precision the port runs. The default (CPU, f32) is checked against the manifest's
+/// tolerances; any other target (`RETAKE_PARITY_DEVICE=cuda:0`, `RETAKE_PARITY_DTYPE=bf16`) is checked for
+/// direction instead: cosine ≥ 0.999 for float tensors, ≥ 99 % agreement for integer ones.
+#[derive(Clone)]
+pub struct Target {
+    pub device: Device,
+    pub dtype: DType,
+}
+
+/// Minimum cosine similarity of a float tensor on a non-default target.
+const MIN_COSINE: f64 = 0.999;
+/// Minimum share of equal elements of an integer tensor on a non-default target.
+const MIN_AGREEMENT: f64 = 0.99;
+
+impl Target {
+    fn from_env() -> Self {
+        let device = match std::env::var("RETAKE_PARITY_DEVICE").as_deref() {
+            Ok(spec) if spec.starts_with("cuda") => {
+                let ordinal = spec.trim_start_matches("cuda").trim_start_matches(':').parse().unwrap_or(0);
+                Device::new_cuda(ordinal).unwrap_or_else(|e| panic!("cannot open {spec}: {e}"))
+            }
+            Ok("cpu") | Err(_) => Device::Cpu,
+            Ok(other) => panic!("RETAKE_PARITY_DEVICE={other}: use cpu or cuda:N"),
+        };
+        let dtype = match std::env::var("RETAKE_PARITY_DTYPE").as_deref() {
+            Ok("bf16") => DType::BF16,
+            Ok("f16") => DType::F16,
+            Ok("f32") | Err(_) => DType::F32,
+            Ok(other) => panic!("RETAKE_PARITY_DTYPE={other}: use f32, bf16 or f16"),
+        };
+        Self { device, dtype }
+    }
+
+    /// True for the CPU/f32 run that the manifest's tolerances describe.
+    pub fn is_reference(&self) -> bool {
+        self.device.is_cpu() && self.dtype == DType::F32
+    }
+
+    /// One-line description.
+    pub fn describe(&self) -> String {
+        format!("{:?} {:?}", self.device.location(), self.dtype)
+    }
+}
+
+/// A fixture set: its folder, parsed manifest and the target to run on.
 pub struct Fixtures {
     pub dir: PathBuf,
+    pub target: Target,
     manifest: Value,
 }
 
@@ -21,14 +66,18 @@ impl Fixtures {
         let dir = match std::env::var_os("RETAKE_FIXTURES") {
             Some(d) => {
                 let d = PathBuf::from(d);
-                if d.is_absolute() || d.exists() { d } else { workspace.join(d) }
+                if d.is_absolute() || d.exists() {
+                    d
+                } else {
+                    workspace.join(d)
+                }
             }
             None => workspace.join("tests/fixtures"),
         };
         let text = std::fs::read_to_string(dir.join("manifest.json"))
             .unwrap_or_else(|e| panic!("cannot read {}/manifest.json: {e}", dir.display()));
         let manifest = serde_json::from_str(&text).expect("manifest.json is not JSON");
-        Self { dir, manifest }
+        Self { dir, target: Target::from_env(), manifest }
     }
 
     /// Every case in manifest order.
@@ -44,6 +93,7 @@ impl Fixtures {
                 file: self.dir.join(c["file"].as_str().expect("case without file")),
                 model_root: root.clone(),
                 json: c.clone(),
+                target: self.target.clone(),
             })
             .collect()
     }
@@ -56,6 +106,7 @@ pub struct Case {
     pub file: PathBuf,
     pub model_root: PathBuf,
     pub json: Value,
+    pub target: Target,
 }
 
 /// Tensors produced by the port for a case, keyed by the manifest names (`out.x`, `mid.y`).
@@ -71,9 +122,16 @@ pub struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
-    /// The `in.<name>` tensor (f32 or i64 as stored).
+    /// The `in.<name>` tensor on the target device: float tensors in the target dtype, integers as stored.
     pub fn tensor(&self, name: &str) -> Result<Tensor, String> {
-        self.tensors.get(name).cloned().ok_or_else(|| format!("case has no tensor `{name}`"))
+        let t = self.tensors.get(name).ok_or_else(|| format!("case has no tensor `{name}`"))?;
+        let t = if t.dtype().is_float() { t.to_dtype(self.case.target.dtype) } else { Ok(t.clone()) };
+        t.and_then(|t| t.to_device(&self.case.target.device)).map_err(|e| e.to_string())
+    }
+
+    /// The `in.<name>` tensor exactly as stored (CPU, f32/i64), for scalars the port takes as plain numbers.
+    pub fn stored(&self, name: &str) -> Result<&Tensor, String> {
+        self.tensors.get(name).ok_or_else(|| format!("case has no tensor `{name}`"))
     }
 
     /// `args.<key>` of the case.
@@ -94,9 +152,10 @@ impl Inputs<'_> {
             .unwrap_or_default()
     }
 
-    /// The fixture model opened in f32 on the CPU.
+    /// The fixture model opened on the target (f32 on the CPU by default).
     pub fn checkpoint(&self) -> Result<Checkpoint, String> {
-        Checkpoint::open(&self.case.model_root, DType::F32, &Device::Cpu).map_err(|e| e.to_string())
+        let Target { device, dtype } = &self.case.target;
+        Checkpoint::open(&self.case.model_root, *dtype, device).map_err(|e| e.to_string())
     }
 }
 
@@ -126,12 +185,19 @@ impl Verdict {
 /// Tolerance of one reference tensor.
 enum Tolerance {
     Exact,
-    Close { atol: f64, rtol: f64 },
+    Close {
+        atol: f64,
+        rtol: f64,
+    },
+    /// Non-default targets: float tensors by direction, integer tensors by agreement.
+    Direction,
 }
 
 impl Tolerance {
-    fn of(spec: &Value) -> Self {
-        if spec["exact"].as_bool() == Some(true) {
+    fn of(spec: &Value, target: &Target) -> Self {
+        if !target.is_reference() {
+            Tolerance::Direction
+        } else if spec["exact"].as_bool() == Some(true) {
             Tolerance::Exact
         } else {
             Tolerance::Close {
@@ -147,7 +213,13 @@ impl Case {
     pub fn run(&self, handler: Handler) -> Verdict {
         let tensors = match candle_core::safetensors::load(&self.file, &Device::Cpu) {
             Ok(t) => t,
-            Err(e) => return Verdict::Fail { max_abs: f64::NAN, worst_ratio: f64::NAN, why: format!("cannot load case: {e}") },
+            Err(e) => {
+                return Verdict::Fail {
+                    max_abs: f64::NAN,
+                    worst_ratio: f64::NAN,
+                    why: format!("cannot load case: {e}"),
+                }
+            }
         };
         let inputs = Inputs { case: self, tensors };
         let produced = match handler(&inputs) {
@@ -164,7 +236,7 @@ impl Case {
                 }
                 continue;
             };
-            let tol = Tolerance::of(&self.json["tensors"][&name]["tolerance"]);
+            let tol = Tolerance::of(&self.json["tensors"][&name]["tolerance"], &self.target);
             match compare(port, reference, &tol) {
                 Ok((abs, ratio)) => {
                     max_abs = max_abs.max(abs);
@@ -184,7 +256,8 @@ impl Case {
     }
 }
 
-/// `(max |port − ref|, max |port − ref| / (atol + rtol·|ref|))`; exact tensors give ratio 0 or ∞.
+/// `(max |port − ref|, max |port − ref| / (atol + rtol·|ref|))`; exact tensors give ratio 0 or ∞; direction
+/// checks give `(1 − cosine) / (1 − MIN_COSINE)` (floats) or `(1 − agreement) / (1 − MIN_AGREEMENT)` (integers).
 fn compare(port: &Tensor, reference: &Tensor, tol: &Tolerance) -> Result<(f64, f64), String> {
     if port.dims() != reference.dims() {
         return Err(format!("shape {:?}, reference {:?}", port.dims(), reference.dims()));
@@ -193,6 +266,9 @@ fn compare(port: &Tensor, reference: &Tensor, tol: &Tolerance) -> Result<(f64, f
         t.flatten_all().and_then(|t| t.to_dtype(DType::F64)).and_then(|t| t.to_vec1::<f64>()).map_err(|e| e.to_string())
     };
     let (p, r) = (flat(port)?, flat(reference)?);
+    if let Tolerance::Direction = tol {
+        return Ok(direction(&p, &r, reference.dtype().is_float()));
+    }
     let mut max_abs = 0f64;
     let mut worst = 0f64;
     for (p, r) in p.iter().zip(&r) {
@@ -200,10 +276,30 @@ fn compare(port: &Tensor, reference: &Tensor, tol: &Tolerance) -> Result<(f64, f
         let d = if d.is_nan() { f64::INFINITY } else { d };
         max_abs = max_abs.max(d);
         let ratio = match tol {
-            Tolerance::Exact => if d == 0.0 { 0.0 } else { f64::INFINITY },
+            Tolerance::Exact => {
+                if d == 0.0 {
+                    0.0
+                } else {
+                    f64::INFINITY
+                }
+            }
             Tolerance::Close { atol, rtol } => d / (atol + rtol * r.abs()),
+            Tolerance::Direction => unreachable!("handled above"),
         };
         worst = worst.max(ratio);
     }
     Ok((max_abs, worst))
+}
+
+/// Direction check of a non-default target: `(max |port − ref|, ratio)` as described at [`compare`].
+fn direction(p: &[f64], r: &[f64], float: bool) -> (f64, f64) {
+    let max_abs = p.iter().zip(r).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+    if !float {
+        let agree = p.iter().zip(r).filter(|(a, b)| a == b).count() as f64 / r.len().max(1) as f64;
+        return (max_abs, (1.0 - agree) / (1.0 - MIN_AGREEMENT));
+    }
+    let dot: f64 = p.iter().zip(r).map(|(a, b)| a * b).sum();
+    let norms = p.iter().map(|a| a * a).sum::<f64>().sqrt() * r.iter().map(|b| b * b).sum::<f64>().sqrt();
+    let cosine = if norms == 0.0 { f64::from(u8::from(p == r)) } else { dot / norms };
+    (max_abs, if cosine.is_nan() { f64::INFINITY } else { (1.0 - cosine) / (1.0 - MIN_COSINE) })
 }

@@ -18,7 +18,7 @@ use harness::{Fixtures, Verdict};
 #[test]
 fn parity() {
     let fixtures = Fixtures::from_env();
-    println!("parity fixtures: {}", fixtures.dir.display());
+    println!("parity fixtures: {} on {}", fixtures.dir.display(), fixtures.target.describe());
     let mut failed = Vec::new();
     let mut counts = [0usize; 3];
     for case in fixtures.cases() {

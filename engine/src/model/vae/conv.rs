@@ -61,7 +61,7 @@ pub(super) struct Conv1d {
 impl Conv1d {
     /// Loads `weight_g`, `weight_v` (`[out, in, kernel]`) and, if `bias`, `bias` under `vb`.
     pub fn load(vb: &Weights, spec: ConvSpec, bias: bool) -> Result<Self> {
-        let strided_ok = spec.stride == 1 || (spec.dilation == 1 && spec.kernel % spec.stride == 0);
+        let strided_ok = spec.stride == 1 || (spec.dilation == 1 && spec.kernel.is_multiple_of(spec.stride));
         if spec.kernel == 0 || spec.stride == 0 || spec.dilation == 0 || !strided_ok {
             return Err(EngineError::UnsupportedModel(format!("VAE conv geometry {spec:?} is not an Oobleck layer")));
         }
@@ -269,11 +269,11 @@ mod tests {
                 (0..out_len)
                     .map(|t| {
                         let mut acc = 0f64;
-                        for c in 0..s.in_channels {
-                            for j in 0..s.kernel {
+                        for (xc, taps) in x.iter().zip(&w[o]) {
+                            for (j, &wj) in taps.iter().enumerate() {
                                 let pos = (t * s.stride + j * s.dilation) as isize - s.padding as isize;
                                 if (0..len).contains(&pos) {
-                                    acc += f64::from(w[o][c][j]) * f64::from(x[c][pos as usize]);
+                                    acc += f64::from(wj) * f64::from(xc[pos as usize]);
                                 }
                             }
                         }
@@ -325,10 +325,13 @@ mod tests {
             let xv = x.to_vec2::<f32>().unwrap();
             let mut expected = vec![vec![0f64; cout]; out_len];
             for (t, row) in xv.iter().enumerate() {
-                for j in 0..2 * stride {
-                    let Some(pos) = (t * stride + j).checked_sub(pad).filter(|&p| p < out_len) else { continue };
-                    for o in 0..cout {
-                        expected[pos][o] += (0..cin).map(|c| f64::from(row[c]) * f64::from(w[c][o][j])).sum::<f64>();
+                for (&xc, wc) in row.iter().zip(&w) {
+                    for (o, taps) in wc.iter().enumerate() {
+                        for (j, &wj) in taps.iter().enumerate() {
+                            if let Some(pos) = (t * stride + j).checked_sub(pad).filter(|&p| p < out_len) {
+                                expected[pos][o] += f64::from(xc) * f64::from(wj);
+                            }
+                        }
                     }
                 }
             }

@@ -63,9 +63,9 @@ fn input_dims(x: &Tensor, what: &str, channels: usize) -> Result<(usize, usize)>
     Ok((batch, length))
 }
 
-/// [`EngineError::NonFinite`] if `x` holds a NaN or an infinity (`x − x` is 0 exactly when `x` is finite).
+/// [`EngineError::NonFinite`] if `x` holds a NaN or an infinity (`0·x` is 0 exactly when `x` is finite).
 fn check_finite(x: &Tensor, what: &str) -> Result<()> {
-    let probe = (x - x)?.sum_all()?.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
+    let probe = x.affine(0.0, 0.0)?.sum_all()?.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
     if probe != 0.0 {
         return Err(EngineError::NonFinite { what: what.into() });
     }

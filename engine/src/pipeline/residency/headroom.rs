@@ -73,10 +73,11 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
             F32 * VAE_LIVE_ACTIVATIONS * widest_vae_level(vae, vae.encoder_hidden_size, window)
                 + 2 * F32 * (samples * vae.audio_channels) as u64
         }
-        // The pooler over every window (one extra token each) or the detokenizer, and the latents and hints.
+        // The pooler over every window (one extra token each, in f32 whatever the dtype) or the detokenizer, and
+        // the latents and hints.
         Stage::Hints { frames } => {
             let (pool, windows) = (cfg.pool_window_size, frames.div_ceil(cfg.pool_window_size));
-            let pooler = transformer_layer(&d, windows, pool + 1, pool + 1, e);
+            let pooler = transformer_layer(&d, windows, pool + 1, pool + 1, F32);
             let detokenizer = transformer_layer(&d, windows, pool, pool, e);
             pooler.max(detokenizer)
                 + e * (windows * pool * (2 * cfg.audio_acoustic_hidden_dim + cfg.hidden_size)) as u64

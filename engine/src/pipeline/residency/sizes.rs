@@ -71,13 +71,13 @@ fn is_norm_weight(key: &str) -> bool {
 
 /// Keys of the ACE-Step model file and of the text encoder. `time_embed_r` becomes a constant (see
 /// [`shell_tables`]), the timbre encoder's `special_token` is stored but unused, `proj_out`'s bias is repeated
-/// once per patch frame, the FSQ projections and the norms run in f32.
+/// once per patch frame, the norms run in f32. (The audio tokenizer keeps everything in f32.)
 fn transformer_rule(key: &str, patch: usize) -> Kept {
     if key.starts_with("decoder.time_embed_r.") || key == "encoder.timbre_encoder.special_token" {
         Kept::Nothing
     } else if key == "decoder.proj_out.1.bias" {
         Kept::Compute(patch)
-    } else if key.starts_with("tokenizer.quantizer.") || is_norm_weight(key) {
+    } else if is_norm_weight(key) {
         Kept::F32(1)
     } else {
         Kept::Compute(1)
@@ -171,8 +171,9 @@ impl UnitSizes {
         Ok(Self {
             text_encoder: kept_bytes(&ckpt.text_weights()?, &[""], None, dtype, |key| transformer_rule(key, 1))?,
             condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None)? + cfg.hidden_size as u64 * e,
-            audio_tokenizer: model_bytes(&["tokenizer"], None)?
-                + rope_tables(cfg.head_dim, cfg.pool_window_size + 1) * e,
+            // The tokenizer computes in f32 whatever the model dtype (FSQ codes are discrete).
+            audio_tokenizer: kept_bytes(&model, &["tokenizer"], None, dtype, |_| Kept::F32(1))?
+                + rope_tables(cfg.head_dim, cfg.pool_window_size + 1) * DType::F32.size_in_bytes() as u64,
             audio_detokenizer: model_bytes(&["detokenizer"], None)?
                 + rope_tables(cfg.head_dim, cfg.pool_window_size) * e,
             dit_shell: model_bytes(&["decoder"], Some("decoder.layers"))? + shell_tables(cfg.hidden_size) * e,

@@ -1,0 +1,76 @@
+//! `retake bench` (spec §12): times the engine on the real ACE-Step 1.5 geometry with random weights, prints the
+//! table and optionally writes the JSON that `bench/reference.py --compare` sets beside the PyTorch reference.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use candle_core::Device;
+use clap::Args;
+use retake_engine::bench::{run, BenchOptions};
+use retake_engine::error::EngineError;
+use retake_engine::runtime::DeviceChoice;
+
+use super::args::parse_device;
+use super::size::parse_size;
+
+/// `retake bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Compute device: cpu, cuda or cuda:N (f32 on the CPU, bf16 on CUDA, as the engine runs).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceChoice,
+    /// Timed runs per operation, after one untimed warm-up.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Skip operation groups whose weights exceed this size, e.g. 8GiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub budget: Option<u64>,
+    /// Run only the operations whose name contains this (text, dit, vae_decode, cover, …).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// tokenizer.json for the end-to-end cover and repaint, which random weights come without (e.g.
+    /// tests/fixtures/tiny-acestep/Qwen3-Embedding-0.6B/tokenizer.json); without it they are skipped.
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// Seed of the random weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs the benchmark and prints its table on stdout; exit status 1 with a message on any error.
+pub fn main(args: &BenchArgs) -> ExitCode {
+    match bench(args) {
+        Ok(table) => {
+            println!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("retake: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(args: &BenchArgs) -> Result<String, EngineError> {
+    let device = match args.device {
+        DeviceChoice::Cpu => Device::Cpu,
+        DeviceChoice::Cuda(ordinal) => Device::new_cuda(ordinal)?,
+    };
+    let options = BenchOptions {
+        runs: args.runs as usize,
+        budget: args.budget,
+        only: args.only.clone(),
+        tokenizer: args.tokenizer.clone(),
+        seed: args.seed,
+        ..BenchOptions::new(device)
+    };
+    let report = run(&options)?;
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| EngineError::invalid(e.to_string()))?;
+        std::fs::write(path, json).map_err(|source| EngineError::Io { path: path.clone(), source })?;
+    }
+    Ok(report.to_string())
+}
