@@ -17,7 +17,7 @@ use retake_engine::pipeline::residency::{
     dit_resident_blocks, human_bytes, minimum_budget, ResidencyStats, Unit, UnitSizes,
 };
 use retake_engine::pipeline::Generator;
-use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, EngineStats, Event};
+use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, EngineStats, Event, SubmitError};
 use retake_engine::EngineError;
 
 const RATE: usize = MODEL_SAMPLE_RATE as usize;
@@ -155,6 +155,27 @@ fn the_engine_fails_a_job_under_a_too_small_budget_stating_the_minimum() {
             assert_eq!(stats.residency, ResidencyStats::default(), "nothing was loaded");
         }
         (other, _) => panic!("the job did not fail under half the minimum budget: {other:?}"),
+    }
+}
+
+#[test]
+fn once_the_model_is_open_a_too_small_budget_is_refused_at_submit() {
+    let minimum = minimum_budget(&checkpoint()).unwrap().total();
+    let engine = Engine::spawn(EngineConfig {
+        model: ModelSource::Dir(root()),
+        device: DeviceChoice::Cpu,
+        vram_budget: Some(minimum / 2),
+        queue_capacity: 4,
+    });
+    let first = engine.submit(jobs()[0].clone()).unwrap();
+    let events = engine.events();
+    while !matches!(events.recv_timeout(Duration::from_secs(120)).unwrap(), Event::Failed { job, .. } if job == first) {
+    }
+    match engine.submit(jobs()[1].clone()) {
+        Err(SubmitError::BudgetTooSmall(message)) => {
+            assert!(message.contains(&format!("at least {}", human_bytes(minimum))), "{message}")
+        }
+        other => panic!("a second job under the same too-small budget was not refused at submit: {other:?}"),
     }
 }
 

@@ -59,6 +59,9 @@ pub enum SubmitError {
     /// The engine thread has stopped.
     #[error("the engine has stopped")]
     Stopped,
+    /// The configured VRAM budget is below what the model needs (known once the model has been opened).
+    #[error("{0}")]
+    BudgetTooSmall(String),
 }
 
 /// Counters of the work the engine has done since it started.
@@ -92,6 +95,8 @@ struct Shared {
     stopping: Arc<AtomicBool>,
     vae_encodes: Arc<AtomicU64>,
     residency: Arc<Mutex<ResidencyStats>>,
+    /// Set by the engine thread when the model's minimum budget exceeds the configured one.
+    budget_refusal: Arc<Mutex<Option<String>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -130,6 +135,7 @@ impl Engine {
         let stopping = Arc::new(AtomicBool::new(false));
         let vae_encodes = Arc::new(AtomicU64::new(0));
         let residency = Arc::new(Mutex::new(ResidencyStats::default()));
+        let budget_refusal = Arc::new(Mutex::new(None));
         let worker = Worker {
             config,
             jobs: job_rx,
@@ -139,6 +145,7 @@ impl Engine {
             stopping: stopping.clone(),
             vae_encodes: vae_encodes.clone(),
             residency: residency.clone(),
+            budget_refusal: budget_refusal.clone(),
             generator: None,
         };
         let thread = std::thread::Builder::new()
@@ -155,6 +162,7 @@ impl Engine {
                 stopping,
                 vae_encodes,
                 residency,
+                budget_refusal,
                 thread: Some(thread),
             }),
         }
@@ -162,8 +170,12 @@ impl Engine {
 }
 
 impl EngineHandle {
-    /// Queues a job; fails at once when the queue is full.
+    /// Queues a job; fails at once when the queue is full, or when an earlier job found the VRAM budget below
+    /// the model's minimum (the model is only opened by the first job).
     pub fn submit(&self, request: GenerationRequest) -> std::result::Result<JobId, SubmitError> {
+        if let Some(refusal) = self.shared.budget_refusal.lock().clone() {
+            return Err(SubmitError::BudgetTooSmall(refusal));
+        }
         let mut intake = self.shared.intake.lock();
         let jobs = intake.jobs.as_ref().ok_or(SubmitError::Stopped)?;
         // Only this (locked) side adds to the queue, so a queue with room now still has room at the send.
@@ -221,6 +233,7 @@ struct Worker {
     stopping: Arc<AtomicBool>,
     vae_encodes: Arc<AtomicU64>,
     residency: Arc<Mutex<ResidencyStats>>,
+    budget_refusal: Arc<Mutex<Option<String>>>,
     generator: Option<Generator>,
 }
 
@@ -308,7 +321,12 @@ impl Worker {
                 events.send(Event::Loading { component: p.file, bytes_done: p.bytes_done, bytes_total: p.bytes_total });
         })?;
         let checkpoint = Checkpoint::open(&root, dtype, &device)?;
-        Generator::new(checkpoint, self.config.vram_budget)
+        let generator = Generator::new(checkpoint, self.config.vram_budget);
+        if let Err(e @ EngineError::BudgetTooSmall(_)) = &generator {
+            // The budget is fixed for this engine: every later submit is refused at once with the same message.
+            *self.budget_refusal.lock() = Some(e.to_string());
+        }
+        generator
     }
 
     /// The configured device, falling back to the CPU (with a warning) when CUDA cannot be opened.

@@ -180,7 +180,8 @@ impl UnitSizes {
             dit_blocks: (0..cfg.num_hidden_layers)
                 .map(|i| model_bytes(&[&format!("decoder.layers.{i}")], None))
                 .collect::<Result<_>>()?,
-            vae_encoder: kept_bytes(&vae, &["encoder"], None, dtype, vae_rule)?,
+            // The VAE encoder keeps its weights in f32 whatever the model dtype (its latents feed the FSQ codes).
+            vae_encoder: kept_bytes(&vae, &["encoder"], None, DType::F32, vae_rule)?,
             vae_decoder: kept_bytes(&vae, &["decoder"], None, dtype, vae_rule)?,
             silence: (silence_frames * cfg.audio_acoustic_hidden_dim) as u64 * e,
         })
