@@ -79,7 +79,14 @@ impl Checkpoint {
     }
 
     /// A checkpoint with the given geometry and seeded random weights (benchmarks, geometry tests).
-    pub fn random(acestep: AceStepConfig, vae: VaeConfig, qwen3: Qwen3Config, seed: u64, dtype: DType, device: &Device) -> Self {
+    pub fn random(
+        acestep: AceStepConfig,
+        vae: VaeConfig,
+        qwen3: Qwen3Config,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Self {
         Self { origin: Origin::Random(seed), acestep, vae, qwen3, dtype, device: device.clone() }
     }
 

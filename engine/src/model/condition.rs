@@ -144,7 +144,12 @@ fn check_input(what: &str, x: &Tensor, width: usize) -> Result<()> {
 }
 
 crate::model::resident::resident_fields!(EmbeddedStack { embed_tokens, stack });
-crate::model::resident::resident_fields!(ConditionEncoder { text_projector, lyric_encoder, timbre_encoder, null_condition_emb });
+crate::model::resident::resident_fields!(ConditionEncoder {
+    text_projector,
+    lyric_encoder,
+    timbre_encoder,
+    null_condition_emb
+});
 
 #[cfg(test)]
 mod tests {

@@ -165,7 +165,10 @@ impl AceStepConfig {
             .max(self.num_timbre_encoder_hidden_layers)
             .max(self.num_attention_pooler_hidden_layers);
         if self.layer_types.len() < deepest {
-            return Err(fail(format!("layer_types has {} entries but a stack has {deepest} layers", self.layer_types.len())));
+            return Err(fail(format!(
+                "layer_types has {} entries but a stack has {deepest} layers",
+                self.layer_types.len()
+            )));
         }
         if self.in_channels != 3 * self.audio_acoustic_hidden_dim {
             return Err(fail(format!(

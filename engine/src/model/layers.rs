@@ -358,7 +358,10 @@ mod tests {
         let k = Tensor::randn(0f32, 1., (1, 2, s, 8), &Device::Cpu).unwrap();
         let v = Tensor::randn(0f32, 1., (1, 2, s, 8), &Device::Cpu).unwrap();
         for (mask, visible) in [
-            (AttnMask::Sliding(5), Box::new(|i: usize, j: usize| i.abs_diff(j) <= 5) as Box<dyn Fn(usize, usize) -> bool>),
+            (
+                AttnMask::Sliding(5),
+                Box::new(|i: usize, j: usize| i.abs_diff(j) <= 5) as Box<dyn Fn(usize, usize) -> bool>,
+            ),
             (AttnMask::Causal, Box::new(|i: usize, j: usize| j <= i)),
             (AttnMask::Full, Box::new(|_, _| true)),
         ] {
@@ -381,7 +384,12 @@ mod tests {
     fn rope_rotates_pairs_by_position_times_frequency() {
         let rope = Rope::new(4, 10000.0, 3, DType::F32, &Device::Cpu).unwrap();
         // x = [1, 0, 0, 0] at position 2: first pair (dims 0 and 2) rotates by angle 2·θ^0 = 2.
-        let x = Tensor::from_vec(vec![0f32; 8].into_iter().chain([1., 0., 0., 0.]).collect::<Vec<_>>(), (1, 1, 3, 4), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(
+            vec![0f32; 8].into_iter().chain([1., 0., 0., 0.]).collect::<Vec<_>>(),
+            (1, 1, 3, 4),
+            &Device::Cpu,
+        )
+        .unwrap();
         let y: Vec<f32> = rope.apply(&x).unwrap().narrow(2, 2, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         assert!((y[0] - 2f32.cos()).abs() < 1e-6 && (y[2] - 2f32.sin()).abs() < 1e-6, "{y:?}");
         assert!(y[1].abs() < 1e-7 && y[3].abs() < 1e-7);

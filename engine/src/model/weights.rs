@@ -196,7 +196,10 @@ mod tests {
         let err = w.pp("decoder").get(&[64, 190, 2], "proj_in.1.weight").unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, EngineError::TensorShape { .. }), "{msg}");
-        assert!(msg.contains("decoder.proj_in.1.weight") && msg.contains("[64, 190, 2]") && msg.contains("[64, 192, 2]"), "{msg}");
+        assert!(
+            msg.contains("decoder.proj_in.1.weight") && msg.contains("[64, 190, 2]") && msg.contains("[64, 192, 2]"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -235,7 +238,8 @@ mod tests {
         let a = Weights::random(7, DType::F32, &Device::Cpu).get(&[4, 4], "x.weight").unwrap();
         let b = Weights::random(7, DType::F32, &Device::Cpu).get(&[4, 4], "x.weight").unwrap();
         let c = Weights::random(7, DType::F32, &Device::Cpu).get(&[4, 4], "y.weight").unwrap();
-        let diff = |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff =
+            |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(diff(&a, &b), 0.0);
         assert!(diff(&a, &c) > 0.0);
     }
