@@ -251,7 +251,9 @@ fn run_engine_job(block: usize, blocks: usize, engine: &EngineConfig) -> Result<
     while host.position < frames(6.0) {
         host.block();
     }
+    // Set the loop, and let one block report it to the plugin before the first Generate.
     host.loop_over(2.0, 6.0);
+    host.block();
     let result = jobs_back_to_back(&mut host, blocks, &commands);
     let _ = commands.send(Command::Shutdown);
     let _ = worker.join();
