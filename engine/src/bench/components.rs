@@ -70,10 +70,8 @@ pub(super) fn dit(options: &BenchOptions, timer: &mut Timer) -> Result<()> {
     let context_latents = normal(options, (1, frames, context_channels))?;
     let noise = normal(options, (1, frames, latent))?;
     let schedule = Schedule::turbo(SHIFT);
-    let detail = format!(
-        "{} turbo steps, T={frames}, L_enc={ENCODER_STATES}, context + condition K/V included",
-        schedule.len()
-    );
+    let detail =
+        format!("{} turbo steps, T={frames}, L_enc={ENCODER_STATES}, context + condition K/V included", schedule.len());
     timer.time("diffusion_10s", detail, || {
         let context = dit.shell().prepare_context(&context_latents)?;
         let cross = dit.cross_cache(&states)?;

@@ -65,7 +65,8 @@ pub(super) fn end_to_end(options: &BenchOptions, timer: &mut Timer) -> Result<()
         &options.device,
     );
     let channels = ckpt.acestep.audio_acoustic_hidden_dim;
-    let silence = SilenceLatent::from_frames(Tensor::zeros((SILENCE_FRAMES, channels), options.dtype, &options.device)?)?;
+    let silence =
+        SilenceLatent::from_frames(Tensor::zeros((SILENCE_FRAMES, channels), options.dtype, &options.device)?)?;
     let mut generator = Generator::with_assets(ckpt, PromptTokenizer::from_file(tokenizer)?, silence);
     let (start, end) = REPAINT_RANGE;
     let repaint = format!("repaint {start}–{end} s");

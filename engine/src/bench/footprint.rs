@@ -64,8 +64,9 @@ pub(super) fn condition_encoder(cfg: &AceStepConfig) -> u64 {
 /// DiT (`decoder.*`): patch embedding, two timestep embedders, condition embedder, blocks, output head.
 pub(super) fn dit(cfg: &AceStepConfig) -> u64 {
     let (d, h) = (cfg.transformer_dims(), cfg.hidden_size);
-    let timestep =
-        linear(TIMESTEP_FEATURES as usize, h, true) + linear(h, h, true) + linear(h, BLOCK_MODULATIONS as usize * h, true);
+    let timestep = linear(TIMESTEP_FEATURES as usize, h, true)
+        + linear(h, h, true)
+        + linear(h, BLOCK_MODULATIONS as usize * h, true);
     let block = 2 * attention(&d) + mlp(&d) + (3 + BLOCK_MODULATIONS) * h as u64;
     let latent = cfg.audio_acoustic_hidden_dim;
     linear(cfg.in_channels * cfg.patch_size, h, true)
@@ -84,8 +85,10 @@ pub(super) fn audio_tokenizers(cfg: &AceStepConfig) -> u64 {
     let pooler = linear(h, h, true) + h as u64 + stack(&d, cfg.num_attention_pooler_hidden_layers);
     let tokenizer = linear(latent, h, true) + pooler + linear(h, levels, true) + linear(levels, h, true);
     // One learned slot vector per latent frame of a 5 Hz token.
-    let detokenizer =
-        linear(h, h, true) + pool * h as u64 + stack(&d, cfg.num_attention_pooler_hidden_layers) + linear(h, latent, true);
+    let detokenizer = linear(h, h, true)
+        + pool * h as u64
+        + stack(&d, cfg.num_attention_pooler_hidden_layers)
+        + linear(h, latent, true);
     tokenizer + detokenizer
 }
 

@@ -250,8 +250,11 @@ mod tests {
 
     #[test]
     fn a_group_over_the_budget_is_skipped_before_anything_is_built() {
-        let options =
-            BenchOptions { only: Some("dit_step_10s".into()), budget: Some(1_000_000), ..BenchOptions::new(Device::Cpu) };
+        let options = BenchOptions {
+            only: Some("dit_step_10s".into()),
+            budget: Some(1_000_000),
+            ..BenchOptions::new(Device::Cpu)
+        };
         let report = run(&options).unwrap();
         assert_eq!(report.groups.len(), 1);
         let dit = &report.groups[0];

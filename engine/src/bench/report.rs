@@ -74,7 +74,7 @@ impl fmt::Display for BenchReport {
             "{} on {} ({}, {} threads), median/min/max of {} runs after one warm-up",
             self.engine, self.device, self.dtype, self.threads, self.runs
         )?;
-        writeln!(f, "{:<20} {:>11} {:>11} {:>11}  {}", "operation", "median", "min", "max", "workload")?;
+        writeln!(f, "{:<20} {:>11} {:>11} {:>11}  workload", "operation", "median", "min", "max")?;
         for op in self.groups.iter().flat_map(|g| &g.ops) {
             let s = &op.stats;
             writeln!(
@@ -91,7 +91,9 @@ impl fmt::Display for BenchReport {
         for group in &self.groups {
             let rss = |bytes: Option<u64>| bytes.map_or_else(|| "n/a".to_string(), gigabytes);
             match &group.skipped {
-                Some(reason) => writeln!(f, "{:<20} {:>11}  skipped: {reason}", group.name, gigabytes(group.weights_bytes))?,
+                Some(reason) => {
+                    writeln!(f, "{:<20} {:>11}  skipped: {reason}", group.name, gigabytes(group.weights_bytes))?
+                }
                 None => writeln!(
                     f,
                     "{:<20} {:>11} {:>11} {:>11}",
