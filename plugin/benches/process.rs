@@ -4,14 +4,16 @@
 //! Each block goes through exactly what the plugin's `process()` runs — the host transport converted with
 //! `TransportSnapshot::from_host`, the parameters read with `BlockControls::from_params`, then
 //! `Realtime::process` — at 48 kHz stereo, 64 and 512 frames per block, paced at real time like a host's audio
-//! callback. Three scenarios: capturing a linear playback, playing a take through its edge crossfades on a loop,
-//! and looping a region while the job worker and the engine run repaint jobs back to back on a real model (the
-//! tiny fixture model unless `RETAKE_MODEL_DIR` names another folder, relative to the workspace root).
+//! callback, with the plugin's job worker running beside it as it does from `activate()` on. Three scenarios:
+//! capturing a linear playback; looping across a take made by a real job, so blocks pass its edge crossfades;
+//! and looping the region while the worker and the engine run repaint jobs back to back. Jobs run on the tiny
+//! fixture model unless `RETAKE_MODEL_DIR` names another folder (relative to the workspace root).
 //!
 //! `cargo bench -p retake --bench process [-- --blocks N]`
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{unbounded, Sender};
@@ -19,7 +21,7 @@ use nih_plug::prelude::Transport;
 
 use retake::capture::CaptureStore;
 use retake::params::{RetakeParams, DEFAULT_CAPTURE_MINUTES};
-use retake::playback::{take_channel, PlayableTake, TakeSender};
+use retake::playback::take_channel;
 use retake::realtime::{BlockControls, Realtime};
 use retake::settings::env_settings;
 use retake::shared::{JobPhase, Shared};
@@ -33,15 +35,19 @@ const BLOCK_SIZES: [usize; 2] = [64, 512];
 const DEFAULT_BLOCKS: usize = 20_000;
 /// The target: the worst block at 64 frames takes at most this fraction of the block period.
 const TARGET_FRACTION: f64 = 0.01;
+/// The job region (the host loop while generating), in seconds.
+const REGION_S: (f64, f64) = (2.0, 6.0);
+/// Longest wait for a job whose take the next scenario plays.
+const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What the host does around the plugin in one scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
-    /// Playback from 0 onwards, no take: every block is captured into fresh memory.
+    /// Playback from 0 onwards, no take: every block is captured into memory not used before.
     Capture,
-    /// A loop across a take's region, so blocks pass its start and end crossfades.
+    /// A loop half a second wider than a take's region on each side, so blocks pass its edge crossfades.
     TakeCrossfades,
-    /// A loop over the region while the engine runs repaint jobs of that region back to back.
+    /// A loop over the region while the engine runs repaint jobs of it back to back.
     EngineJob,
 }
 
@@ -62,11 +68,13 @@ fn frames(seconds: f64) -> i64 {
     (seconds * f64::from(RATE)).round() as i64
 }
 
-/// The host's side of one activation: the plugin state, the transport and the audio buffers.
+/// The host's side of one activation: the plugin state and its job worker, the transport and the audio buffers.
 struct Host {
     shared: Arc<Shared>,
     realtime: Realtime,
-    capture: Arc<CaptureStore>,
+    commands: Sender<Command>,
+    worker: Option<JoinHandle<()>>,
+    takes_root: PathBuf,
     transport: Transport,
     block: usize,
     position: i64,
@@ -78,32 +86,39 @@ struct Host {
 }
 
 impl Host {
-    /// Activates a fresh plugin state for `block`-frame blocks, as `activate()` does; returns the host and the
-    /// sending end of the plugin's take hand-off.
-    fn activate(block: usize) -> (Self, TakeSender) {
+    /// Activates a fresh plugin for `block`-frame blocks, as `activate()` does: capture memory, the audio-thread
+    /// state and a job worker that starts `engine` on the first job (take files go to a temporary folder).
+    fn activate(block: usize, engine: &EngineConfig) -> Result<Self, String> {
         let shared = Arc::new(Shared::new(Arc::new(RetakeParams::default())));
-        let (sender, player) = take_channel();
+        let (takes, player) = take_channel();
         let mut realtime = Realtime::new(shared.clone(), player);
         let capture = Arc::new(CaptureStore::new(CHANNELS, RATE, f64::from(DEFAULT_CAPTURE_MINUTES) * 60.0));
         *shared.capture.write() = Some(capture.clone());
-        realtime.prepare(capture.clone(), RATE, CHANNELS, block);
+        realtime.prepare(capture, RATE, CHANNELS, block);
+        let (commands, receiver) = unbounded();
+        let takes_root = std::env::temp_dir().join(format!("retake-process-bench-{}-{block}", std::process::id()));
+        let worker = Worker::new(shared.clone(), receiver, takes, Ok(takes_root.clone()), Ok(engine.clone()))
+            .spawn()
+            .map_err(|err| format!("the job worker could not start: {err}"))?;
+        let _ = commands.send(Command::Activated { sample_rate: RATE, channels: CHANNELS });
         let mut transport = Transport::new(RATE as f32);
         transport.playing = true;
         transport.tempo = Some(120.0);
         transport.time_sig_numerator = Some(4);
         transport.time_sig_denominator = Some(4);
-        let host = Self {
+        Ok(Self {
             shared,
             realtime,
-            capture,
+            commands,
+            worker: Some(worker),
+            takes_root,
             transport,
             block,
             position: 0,
             looped: None,
             input: test_signal(),
             buffers: std::array::from_fn(|_| vec![0.0; block]),
-        };
-        (host, sender)
+        })
     }
 
     /// Sets a host loop `[start_s, end_s)` (reported to the plugin) and moves the playhead to its start.
@@ -112,6 +127,30 @@ impl Host {
         self.looped = Some(range);
         self.transport.loop_range_samples = Some(range);
         self.position = range.0;
+    }
+
+    /// Untimed set-up for a job: plays from 0 past the region so it is captured, then loops over it (one
+    /// block, so the plugin has seen the loop that becomes the job's region).
+    fn capture_region(&mut self) {
+        while self.position < frames(REGION_S.1) {
+            self.block();
+        }
+        self.loop_over(REGION_S.0, REGION_S.1);
+        self.block();
+    }
+
+    /// The worker's state as the editor sees it: whether a job runs, and how many takes jobs have made.
+    fn job_status(&self) -> Result<(bool, u64), String> {
+        let board = self.shared.board.lock();
+        if let Some(error) = &board.error {
+            return Err(format!("the job failed: {error}"));
+        }
+        Ok((board.job != JobPhase::Idle, self.shared.params.takes.read().next_id))
+    }
+
+    /// Starts a job as the editor's Generate button does.
+    fn generate(&self) {
+        let _ = self.commands.send(Command::Generate);
     }
 
     /// Processes one block at the playhead and returns the time `process()` took, then advances the playhead.
@@ -143,6 +182,17 @@ impl Host {
     }
 }
 
+impl Drop for Host {
+    /// Stops the worker (and with it the engine) as the plugin's `Drop` does, and removes the take files.
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.takes_root);
+    }
+}
+
 /// One second of stereo low-passed noise from a fixed-seed generator (deterministic input for every run).
 fn test_signal() -> Vec<Vec<f32>> {
     let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -163,6 +213,32 @@ fn test_signal() -> Vec<Vec<f32>> {
                 .collect()
         })
         .collect()
+}
+
+/// Minor page faults of the calling thread so far (`/proc/thread-self/stat`, Linux); `None` elsewhere.
+fn thread_page_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; `minflt` is the 10th field overall.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(7)?.parse().ok()
+}
+
+/// Real-time priority of the audio loop (hosts' audio threads run at SCHED_FIFO 70–95).
+const AUDIO_PRIORITY: i32 = 70;
+
+/// Switches the calling thread to SCHED_FIFO at [`AUDIO_PRIORITY`] (`on`) or back to normal scheduling, as a
+/// host does for its audio thread; false if the system refuses (no permission). Threads it starts meanwhile
+/// would inherit the policy, so the loop starts none.
+#[cfg(target_os = "linux")]
+fn set_realtime(on: bool) -> bool {
+    let (policy, priority) = if on { (libc::SCHED_FIFO, AUDIO_PRIORITY) } else { (libc::SCHED_OTHER, 0) };
+    let param = libc::sched_param { sched_priority: priority };
+    // SAFETY: changes only the calling thread's scheduling; `param` is a valid, initialised struct.
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), policy, &param) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_realtime(_on: bool) -> bool {
+    false
 }
 
 /// Sleeps until the next block is due, like a host's audio callback; a late block starts the next one now.
@@ -206,6 +282,11 @@ impl Timings {
         self.block as f64 / f64::from(RATE) * 1e6
     }
 
+    /// The index of the slowest block.
+    fn worst_block(&self) -> usize {
+        self.nanos.iter().enumerate().max_by_key(|&(_, nanos)| nanos).map_or(0, |(index, _)| index)
+    }
+
     /// `(p50, p99, max)` in microseconds.
     fn summary(&self) -> (f64, f64, f64) {
         let mut sorted = self.nanos.clone();
@@ -215,99 +296,82 @@ impl Timings {
 }
 
 /// Capturing a linear playback from 0.
-fn run_capture(block: usize, blocks: usize) -> Timings {
-    let (mut host, _takes) = Host::activate(block);
-    let nanos = timed_blocks(&mut host, blocks);
-    let captured_s = host.capture.extent().map_or(0.0, |extent| (extent.end - extent.start) as f64 / f64::from(RATE));
-    let note = format!("{captured_s:.0} s captured, pool {:.0}% used", host.capture.used_fraction() * 100.0);
-    Timings { scenario: Scenario::Capture, block, nanos, note }
+fn run_capture(host: &mut Host, blocks: usize) -> Result<(Vec<u64>, String), String> {
+    let (nanos, faults) = timed_blocks(host, blocks, |_| Ok(true))?;
+    Ok((nanos, format!("{:.0} s captured, {faults} page faults", host.position as f64 / f64::from(RATE))))
 }
 
-/// Looping 1.5–6.5 s across a take of 2–6 s, with the default 50 ms edge crossfade.
-fn run_take(block: usize, blocks: usize) -> Timings {
-    let (mut host, takes) = Host::activate(block);
-    let (start, end) = (frames(2.0), frames(6.0));
-    let signal = test_signal();
-    let channels =
-        signal.iter().map(|channel| (start..end).map(|t| -channel[t as usize % channel.len()]).collect()).collect();
-    takes.send(Some(Arc::new(PlayableTake { id: 1, sample_rate: RATE, start, channels })));
-    host.loop_over(1.5, 6.5);
-    let nanos = timed_blocks(&mut host, blocks);
-    let fade_ms = host.shared.params.xfade_ms.value();
-    Timings { scenario: Scenario::TakeCrossfades, block, nanos, note: format!("edge crossfade {fade_ms:.0} ms") }
-}
-
-/// Looping 2–6 s (the region, via `follow_loop`) while the job worker runs repaint jobs back to back on the
-/// engine; only blocks processed while a job was running are kept.
-fn run_engine_job(block: usize, blocks: usize, engine: &EngineConfig) -> Result<Timings, String> {
-    let (commands, receiver) = unbounded();
-    let (mut host, takes) = Host::activate(block);
-    let root = std::env::temp_dir().join(format!("retake-process-bench-{}", std::process::id()));
-    let worker = Worker::new(host.shared.clone(), receiver, takes, Ok(root.clone()), Ok(engine.clone()))
-        .spawn()
-        .map_err(|err| format!("the job worker could not start: {err}"))?;
-    let _ = commands.send(Command::Activated { sample_rate: RATE, channels: CHANNELS });
-    // Play from 0 past the region once so it is captured before the first job.
-    while host.position < frames(6.0) {
-        host.block();
+/// Generates a take of the region (untimed), then loops from half a second before it to half a second after.
+fn run_take(host: &mut Host, blocks: usize) -> Result<(Vec<u64>, String), String> {
+    host.capture_region();
+    host.generate();
+    let deadline = Instant::now() + JOB_TIMEOUT;
+    // The worker hands the take to the audio thread before it reports the job done.
+    while host.job_status()? != (false, 1) {
+        if Instant::now() > deadline {
+            return Err(format!("no take after {} s", JOB_TIMEOUT.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    // Set the loop, and let one block report it to the plugin before the first Generate.
-    host.loop_over(2.0, 6.0);
-    host.block();
-    let result = jobs_back_to_back(&mut host, blocks, &commands);
-    let _ = commands.send(Command::Shutdown);
-    let _ = worker.join();
-    let _ = std::fs::remove_dir_all(&root);
-    let (nanos, jobs) = result?;
-    let note = format!("{jobs} jobs finished, {} of the blocks ran during a job", nanos.len());
-    Ok(Timings { scenario: Scenario::EngineJob, block, nanos, note })
+    host.loop_over(REGION_S.0 - 0.5, REGION_S.1 + 0.5);
+    let (nanos, faults) = timed_blocks(host, blocks, |_| Ok(true))?;
+    let fade_ms = host.shared.params.xfade_ms.value();
+    Ok((nanos, format!("edge crossfade {fade_ms:.0} ms, {faults} page faults")))
 }
 
-/// Runs blocks until `blocks` of them were processed while a job was running, starting the next job (as the
-/// editor's Generate button does) as soon as the worker is idle. Returns those blocks' times and the number of
-/// jobs that finished.
-fn jobs_back_to_back(host: &mut Host, blocks: usize, commands: &Sender<Command>) -> Result<(Vec<u64>, u64), String> {
-    let mut nanos = Vec::with_capacity(blocks);
-    let mut pacer = Pacer::new(host.period());
+/// Loops over the region while the worker runs repaint jobs back to back, starting the next as soon as it is
+/// idle; keeps only the blocks processed while a job was running.
+fn run_engine_job(host: &mut Host, blocks: usize) -> Result<(Vec<u64>, String), String> {
+    host.capture_region();
     let mut requested = false;
-    let mut finished = 0;
-    while nanos.len() < blocks {
-        // Untimed: what the editor would see between two blocks.
-        let running = {
-            let board = host.shared.board.lock();
-            if let Some(error) = &board.error {
-                return Err(format!("the job failed: {error}"));
-            }
-            board.job != JobPhase::Idle
-        };
-        let takes = host.shared.params.takes.read().next_id;
-        if running || takes != finished {
+    let mut takes = 0;
+    let (nanos, faults) = timed_blocks(host, blocks, |host| {
+        // What the editor sees between two blocks.
+        let (running, made) = host.job_status()?;
+        if running || made != takes {
             requested = false;
-            finished = takes;
+            takes = made;
         }
         if !running && !requested {
-            let _ = commands.send(Command::Generate);
+            host.generate();
             requested = true;
         }
-        let elapsed = host.block();
-        if running {
-            nanos.push(elapsed.as_nanos() as u64);
-        }
-        pacer.wait();
-    }
-    Ok((nanos, finished))
+        Ok(running)
+    })?;
+    Ok((nanos, format!("{takes} jobs finished, {faults} page faults")))
 }
 
-/// Processes `blocks` blocks paced at real time.
-fn timed_blocks(host: &mut Host, blocks: usize) -> Vec<u64> {
+/// Processes blocks paced at real time, on real-time priority where allowed, until `blocks` of them were kept;
+/// `keep` runs (untimed) before each block and says whether to keep its time. Returns the kept times and the
+/// page faults the audio thread took.
+fn timed_blocks(
+    host: &mut Host,
+    blocks: usize,
+    mut keep: impl FnMut(&mut Host) -> Result<bool, String>,
+) -> Result<(Vec<u64>, u64), String> {
     let mut pacer = Pacer::new(host.period());
-    (0..blocks)
-        .map(|_| {
-            let elapsed = host.block().as_nanos() as u64;
+    // Written once so that storing the times takes no page faults (they would be counted as the plugin's).
+    let mut nanos = vec![u64::MAX; blocks];
+    nanos.clear();
+    let faults_before = thread_page_faults();
+    let realtime = set_realtime(true);
+    let outcome = (|| -> Result<(), String> {
+        while nanos.len() < blocks {
+            let kept = keep(host)?;
+            let elapsed = host.block();
+            if kept {
+                nanos.push(elapsed.as_nanos() as u64);
+            }
             pacer.wait();
-            elapsed
-        })
-        .collect()
+        }
+        Ok(())
+    })();
+    if realtime {
+        set_realtime(false);
+    }
+    outcome?;
+    let faults = thread_page_faults().zip(faults_before).map_or(0, |(after, before)| after - before);
+    Ok((nanos, faults))
 }
 
 /// The engine of the job scenario: the plugin's environment settings (`RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET`),
@@ -346,13 +410,13 @@ fn blocks_arg() -> Result<usize, String> {
 
 fn print_table(results: &[Timings]) {
     println!(
-        "{:<36} {:>6} {:>7} {:>9} {:>9} {:>9} {:>10}  notes",
-        "scenario (48 kHz stereo)", "block", "blocks", "p50 µs", "p99 µs", "max µs", "max/period"
+        "{:<36} {:>6} {:>7} {:>9} {:>9} {:>9} {:>10} {:>7}  notes",
+        "scenario (48 kHz stereo)", "block", "blocks", "p50 µs", "p99 µs", "max µs", "max/period", "worst #"
     );
     for timings in results {
         let (p50, p99, max) = timings.summary();
         println!(
-            "{:<36} {:>6} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.3}%  {}",
+            "{:<36} {:>6} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.3}% {:>7}  {}",
             timings.scenario.name(),
             timings.block,
             timings.nanos.len(),
@@ -360,6 +424,7 @@ fn print_table(results: &[Timings]) {
             p99,
             max,
             max / timings.period_us() * 100.0,
+            timings.worst_block(),
             timings.note
         );
     }
@@ -388,26 +453,31 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let scheduling = if set_realtime(true) && set_realtime(false) {
+        format!("SCHED_FIFO priority {AUDIO_PRIORITY}")
+    } else {
+        "normal priority (real-time scheduling refused)".to_string()
+    };
     let mut results = Vec::new();
     for scenario in Scenario::ALL {
         for block in BLOCK_SIZES {
-            eprintln!("{} at {block} frames: {blocks} blocks, about {:.0} s …", scenario.name(), {
-                blocks as f64 * block as f64 / f64::from(RATE)
+            let seconds = blocks as f64 * block as f64 / f64::from(RATE);
+            eprintln!("{} at {block} frames: {blocks} blocks, at least {seconds:.0} s …", scenario.name());
+            let run = Host::activate(block, &engine).and_then(|mut host| match scenario {
+                Scenario::Capture => run_capture(&mut host, blocks),
+                Scenario::TakeCrossfades => run_take(&mut host, blocks),
+                Scenario::EngineJob => run_engine_job(&mut host, blocks),
             });
-            let timings = match scenario {
-                Scenario::Capture => run_capture(block, blocks),
-                Scenario::TakeCrossfades => run_take(block, blocks),
-                Scenario::EngineJob => match run_engine_job(block, blocks, &engine) {
-                    Ok(timings) => timings,
-                    Err(err) => {
-                        eprintln!("{err}");
-                        return std::process::ExitCode::FAILURE;
-                    }
-                },
-            };
-            results.push(timings);
+            match run {
+                Ok((nanos, note)) => results.push(Timings { scenario, block, nanos, note }),
+                Err(err) => {
+                    eprintln!("{err}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
         }
     }
+    println!("audio loop: {scheduling}, paced at real time");
     print_table(&results);
     std::process::ExitCode::SUCCESS
 }

@@ -8,6 +8,10 @@
 //! frames were ever written. Each slot has a [`SeqCounter`]: a reader copying a chunk that the audio thread is
 //! rewriting at that moment (the transport looping over the region) notices the overlap and copies again, so
 //! readers never tear and never make the audio thread wait.
+//!
+//! Untouched memory is not resident yet, and a first write to it costs the writer a page fault (microseconds
+//! each, several per block when a block starts new pages). So the timeline map is paged in up front, and the job
+//! worker keeps the next free slots paged in ahead of the audio thread ([`CaptureStore::page_in_ahead`]).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
@@ -27,6 +31,10 @@ const WORD_FRAMES: usize = 32;
 const WORDS_PER_CHUNK: usize = CHUNK_FRAMES / WORD_FRAMES;
 const TIMELINE_CHUNKS: usize = (TIMELINE_FRAMES as usize) / CHUNK_FRAMES;
 const NO_SLOT: u32 = 0;
+/// Free pool slots kept paged in ahead of the audio thread (1.4 s at 48 kHz).
+const PAGED_IN_AHEAD: usize = 2;
+/// Sample cells per 4 KiB memory page.
+const PAGE_CELLS: usize = 4096 / std::mem::size_of::<AtomicU32>();
 
 /// Planar audio copied out of the store: one vector per channel.
 pub type Planar = Vec<Vec<f32>>;
@@ -45,6 +53,8 @@ pub struct CaptureStore {
     /// Timeline chunk → slot + 1 (0 = not captured yet). Written only by the audio thread.
     slot_of_chunk: Box<[AtomicU32]>,
     used_slots: AtomicUsize,
+    /// Slots `[0, paged_in)` are resident.
+    paged_in: AtomicUsize,
     full: AtomicBool,
     extent_start: AtomicI64,
     extent_end: AtomicI64,
@@ -72,6 +82,15 @@ fn zeroed_atomics(len: usize) -> Box<[AtomicU32]> {
         .into_boxed_slice()
 }
 
+/// Makes every memory page of `cells` resident without changing a value: a compare-exchange of 0 with 0 on one
+/// cell per page writes only where the cell is still 0 (so it cannot undo a concurrent write), and that write
+/// takes the page fault here instead of in the audio thread.
+fn page_in(cells: &[AtomicU32]) {
+    for cell in cells.iter().step_by(PAGE_CELLS).chain(cells.last()) {
+        let _ = cell.compare_exchange(0, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
 impl CaptureStore {
     /// Allocates a store holding up to `max_seconds` of `channels`-channel audio at `sample_rate`. Not for the
     /// audio thread.
@@ -79,7 +98,7 @@ impl CaptureStore {
         let channels = channels.max(1);
         let max_frames = (max_seconds.max(0.0) * f64::from(sample_rate)).ceil() as usize;
         let slots = max_frames.div_ceil(CHUNK_FRAMES).clamp(1, TIMELINE_CHUNKS);
-        Self {
+        let store = Self {
             channels,
             sample_rate,
             slots,
@@ -88,10 +107,27 @@ impl CaptureStore {
             sequences: (0..slots).map(|_| SeqCounter::default()).collect(),
             slot_of_chunk: zeroed_atomics(TIMELINE_CHUNKS),
             used_slots: AtomicUsize::new(0),
+            paged_in: AtomicUsize::new(0),
             full: AtomicBool::new(false),
             extent_start: AtomicI64::new(i64::MAX),
             extent_end: AtomicI64::new(i64::MIN),
+        };
+        page_in(&store.slot_of_chunk);
+        store.page_in_ahead();
+        store
+    }
+
+    /// Not for the audio thread. Pages in the next [`PAGED_IN_AHEAD`] free pool slots (samples and captured
+    /// bits), so the audio thread starting a new part of the timeline writes to resident memory. Cheap when
+    /// nothing changed; the job worker calls it on every poll.
+    pub fn page_in_ahead(&self) {
+        let end = (self.used_slots.load(Ordering::Relaxed) + PAGED_IN_AHEAD).min(self.slots);
+        let slot_cells = self.channels * CHUNK_FRAMES;
+        for slot in self.paged_in.load(Ordering::Relaxed)..end {
+            page_in(&self.samples[slot * slot_cells..(slot + 1) * slot_cells]);
+            page_in(&self.written[slot * WORDS_PER_CHUNK..(slot + 1) * WORDS_PER_CHUNK]);
         }
+        self.paged_in.fetch_max(end, Ordering::Relaxed);
     }
 
     /// Channels stored per frame.
@@ -453,6 +489,20 @@ mod tests {
         let mono = [vec![0.25f32; 64]];
         assert_no_alloc(|| store.write(10, &mono));
         assert_eq!(store.read(10..74).unwrap(), vec![vec![0.25; 64], vec![0.25; 64]]);
+    }
+
+    #[test]
+    fn paging_in_ahead_follows_the_used_slots_and_never_changes_captured_audio() {
+        let store = CaptureStore::new(2, 48_000, 5.0 * CHUNK_FRAMES as f64 / 48_000.0);
+        assert_eq!(store.paged_in.load(Ordering::Relaxed), PAGED_IN_AHEAD);
+        let audio = ramp(0, CHUNK_FRAMES + 100, 2, 0.5);
+        write_in_blocks(&store, 0, &audio, 512);
+        store.page_in_ahead();
+        assert_eq!(store.paged_in.load(Ordering::Relaxed), 2 + PAGED_IN_AHEAD);
+        assert_eq!(store.read(0..(CHUNK_FRAMES + 100) as i64).unwrap(), audio);
+        write_in_blocks(&store, 10 * CHUNK_FRAMES as i64, &ramp(0, 3 * CHUNK_FRAMES, 2, 0.0), 4096);
+        store.page_in_ahead();
+        assert_eq!(store.paged_in.load(Ordering::Relaxed), 5, "never past the pool");
     }
 
     #[test]

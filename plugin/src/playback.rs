@@ -164,7 +164,8 @@ impl Player {
             if x <= 0.0 {
                 continue;
             }
-            let (dry, wet) = equal_power_gains(x);
+            // Only fades need the gains: the sine and cosine per frame would dominate the block's cost.
+            let (dry, wet) = if x < 1.0 { equal_power_gains(x) } else { (0.0, 1.0) };
             for (channel, out) in audio.iter_mut().enumerate() {
                 let source = take.channels[channel.min(take.channels.len() - 1)][index];
                 out[frame] = if x >= 1.0 { source } else { out[frame] * dry + source * wet };

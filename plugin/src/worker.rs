@@ -137,7 +137,8 @@ impl Worker {
         }
     }
 
-    /// Picks up what the audio thread and the host signalled without a message.
+    /// Picks up what the audio thread and the host signalled without a message, and keeps the capture's next
+    /// memory paged in.
     fn poll(&mut self) {
         if self.shared.take_generate_request() {
             self.guarded(|worker| worker.handle_command(Command::Generate));
@@ -148,6 +149,9 @@ impl Worker {
             self.guarded(Worker::sync_takes);
         }
         self.takes.collect_garbage();
+        if let Some(capture) = self.shared.capture() {
+            capture.page_in_ahead();
+        }
     }
 
     /// Runs `work`, turning a panic into an error line instead of a dead worker.

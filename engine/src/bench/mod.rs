@@ -269,21 +269,3 @@ mod tests {
         assert!(report.groups[0].skipped.as_deref().unwrap().contains("tokenizer.json"));
     }
 }
-
-// TEMPORARY runner until `retake bench` exists (removed before hand-off).
-#[cfg(test)]
-mod runner_tmp {
-    #[test]
-    #[ignore]
-    fn all_groups() {
-        let mut options = super::BenchOptions::new(candle_core::Device::Cpu);
-        options.runs = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-        options.only = std::env::var("ONLY").ok();
-        options.tokenizer = std::env::var("TOKENIZER").ok().map(Into::into);
-        let report = super::run(&options).unwrap();
-        println!("{report}");
-        if let Ok(path) = std::env::var("JSON") {
-            std::fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
-        }
-    }
-}

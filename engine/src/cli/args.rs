@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use retake_engine::pipeline::request::Mode;
 use retake_engine::runtime::DeviceChoice;
 
+use super::bench::BenchArgs;
 use super::size::parse_size;
 
 /// Repaint a region of a track, cover it in a new style, or make music from text, with ACE-Step 1.5.
@@ -15,7 +16,18 @@ use super::size::parse_size;
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub invocation: Invocation,
+}
+
+/// A task, or the benchmark.
+#[derive(Debug, Subcommand)]
+pub enum Invocation {
+    /// One of the three tasks.
+    #[command(flatten)]
+    Task(Box<Command>),
+    /// Time the engine on the real ACE-Step 1.5 geometry with random weights (bench/compare.sh sets the numbers
+    /// beside the PyTorch reference's).
+    Bench(BenchArgs),
 }
 
 /// The three tasks.
@@ -186,7 +198,7 @@ impl Command {
 }
 
 /// `cpu`, `cuda` (device 0) or `cuda:N`.
-fn parse_device(text: &str) -> Result<DeviceChoice, String> {
+pub fn parse_device(text: &str) -> Result<DeviceChoice, String> {
     match text.to_ascii_lowercase().as_str() {
         "cpu" => Ok(DeviceChoice::Cpu),
         "cuda" => Ok(DeviceChoice::Cuda(0)),
@@ -218,6 +230,13 @@ mod tests {
         Cli::try_parse_from([&["retake"], args].concat())
     }
 
+    fn task(cli: &Cli) -> Option<&Command> {
+        match &cli.invocation {
+            Invocation::Task(command) => Some(command),
+            Invocation::Bench(_) => None,
+        }
+    }
+
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
@@ -227,12 +246,12 @@ mod tests {
     fn repaint_defaults_splice_with_a_100_ms_crossfade_in_studio_mode_with_8_steps() {
         let cli =
             parse(&["repaint", "--input", "a.wav", "--output", "b.wav", "--start", "12", "--end", "16.5"]).unwrap();
-        let Command::Repaint(args) = &cli.command else { panic!("{cli:?}") };
+        let Some(Command::Repaint(args)) = task(&cli) else { panic!("{cli:?}") };
         assert_eq!(
             (args.start, args.end, args.strength, args.crossfade_ms, args.no_splice),
             (12.0, 16.5, 1.0, 100.0, false)
         );
-        let common = cli.command.common();
+        let common = task(&cli).unwrap().common();
         assert_eq!((common.steps, common.shift, common.mode, common.device), (8, 3.0, Mode::Studio, DeviceChoice::Cpu));
         assert_eq!((common.seed, common.vram_budget, common.language.as_str()), (None, None, "unknown"));
     }
@@ -259,15 +278,25 @@ mod tests {
             "3",
         ])
         .unwrap();
-        let common = cli.command.common();
+        let common = task(&cli).unwrap().common();
         assert_eq!(
             (common.device, common.vram_budget, common.mode),
             (DeviceChoice::Cuda(1), Some(3 << 30), Mode::Reference)
         );
         assert_eq!(common.time_signature.as_deref(), Some("3"));
-        let Command::Repaint(args) = &cli.command else { panic!("{cli:?}") };
+        let Some(Command::Repaint(args)) = task(&cli) else { panic!("{cli:?}") };
         assert_eq!(args.start, -2.0);
         assert_eq!(parse_device("CUDA"), Ok(DeviceChoice::Cuda(0)));
+    }
+
+    #[test]
+    fn bench_takes_its_own_flags_and_no_task_flags() {
+        let cli = parse(&["bench", "--runs", "5", "--only", "dit", "--budget", "8GiB", "--json", "r.json"]).unwrap();
+        let Invocation::Bench(args) = &cli.invocation else { panic!("{cli:?}") };
+        assert_eq!((args.runs, args.only.as_deref(), args.budget), (5, Some("dit"), Some(8 << 30)));
+        assert_eq!((args.device, args.json.as_deref(), args.seed), (DeviceChoice::Cpu, Some(Path::new("r.json")), 0));
+        assert_eq!(parse(&["bench", "--runs", "0"]).unwrap_err().kind(), clap::error::ErrorKind::ValueValidation);
+        assert_eq!(parse(&["bench", "--prompt", "x"]).unwrap_err().kind(), clap::error::ErrorKind::UnknownArgument);
     }
 
     #[test]

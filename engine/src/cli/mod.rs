@@ -2,6 +2,7 @@
 //! engine thread, writes the result as 24-bit WAV and prints a one-line JSON summary on stdout.
 
 mod args;
+mod bench;
 mod clip;
 mod job;
 mod progress;
@@ -17,7 +18,7 @@ use retake_engine::audio::{write_wav, WavFormat};
 use retake_engine::error::EngineError;
 use retake_engine::runtime::SubmitError;
 
-use args::{Cli, Command};
+use args::{Cli, Command, Invocation};
 use clip::SourceClip;
 use progress::ProgressView;
 
@@ -40,9 +41,12 @@ pub enum CliError {
 
 /// Runs the command line; exit status 0 on success, 1 on an error, 130 after Ctrl-C (2 for bad arguments).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = match Cli::parse().invocation {
+        Invocation::Task(command) => *command,
+        Invocation::Bench(args) => return bench::main(&args),
+    };
     let view = ProgressView::for_stderr();
-    let outcome = run(&cli.command, &view);
+    let outcome = run(&command, &view);
     view.finish();
     match outcome {
         Ok(summary) => {

@@ -105,10 +105,13 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::args::Cli;
+    use crate::cli::args::{Cli, Invocation};
 
     fn command(args: &[&str]) -> Command {
-        Cli::try_parse_from([&["retake"], args].concat()).unwrap().command
+        let Invocation::Task(command) = Cli::try_parse_from([&["retake"], args].concat()).unwrap().invocation else {
+            panic!("{args:?} is not a task")
+        };
+        *command
     }
 
     fn repaint(start: &str, end: &str) -> Command {
