@@ -8,7 +8,7 @@ use retake_engine::pipeline::request::Mode;
 use retake_engine::runtime::DeviceChoice;
 
 use super::bench::BenchArgs;
-use super::size::parse_size;
+use retake_engine::runtime::parse_size;
 
 /// Repaint a region of a track, cover it in a new style, or make music from text, with ACE-Step 1.5.
 #[derive(Debug, Parser)]
@@ -140,7 +140,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "DIR", env = "RETAKE_MODEL_DIR")]
     pub model: Option<PathBuf>,
     /// Compute device: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
     /// Most device memory for model weights, e.g. 3GiB (weights are streamed when the model does not fit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -194,19 +194,6 @@ impl Command {
             Self::Cover(a) => &a.prompt,
             Self::Text2Music(a) => &a.prompt,
         }
-    }
-}
-
-/// `cpu`, `cuda` (device 0) or `cuda:N`.
-pub fn parse_device(text: &str) -> Result<DeviceChoice, String> {
-    match text.to_ascii_lowercase().as_str() {
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" => Ok(DeviceChoice::Cuda(0)),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(DeviceChoice::Cuda)
-            .ok_or_else(|| format!("`{text}` is not a device; use cpu, cuda or cuda:N (N = 0, 1, …)")),
     }
 }
 
@@ -286,7 +273,7 @@ mod tests {
         assert_eq!(common.time_signature.as_deref(), Some("3"));
         let Some(Command::Repaint(args)) = task(&cli) else { panic!("{cli:?}") };
         assert_eq!(args.start, -2.0);
-        assert_eq!(parse_device("CUDA"), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("CUDA".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(0)));
     }
 
     #[test]

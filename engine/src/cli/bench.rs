@@ -10,14 +10,13 @@ use retake_engine::bench::{run, BenchOptions};
 use retake_engine::error::EngineError;
 use retake_engine::runtime::DeviceChoice;
 
-use super::args::parse_device;
-use super::size::parse_size;
+use retake_engine::runtime::parse_size;
 
 /// `retake bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Compute device: cpu, cuda or cuda:N (f32 on the CPU, bf16 on CUDA, as the engine runs).
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
     /// Timed runs per operation, after one untimed warm-up.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]

@@ -7,7 +7,6 @@ mod clip;
 mod job;
 mod progress;
 mod request;
-mod size;
 mod summary;
 
 use std::process::ExitCode;
