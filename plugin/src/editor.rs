@@ -15,6 +15,7 @@ use nih_plug::prelude::ParamSetter;
 
 use crate::params::{Monitor, RetakeParams};
 use crate::region::select_region;
+use crate::reveal;
 use crate::settings::{self, EngineSettings};
 use crate::shared::{JobPhase, Shared};
 use crate::worker::Command;
@@ -29,6 +30,34 @@ const NOTICE_COLOR: Color32 = Color32::from_rgb(230, 180, 70);
 const REGION_COLOR: Color32 = Color32::from_rgba_premultiplied(60, 90, 160, 70);
 const TAKE_COLOR: Color32 = Color32::from_rgb(90, 170, 110);
 const SELECTED_TAKE_COLOR: Color32 = Color32::from_rgb(140, 230, 150);
+
+/// Where timeline positions lie on the waveform: `span` (host timeline samples) drawn across `left..left + width`.
+#[derive(Debug, Clone, PartialEq)]
+struct TimelineView {
+    span: Range<i64>,
+    left: f32,
+    width: f32,
+}
+
+impl TimelineView {
+    /// The x coordinate of timeline sample `t`.
+    fn x_of(&self, t: i64) -> f32 {
+        self.left + ((t - self.span.start) as f32 / (self.span.end - self.span.start).max(1) as f32) * self.width
+    }
+
+    /// The timeline sample under `x`, clamped to the span.
+    fn time_at(&self, x: f32) -> i64 {
+        let fraction = ((x - self.left) / self.width.max(1.0)).clamp(0.0, 1.0) as f64;
+        self.span.start + (fraction * (self.span.end - self.span.start) as f64).round() as i64
+    }
+}
+
+/// The region (start, end) in seconds that a drag from timeline sample `from` to `to` marks at `rate`: either
+/// direction, never before the timeline's start.
+fn dragged_region(from: i64, to: i64, rate: u32) -> (f32, f32) {
+    let seconds = |t: i64| (t.max(0) as f64 / f64::from(rate)) as f32;
+    (seconds(from.min(to)), seconds(from.max(to)))
+}
 
 /// The waveform picture and the timeline span it shows.
 struct Overview {
@@ -82,12 +111,16 @@ pub struct RetakeEditor {
     gui: Option<GuiContext>,
     overview: Option<Overview>,
     settings: SettingsForm,
+    /// What the last "File" button did: the path it copied, or why it could not show the file.
+    file_note: Option<std::result::Result<String, String>>,
+    /// The timeline sample where a drag on the waveform started, while one is under way.
+    drag_from: Option<i64>,
 }
 
 impl RetakeEditor {
     /// An editor showing `shared` and sending commands to the job worker.
     pub fn new(shared: Arc<Shared>, commands: Sender<Command>) -> Self {
-        Self { shared, commands, gui: None, overview: None, settings: SettingsForm::load() }
+        Self { shared, commands, gui: None, overview: None, settings: SettingsForm::load(), file_note: None, drag_from: None }
     }
 
     fn send(&self, command: Command) {
@@ -123,9 +156,11 @@ impl RetakeEditor {
         });
     }
 
-    fn waveform(&mut self, ui: &mut Ui) {
+    /// The captured timeline with the region, the takes and the playhead; dragging across it marks the region
+    /// (it sets `start` and `end` and turns `follow_loop` off, so the marked region is the one used).
+    fn waveform(&mut self, setter: &ParamSetter, ui: &mut Ui) {
         let width = ui.available_width().max(100.0);
-        let (rect, _) = ui.allocate_exact_size(egui::vec2(width, WAVEFORM_HEIGHT), Sense::hover());
+        let (rect, response) = ui.allocate_exact_size(egui::vec2(width, WAVEFORM_HEIGHT), Sense::drag());
         let painter = ui.painter_at(rect);
         painter.rect_filled(rect, 2.0, Color32::from_gray(24));
         self.refresh_overview(width as usize);
@@ -140,8 +175,8 @@ impl RetakeEditor {
             return;
         };
         let span = overview.span.clone();
-        let x_of =
-            |t: i64| rect.left() + ((t - span.start) as f32 / (span.end - span.start).max(1) as f32) * rect.width();
+        let view = TimelineView { span: span.clone(), left: rect.left(), width: rect.width() };
+        let x_of = |t: i64| view.x_of(t);
         let rate = self.shared.capture().map_or(48_000, |capture| capture.sample_rate());
         let params = &self.shared.params;
         let transport = self.shared.transport.snapshot();
@@ -180,6 +215,31 @@ impl RetakeEditor {
                 [egui::pos2(x, rect.top()), egui::pos2(x, rect.bottom())],
                 Stroke::new(1.0, Color32::WHITE),
             );
+        }
+        drop(state);
+        self.drag_region(&response, &view, rate, setter);
+    }
+
+    /// Turns a drag on the waveform into the region parameters, as one gesture per parameter for the host.
+    fn drag_region(&mut self, response: &egui::Response, view: &TimelineView, rate: u32, setter: &ParamSetter) {
+        let params = &self.shared.params;
+        let pointer = response.interact_pointer_pos().map(|pos| view.time_at(pos.x));
+        if response.drag_started() {
+            self.drag_from = pointer;
+            setter.begin_set_parameter(&params.follow_loop);
+            setter.set_parameter(&params.follow_loop, false);
+            setter.end_set_parameter(&params.follow_loop);
+            setter.begin_set_parameter(&params.start);
+            setter.begin_set_parameter(&params.end);
+        }
+        if let (Some(from), Some(to)) = (self.drag_from, pointer) {
+            let (start, end) = dragged_region(from, to, rate);
+            setter.set_parameter(&params.start, start);
+            setter.set_parameter(&params.end, end);
+        }
+        if response.drag_stopped() && self.drag_from.take().is_some() {
+            setter.end_set_parameter(&params.start);
+            setter.end_set_parameter(&params.end);
         }
     }
 
@@ -245,10 +305,11 @@ impl RetakeEditor {
         });
     }
 
-    fn takes_list(&self, setter: &ParamSetter, ui: &mut Ui) {
+    fn takes_list(&mut self, setter: &ParamSetter, ui: &mut Ui) {
         let params = &self.shared.params;
         let state = params.takes.read().clone();
         let problems = self.shared.board.lock().take_problems.clone();
+        let mut file_note = None;
         ui.horizontal(|ui| {
             ui.heading("Takes");
             if ui.selectable_label(state.selected.is_none(), "none (original)").clicked() {
@@ -269,6 +330,20 @@ impl RetakeEditor {
                         setter.set_parameter(&params.monitor, Monitor::Take);
                         setter.end_set_parameter(&params.monitor);
                     }
+                    let file = &take.host_file.path;
+                    let hover = format!(
+                        "Copy the path of the take's {} Hz WAV and show it in the file manager, to drag or paste \
+                         into the host. 48 kHz file: {}",
+                        take.host_file.sample_rate,
+                        take.model_file.path.display()
+                    );
+                    if ui.button("File").on_hover_text(hover).clicked() {
+                        ui.ctx().copy_text(file.display().to_string());
+                        file_note = Some(match reveal::reveal(file) {
+                            Ok(()) => Ok(format!("copied {}", file.display())),
+                            Err(err) => Err(format!("copied {}, but cannot show it: {err}", file.display())),
+                        });
+                    }
                     if ui.button("Delete").clicked() {
                         self.send(Command::Delete(take.id));
                     }
@@ -278,6 +353,10 @@ impl RetakeEditor {
                 }
             }
         });
+        if file_note.is_some() {
+            self.file_note = file_note;
+        }
+        show_note(ui, self.file_note.as_ref());
     }
 
     fn status_lines(&self, ui: &mut Ui) {
@@ -332,15 +411,7 @@ impl RetakeEditor {
                 }
             });
             save = ui.button("Save").clicked();
-            match &form.note {
-                Some(Ok(note)) => {
-                    ui.label(RichText::new(note).small());
-                }
-                Some(Err(err)) => {
-                    ui.colored_label(ERROR_COLOR, err);
-                }
-                None => {}
-            }
+            show_note(ui, form.note.as_ref());
         });
         if save && form.save() {
             self.send(Command::ReloadSettings);
@@ -356,6 +427,19 @@ impl RetakeEditor {
                 minutes.store(value, std::sync::atomic::Ordering::Relaxed);
             }
         });
+    }
+}
+
+/// The outcome of an editor action: a small selectable line (it may hold a path to copy), or the error in red.
+fn show_note(ui: &mut Ui, note: Option<&std::result::Result<String, String>>) {
+    match note {
+        Some(Ok(note)) => {
+            ui.add(egui::Label::new(RichText::new(note).small()).selectable(true));
+        }
+        Some(Err(err)) => {
+            ui.colored_label(ERROR_COLOR, err);
+        }
+        None => {}
     }
 }
 
@@ -376,7 +460,7 @@ impl nice_plug_egui::NiceEguiApp for RetakeEditor {
         let setter = gui.param_setter();
         egui::ScrollArea::vertical().show(ui, |ui| {
             ui.heading("Retake");
-            self.waveform(ui);
+            self.waveform(&setter, ui);
             ui.separator();
             self.text_fields(ui);
             ui.separator();
@@ -395,5 +479,30 @@ impl nice_plug_egui::NiceEguiApp for RetakeEditor {
     fn editor_closed(&mut self) {
         self.gui = None;
         self.overview = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waveform_positions_and_timeline_samples_map_both_ways() {
+        let view = TimelineView { span: 48_000..144_000, left: 10.0, width: 960.0 };
+        assert_eq!(view.x_of(48_000), 10.0);
+        assert_eq!(view.x_of(96_000), 490.0);
+        assert_eq!(view.time_at(490.0), 96_000);
+        assert_eq!(view.time_at(970.0), 144_000);
+        // Past the edges the time stays within the span.
+        assert_eq!(view.time_at(-50.0), 48_000);
+        assert_eq!(view.time_at(5_000.0), 144_000);
+    }
+
+    #[test]
+    fn a_drag_marks_the_region_in_seconds_in_either_direction() {
+        assert_eq!(dragged_region(96_000, 240_000, 48_000), (2.0, 5.0));
+        assert_eq!(dragged_region(240_000, 96_000, 48_000), (2.0, 5.0));
+        // A timeline that starts before 0 (pre-roll) marks from 0.
+        assert_eq!(dragged_region(-4_800, 44_100, 44_100), (0.0, 1.0));
     }
 }

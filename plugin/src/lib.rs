@@ -21,6 +21,7 @@ pub mod params;
 pub mod playback;
 pub mod realtime;
 pub mod region;
+pub mod reveal;
 mod seqlock;
 pub mod settings;
 pub mod shared;
