@@ -16,6 +16,7 @@ extern crate nih_plug as nice_plug;
 
 pub mod capture;
 pub mod editor;
+pub mod engine_status;
 pub mod jobs;
 pub mod params;
 pub mod playback;

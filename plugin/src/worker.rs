@@ -14,6 +14,7 @@ use retake_engine::audio::Audio;
 use retake_engine::runtime::{Engine, EngineConfig, EngineHandle, Event, JobId};
 use retake_engine::{EngineError, Result};
 
+use crate::engine_status::status_line;
 use crate::jobs::{prepare_job, take_audio, JobSettings, Placement};
 use crate::playback::TakeSender;
 use crate::region::select_region;
@@ -66,6 +67,8 @@ struct RunningJob {
 struct EngineLink {
     handle: EngineHandle,
     events: Receiver<Event>,
+    /// The settings it was started with.
+    config: EngineConfig,
 }
 
 /// The job worker's state.
@@ -95,7 +98,10 @@ impl Worker {
         takes_root: std::result::Result<PathBuf, String>,
         engine_config: std::result::Result<EngineConfig, String>,
     ) -> Self {
-        shared.board.lock().engine = "engine: not started (the model loads on the first Generate)".to_string();
+        shared.board.lock().engine = match &engine_config {
+            Ok(config) => status_line("not started (the model loads on the first Generate)", config, None),
+            Err(err) => format!("engine: {err}"),
+        };
         Self {
             shared,
             commands,
@@ -246,8 +252,8 @@ impl Worker {
             self.engine = None;
         }
         let engine = self.engine.get_or_insert_with(|| {
-            let handle = Engine::spawn(config);
-            EngineLink { events: handle.events(), handle }
+            let handle = Engine::spawn(config.clone());
+            EngineLink { events: handle.events(), handle, config }
         });
         let id = engine.handle.submit(prepared.request).map_err(|err| EngineError::invalid(err.to_string()))?;
         Ok(RunningJob { id, placement: prepared.placement, settings })
@@ -271,7 +277,7 @@ impl Worker {
                 self.set_phase(format!("queued ({position} ahead)"), 0.0);
             }
             Event::Encoding { job } if Some(job) == current => {
-                self.shared.board.lock().engine = "engine: running".to_string();
+                self.show_engine("running");
                 self.set_phase("encoding the source and prompt".to_string(), 0.05);
             }
             Event::Step { job, k, n, eta } if Some(job) == current => {
@@ -299,9 +305,8 @@ impl Worker {
         let Some(job) = self.job.take() else { return };
         match self.add_take(&job, output) {
             Ok(()) => {
-                let mut board = self.shared.board.lock();
-                board.job = JobPhase::Idle;
-                board.engine = "engine: ready".to_string();
+                self.shared.board.lock().job = JobPhase::Idle;
+                self.show_engine("ready");
             }
             Err(err) => self.fail(format!("the take could not be stored: {err}")),
         }
@@ -340,6 +345,13 @@ impl Worker {
             takes::delete_take_files(&old)?;
         }
         Ok(())
+    }
+
+    /// Shows the engine's `state` in the status line with its settings and resident memory.
+    fn show_engine(&self, state: &str) {
+        if let Some(engine) = &self.engine {
+            self.shared.board.lock().engine = status_line(state, &engine.config, Some(&engine.handle.stats()));
+        }
     }
 
     /// Reads the engine settings again (environment over settings file); a started engine is replaced at the

@@ -1,0 +1,66 @@
+//! The editor's engine status line (issue §8): what the engine is doing, on which device, with which model and
+//! VRAM budget, and how much of the model is resident.
+
+use retake_engine::model_source::ModelSource;
+use retake_engine::pipeline::residency::human_bytes;
+use retake_engine::runtime::{DeviceChoice, EngineConfig, EngineStats};
+
+/// `engine: <state> · <device> · model <where> · budget <size> · resident <now> (peak <most>)`; the resident
+/// part only once a job has run.
+pub fn status_line(state: &str, config: &EngineConfig, stats: Option<&EngineStats>) -> String {
+    let device = match config.device {
+        DeviceChoice::Cpu => "cpu".to_string(),
+        DeviceChoice::Cuda(ordinal) => format!("cuda:{ordinal}"),
+    };
+    let model = match &config.model {
+        ModelSource::Dir(root) => root.display().to_string(),
+        ModelSource::HuggingFace { repo, revision } => format!("{repo}@{revision} (Hugging Face cache)"),
+    };
+    let budget = config.vram_budget.map_or_else(|| "no limit".to_string(), human_bytes);
+    let mut line = format!("engine: {state} · {device} · model {model} · budget {budget}");
+    if let Some(residency) = stats.map(|stats| stats.residency).filter(|residency| residency.peak_bytes > 0) {
+        line += &format!(
+            " · resident {} (peak {} with activations)",
+            human_bytes(residency.resident_bytes),
+            human_bytes(residency.peak_bytes)
+        );
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use retake_engine::pipeline::residency::ResidencyStats;
+
+    use super::*;
+
+    #[test]
+    fn the_line_names_state_device_model_and_budget_and_residency_once_known() {
+        let config = EngineConfig {
+            model: ModelSource::Dir(PathBuf::from("/models/ace")),
+            device: DeviceChoice::Cuda(1),
+            vram_budget: Some(6 << 30),
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            status_line("ready", &config, None),
+            "engine: ready · cuda:1 · model /models/ace · budget 6.00 GiB"
+        );
+        let stats = EngineStats {
+            residency: ResidencyStats { resident_bytes: 3 << 30, peak_bytes: 5 << 30, ..ResidencyStats::default() },
+            ..EngineStats::default()
+        };
+        assert_eq!(
+            status_line("ready", &config, Some(&stats)),
+            "engine: ready · cuda:1 · model /models/ace · budget 6.00 GiB · resident 3.00 GiB (peak 5.00 GiB with \
+             activations)"
+        );
+        let default = EngineConfig::default();
+        assert_eq!(
+            status_line("running", &default, None),
+            "engine: running · cpu · model ACE-Step/Ace-Step1.5@main (Hugging Face cache) · budget no limit"
+        );
+    }
+}
