@@ -206,6 +206,7 @@ fn phased_gemm(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Res
     let gather_len = gather.len();
     let phases = x.index_select(&Tensor::from_vec(gather, gather_len, x.device())?, 0)?;
     let Some(y) = windowed_gemm(&phases, taps, gap * per_phase, w)? else { return Ok(None) };
+    drop(phases);
     let order: Vec<u32> = (0..m).map(|t| ((t % gap) * per_phase + t / gap) as u32).collect();
     Ok(Some(y.index_select(&Tensor::from_vec(order, m, x.device())?, 0)?))
 }

@@ -32,10 +32,12 @@ impl DecoderBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// Consumes its input so that it is freed as soon as the upsampling conv has used it.
+    fn forward(&self, x: Tensor) -> Result<Tensor> {
         let pad = ConvTranspose1d::PADDING;
-        let h = self.conv_t1.forward_padded(&self.snake1.forward(x, pad, pad)?)?;
-        self.res_units.iter().try_fold(h, |h, unit| unit.forward(&h))
+        let h = self.conv_t1.forward_padded(&self.snake1.forward(&x, pad, pad)?)?;
+        drop(x);
+        self.res_units.iter().try_fold(h, |h, unit| unit.forward(h))
     }
 }
 
@@ -125,7 +127,7 @@ impl VaeDecoder {
     /// Channels-last `[T, latent_channels]` → `[samples, audio_channels]`.
     fn forward(&self, latents: &Tensor) -> Result<Tensor> {
         let h = self.conv1.forward(latents)?;
-        let h = self.blocks.iter().try_fold(h, |h, block| block.forward(&h))?;
+        let h = self.blocks.iter().try_fold(h, |h, block| block.forward(h))?;
         let pad = self.conv2.padding();
         self.conv2.forward_padded(&self.snake1.forward(&h, pad, pad)?)
     }

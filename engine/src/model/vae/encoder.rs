@@ -31,8 +31,9 @@ impl EncoderBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.res_units.iter().try_fold(x.clone(), |h, unit| unit.forward(&h))?;
+    /// Consumes its input so that it is freed as soon as the residual units have used it.
+    fn forward(&self, x: Tensor) -> Result<Tensor> {
+        let h = self.res_units.iter().try_fold(x, |h, unit| unit.forward(h))?;
         let pad = self.conv1.padding();
         self.conv1.forward_padded(&self.snake1.forward(&h, pad, pad)?)
     }
@@ -147,7 +148,7 @@ impl VaeEncoder {
     /// Channels-last `[samples, audio_channels]` → `[frames, 2·latent_channels]`.
     fn forward(&self, audio: &Tensor) -> Result<Tensor> {
         let h = self.conv1.forward(audio)?;
-        let h = self.blocks.iter().try_fold(h, |h, block| block.forward(&h))?;
+        let h = self.blocks.iter().try_fold(h, |h, block| block.forward(h))?;
         let pad = self.conv2.padding();
         self.conv2.forward_padded(&self.snake1.forward(&h, pad, pad)?)
     }

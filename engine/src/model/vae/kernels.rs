@@ -1,7 +1,7 @@
 //! CPU kernels for the VAE's elementwise steps (spec §8, §14): Snake fused with a bias and zero padding, and the
 //! residual add fused with a bias; each is one multi-threaded pass over channels-last rows.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp2, InplaceOp3, Layout, Shape};
 
 /// Below this many values a thread costs more than it saves.
 const MIN_VALUES_PER_THREAD: usize = 1 << 15;
@@ -51,45 +51,47 @@ impl CustomOp2 for FusedSnake {
     }
 }
 
-/// `x + h + bias` for `x`, `h` `[rows, C]` and `bias` `[C]`.
+/// `h ← x + h + bias` in place, for `h`, `x` `[rows, C]` and `bias` `[C]`: the residual sum takes the place of
+/// the branch output, so no third activation of the level's size is allocated.
 pub(super) struct ResidualAdd;
 
-impl CustomOp3 for ResidualAdd {
+impl InplaceOp3 for ResidualAdd {
     fn name(&self) -> &'static str {
         "residual-add"
     }
 
     fn cpu_fwd(
         &self,
+        h: &mut CpuStorage,
+        h_layout: &Layout,
         x: &CpuStorage,
         x_layout: &Layout,
-        h: &CpuStorage,
-        h_layout: &Layout,
         bias: &CpuStorage,
         bias_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, channels) = x_layout.shape().dims2()?;
-        if h_layout.shape().dims2()? != (rows, channels) || bias_layout.shape().elem_count() != channels {
+    ) -> candle_core::Result<()> {
+        let (rows, channels) = h_layout.shape().dims2()?;
+        if x_layout.shape().dims2()? != (rows, channels) || bias_layout.shape().elem_count() != channels {
             candle_core::bail!(
                 "residual-add shapes differ: {:?}, {:?}, {:?}",
-                x_layout.shape(),
                 h_layout.shape(),
+                x_layout.shape(),
                 bias_layout.shape()
             )
         }
-        let (x, h) = (f32_slice(x, x_layout, "residual-add")?, f32_slice(h, h_layout, "residual-add")?);
-        let bias = f32_slice(bias, bias_layout, "residual-add")?;
-        let mut out = vec![0f32; rows * channels];
-        for_row_chunks(&mut out, channels, |first, ys| {
-            let span = first * channels..first * channels + ys.len();
-            let rows = x[span.clone()].chunks_exact(channels).zip(h[span].chunks_exact(channels));
-            for ((xs, hs), ys) in rows.zip(ys.chunks_exact_mut(channels)) {
-                for (((y, &x), &h), &b) in ys.iter_mut().zip(xs).zip(hs).zip(bias) {
-                    *y = x + h + b;
+        let (x, bias) = (f32_slice(x, x_layout, "residual-add")?, f32_slice(bias, bias_layout, "residual-add")?);
+        let CpuStorage::F32(h) = h else { candle_core::bail!("residual-add takes f32 tensors") };
+        let Some((start, end)) = h_layout.contiguous_offsets() else {
+            candle_core::bail!("residual-add takes contiguous tensors")
+        };
+        for_row_chunks(&mut h[start..end], channels, |first, ys| {
+            let xs = &x[first * channels..first * channels + ys.len()];
+            for (xs, ys) in xs.chunks_exact(channels).zip(ys.chunks_exact_mut(channels)) {
+                for ((y, &x), &b) in ys.iter_mut().zip(xs).zip(bias) {
+                    *y = x + *y + b;
                 }
             }
         });
-        Ok((CpuStorage::F32(out), Shape::from((rows, channels))))
+        Ok(())
     }
 }
 
@@ -160,15 +162,15 @@ mod tests {
     }
 
     #[test]
-    fn residual_add_sums_both_inputs_and_the_bias_across_threads() {
+    fn residual_add_writes_both_inputs_and_the_bias_over_the_branch_across_threads() {
         let (rows, channels) = (40_001, 3);
         let x =
             Tensor::arange(0f32, (rows * channels) as f32, &Device::Cpu).unwrap().reshape((rows, channels)).unwrap();
         let h = (x.affine(0.5, -1.0).unwrap()).sin().unwrap();
         let bias = Tensor::new(&[1f32, -2.0, 0.25], &Device::Cpu).unwrap();
-        let got = x.apply_op3_no_bwd(&h, &bias, &ResidualAdd).unwrap();
         let expected = (&x + &h).unwrap().broadcast_add(&bias).unwrap();
-        let diff = (got - expected).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        h.inplace_op3(&x, &bias, &ResidualAdd).unwrap();
+        let diff = (h - expected).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
     }
 }

@@ -51,13 +51,18 @@ impl ResidualUnit {
             .collect()
     }
 
-    /// `[len, channels]` → `[len, channels]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `[len, channels]` → `[len, channels]`. Each intermediate is dropped as soon as the next exists, so at most
+    /// three activations of the input's size are alive at once (on the CPU the sum is written over conv2's output).
+    pub fn forward(&self, x: Tensor) -> Result<Tensor> {
         let pad = self.conv1.padding();
-        let h = self.conv1.forward_padded(&self.snake1.forward(x, pad, pad)?)?;
-        let h = self.conv2.forward(&self.snake2.forward(&h, 0, 0)?)?;
-        if x.device().is_cpu() {
-            return Ok(x.contiguous()?.apply_op3_no_bwd(&h, &self.residual_bias, &ResidualAdd)?);
+        let inner = self.conv1.forward_padded(&self.snake1.forward(&x, pad, pad)?)?;
+        let activated = self.snake2.forward(&inner, 0, 0)?;
+        drop(inner);
+        let h = self.conv2.forward(&activated)?;
+        drop(activated);
+        if x.device().is_cpu() && h.is_contiguous() {
+            h.inplace_op3(&x.contiguous()?, &self.residual_bias, &ResidualAdd)?;
+            return Ok(h);
         }
         Ok((x + h)?.broadcast_add(&self.residual_bias)?)
     }
