@@ -93,6 +93,13 @@ impl ModelSource {
         }
     }
 
+    /// The local model root if every required file is already on this machine (the folder, or the Hugging
+    /// Face cache), without downloading anything; `None` when something is missing.
+    pub fn local_root(&self) -> Option<PathBuf> {
+        let cache_only = HubSettings { offline: true, ..HubSettings::from_env().ok()? };
+        self.resolve_with(&cache_only, &mut |_| {}).ok()
+    }
+
     /// [`resolve`](Self::resolve) with explicit hub settings.
     pub fn resolve_with(&self, hub: &HubSettings, progress: &mut dyn FnMut(LoadProgress)) -> Result<PathBuf> {
         match self {
@@ -343,6 +350,15 @@ mod tests {
     fn complete_dir_resolves_to_itself() {
         let root = ModelSource::Dir(fixture_root()).resolve(&mut no_progress()).unwrap();
         assert_eq!(root, fixture_root());
+    }
+
+    #[test]
+    fn only_a_complete_model_folder_is_local() {
+        assert_eq!(ModelSource::Dir(fixture_root()).local_root(), Some(fixture_root()));
+        let partial = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(partial.path().join("vae")).unwrap();
+        std::fs::copy(fixture_root().join("vae/config.json"), partial.path().join("vae/config.json")).unwrap();
+        assert_eq!(ModelSource::Dir(partial.path().to_path_buf()).local_root(), None);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use candle_core::{DType, Device, Tensor};
 use retake_engine::audio::{Audio, MODEL_SAMPLE_RATE};
 use retake_engine::model::checkpoint::Checkpoint;
 use retake_engine::model::dit::Dit;
+use retake_engine::model::prompt::PromptTokenizer;
 use retake_engine::model::resident::{Ledger, Tracked};
+use retake_engine::model::silence::SilenceLatent;
 use retake_engine::model_source::ModelSource;
 use retake_engine::pipeline::request::{GenerationOutput, GenerationRequest, Metas, Mode, Task};
 use retake_engine::pipeline::residency::{
@@ -114,6 +116,49 @@ fn a_budget_below_the_whole_model_runs_repaint_and_cover_bit_identically_within_
     assert_eq!(stats.required_bytes, Some(budget));
 }
 
+/// A generator on random weights of the fixture's geometry, with the fixture's tokenizer and silence latent as
+/// its assets (as `retake bench` runs the real geometry).
+fn random_weights_generator(budget: Option<u64>) -> retake_engine::Result<Generator> {
+    let folder = checkpoint();
+    let (acestep, vae, qwen3) = (folder.acestep.clone(), folder.vae.clone(), folder.qwen3.clone());
+    let random = Checkpoint::random(acestep, vae, qwen3, 7, DType::F32, &Device::Cpu);
+    let tokenizer = PromptTokenizer::from_file(&root().join("Qwen3-Embedding-0.6B/tokenizer.json")).unwrap();
+    Generator::with_assets(random, tokenizer, SilenceLatent::load(&folder).unwrap(), budget)
+}
+
+#[test]
+fn random_weights_run_under_a_budget_bit_identically_within_it_and_refuse_one_below_the_minimum() {
+    // Random weights are sized from the geometry, which gives the fixture's own unit sizes.
+    let sizes = UnitSizes::from_checkpoint(&checkpoint()).unwrap();
+    let mut free = random_weights_generator(None).unwrap();
+    let wanted: Vec<GenerationOutput> = jobs().iter().map(|job| run(&mut free, job)).collect();
+    let unbudgeted = free.residency();
+    assert_eq!(unbudgeted.peak_resident_bytes, sizes.total());
+    assert_eq!(unbudgeted.dit_resident_blocks, Some(sizes.dit_blocks().len()));
+    let budget = unbudgeted.required_bytes.unwrap();
+    assert!(budget < sizes.total(), "{} is not below the model's {}", human_bytes(budget), human_bytes(sizes.total()));
+
+    let mut tight = random_weights_generator(Some(budget)).unwrap();
+    for (job, want) in jobs().iter().zip(&wanted) {
+        let got = run(&mut tight, job);
+        assert_eq!(bits(&got.latents), bits(&want.latents));
+        assert_eq!(audio_bits(&got.audio), audio_bits(&want.audio));
+        assert_resident_bytes_match_units(&tight, &sizes);
+        let stats = tight.residency();
+        assert!(stats.peak_bytes <= budget, "peak {} over the budget {}", stats.peak_bytes, budget);
+    }
+    let stats = tight.residency();
+    assert_eq!((stats.budget, stats.required_bytes), (Some(budget), Some(budget)));
+    assert!(stats.releases > 0, "a budget below the model must release units between stages");
+
+    let minimum = minimum_budget(&checkpoint()).unwrap().total();
+    let err = random_weights_generator(Some(minimum - 1)).err().unwrap();
+    assert!(matches!(err, EngineError::BudgetTooSmall(_)), "{err}");
+    assert!(err.to_string().contains(&format!("at least {}", human_bytes(minimum))), "{err}");
+    let accepted = random_weights_generator(Some(minimum)).unwrap();
+    assert_eq!(accepted.residency().peak_resident_bytes, sizes.of(Unit::Silence), "only the given silence is loaded");
+}
+
 #[test]
 fn a_budget_below_the_minimum_is_refused_before_loading_with_the_minimum() {
     let minimum = minimum_budget(&checkpoint()).unwrap().total();
@@ -146,36 +191,67 @@ fn run_on_engine(budget: u64, request: GenerationRequest) -> (Event, EngineStats
     }
 }
 
-#[test]
-fn the_engine_fails_a_job_under_a_too_small_budget_stating_the_minimum() {
-    let minimum = minimum_budget(&checkpoint()).unwrap().total();
-    match run_on_engine(minimum / 2, jobs()[0].clone()) {
-        (Event::Failed { error, .. }, stats) => {
-            assert!(error.contains(&format!("at least {}", human_bytes(minimum))), "{error}");
-            assert_eq!(stats.residency, ResidencyStats::default(), "nothing was loaded");
+fn engine_over(model: PathBuf, budget: u64) -> retake_engine::runtime::EngineHandle {
+    Engine::spawn(EngineConfig {
+        model: ModelSource::Dir(model),
+        device: DeviceChoice::Cpu,
+        vram_budget: Some(budget),
+        queue_capacity: 4,
+    })
+}
+
+fn assert_states_minimum(refusal: std::result::Result<retake_engine::runtime::JobId, SubmitError>, minimum: u64) {
+    match refusal {
+        Err(SubmitError::BudgetTooSmall(message)) => {
+            assert!(message.contains(&format!("at least {}", human_bytes(minimum))), "{message}")
         }
-        (other, _) => panic!("the job did not fail under half the minimum budget: {other:?}"),
+        other => panic!("a job under a too-small budget was not refused at submit: {other:?}"),
     }
 }
 
 #[test]
-fn once_the_model_is_open_a_too_small_budget_is_refused_at_submit() {
+fn a_too_small_budget_is_refused_at_the_first_submit_stating_the_minimum() {
     let minimum = minimum_budget(&checkpoint()).unwrap().total();
-    let engine = Engine::spawn(EngineConfig {
-        model: ModelSource::Dir(root()),
-        device: DeviceChoice::Cpu,
-        vram_budget: Some(minimum / 2),
-        queue_capacity: 4,
-    });
+    assert_states_minimum(engine_over(root(), minimum - 1).submit(jobs()[0].clone()), minimum);
+    assert!(engine_over(root(), minimum).submit(jobs()[0].clone()).is_ok(), "the minimum itself is accepted");
+}
+
+#[test]
+fn a_model_that_arrives_after_spawn_is_checked_by_the_first_job_then_refused_at_submit() {
+    let minimum = minimum_budget(&checkpoint()).unwrap().total();
+    let folder = tempfile::tempdir().unwrap();
+    let model = folder.path().join("model");
+    // The model is not there when the engine starts (as when it is still to be downloaded)…
+    let engine = engine_over(model.clone(), minimum / 2);
+    copy_dir(&root(), &model);
+    // …so the first job is accepted and fails on opening it, stating the minimum, with nothing loaded.
     let first = engine.submit(jobs()[0].clone()).unwrap();
     let events = engine.events();
-    while !matches!(events.recv_timeout(Duration::from_secs(120)).unwrap(), Event::Failed { job, .. } if job == first) {
-    }
-    match engine.submit(jobs()[1].clone()) {
-        Err(SubmitError::BudgetTooSmall(message)) => {
-            assert!(message.contains(&format!("at least {}", human_bytes(minimum))), "{message}")
+    loop {
+        match events.recv_timeout(Duration::from_secs(120)).unwrap() {
+            Event::Failed { job, error } if job == first => {
+                assert!(error.contains(&format!("at least {}", human_bytes(minimum))), "{error}");
+                break;
+            }
+            event @ (Event::Done { .. } | Event::Cancelled { .. }) => panic!("the job did not fail: {event:?}"),
+            _ => {}
         }
-        other => panic!("a second job under the same too-small budget was not refused at submit: {other:?}"),
+    }
+    assert_eq!(engine.stats().residency, ResidencyStats::default(), "nothing was loaded");
+    assert_states_minimum(engine.submit(jobs()[1].clone()), minimum);
+}
+
+/// Copies the folder tree `from` to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
 }
 

@@ -120,7 +120,15 @@ pub struct RetakeEditor {
 impl RetakeEditor {
     /// An editor showing `shared` and sending commands to the job worker.
     pub fn new(shared: Arc<Shared>, commands: Sender<Command>) -> Self {
-        Self { shared, commands, gui: None, overview: None, settings: SettingsForm::load(), file_note: None, drag_from: None }
+        Self {
+            shared,
+            commands,
+            gui: None,
+            overview: None,
+            settings: SettingsForm::load(),
+            file_note: None,
+            drag_from: None,
+        }
     }
 
     fn send(&self, command: Command) {

@@ -44,10 +44,7 @@ mod tests {
             vram_budget: Some(6 << 30),
             ..EngineConfig::default()
         };
-        assert_eq!(
-            status_line("ready", &config, None),
-            "engine: ready · cuda:1 · model /models/ace · budget 6.00 GiB"
-        );
+        assert_eq!(status_line("ready", &config, None), "engine: ready · cuda:1 · model /models/ace · budget 6.00 GiB");
         let stats = EngineStats {
             residency: ResidencyStats { resident_bytes: 3 << 30, peak_bytes: 5 << 30, ..ResidencyStats::default() },
             ..EngineStats::default()

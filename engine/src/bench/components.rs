@@ -1,13 +1,14 @@
 //! The component workloads (spec §12): Qwen3 on a caption, the condition encoder, single DiT steps, a full
-//! turbo diffusion, and the VAE's encode and decode of a clip, each on the real geometry.
+//! turbo diffusion, and the VAE's encode and decode of a clip, each on the real geometry. The DiT comes from the
+//! engine's components, as in a job: under a VRAM budget it streams the blocks that do not fit (issue 8).
 
 use std::ops::ControlFlow;
 
 use candle_core::Tensor;
 
 use super::{
-    latent_frames, normal, test_clip, weights, BenchOptions, Timer, CAPTION_TOKENS, CLIP_SECONDS, ENCODER_STATES,
-    LONG_SECONDS, LYRIC_TOKENS, SHIFT,
+    checkpoint, latent_frames, normal, silence, test_clip, weights, BenchOptions, Timer, CAPTION_TOKENS, CLIP_SECONDS,
+    ENCODER_STATES, LONG_SECONDS, LYRIC_TOKENS, SHIFT,
 };
 use crate::error::Result;
 use crate::model::condition::ConditionEncoder;
@@ -16,6 +17,8 @@ use crate::model::dit::Dit;
 use crate::model::scheduler::{euler_step, Schedule};
 use crate::model::text_encoder::TextEncoder;
 use crate::model::vae::{Tiling, VaeDecoder, VaeEncoder};
+use crate::pipeline::residency::{ResidencyStats, Shared, Stage};
+use crate::pipeline::Components;
 
 /// `count` token ids spread over the vocabulary (the values do not change the work).
 fn token_ids(count: usize, vocab: usize) -> Vec<u32> {
@@ -47,10 +50,17 @@ pub(super) fn condition(options: &BenchOptions, timer: &mut Timer) -> Result<()>
     })
 }
 
-/// DiT steps at 10 s and 30 s, and the full 8-step turbo diffusion of 10 s.
-pub(super) fn dit(options: &BenchOptions, timer: &mut Timer) -> Result<()> {
+/// Enters the sampling stage over `frames` latent frames and one condition of [`ENCODER_STATES`] states, as a
+/// job does, and returns the DiT with the blocks that stage keeps resident.
+fn sampling_dit(components: &mut Components, frames: usize) -> Result<Shared<Dit>> {
+    components.enter(Stage::Denoise { frames, encoder_len: ENCODER_STATES, conditions: 1, cfg: false })?;
+    components.dit()
+}
+
+/// DiT steps at 10 s and 30 s, and the full 8-step turbo diffusion of 10 s; returns the residency accounting.
+pub(super) fn dit(options: &BenchOptions, timer: &mut Timer) -> Result<ResidencyStats> {
     let cfg = AceStepConfig::turbo();
-    let dit = Dit::new(&weights(options).pp("decoder"), &cfg)?;
+    let mut components = Components::with_assets(checkpoint(options), None, silence(options)?, options.budget)?;
     let latent = cfg.audio_acoustic_hidden_dim;
     let context_channels = cfg.in_channels - latent;
     let states = normal(options, (1, ENCODER_STATES, cfg.encoder_width()))?;
@@ -59,6 +69,7 @@ pub(super) fn dit(options: &BenchOptions, timer: &mut Timer) -> Result<()> {
             continue;
         }
         let frames = latent_frames(seconds);
+        let dit = sampling_dit(&mut components, frames)?;
         let context = dit.shell().prepare_context(&normal(options, (1, frames, context_channels))?)?;
         let cross = dit.cross_cache(&states)?;
         let latents = normal(options, (1, frames, latent))?;
@@ -66,22 +77,28 @@ pub(super) fn dit(options: &BenchOptions, timer: &mut Timer) -> Result<()> {
         let detail = format!("T={frames} frames, L_enc={ENCODER_STATES}, condition K/V cached");
         timer.time(name, detail, || dit.forward(&latents, &context, &cross, &timestep).map(drop))?;
     }
-    let frames = latent_frames(CLIP_SECONDS);
-    let context_latents = normal(options, (1, frames, context_channels))?;
-    let noise = normal(options, (1, frames, latent))?;
-    let schedule = Schedule::turbo(SHIFT);
-    let detail =
-        format!("{} turbo steps, T={frames}, L_enc={ENCODER_STATES}, context + condition K/V included", schedule.len());
-    timer.time("diffusion_10s", detail, || {
-        let context = dit.shell().prepare_context(&context_latents)?;
-        let cross = dit.cross_cache(&states)?;
-        let mut x = noise.clone();
-        for (sigma, sigma_next) in schedule.steps() {
-            let v = dit.forward(&x, &context, &cross, &dit.shell().timestep(sigma * 1000.0)?)?;
-            x = euler_step(&x, &v, sigma, sigma_next)?;
-        }
-        Ok(())
-    })
+    if timer.wants("diffusion_10s") {
+        let frames = latent_frames(CLIP_SECONDS);
+        let dit = sampling_dit(&mut components, frames)?;
+        let context_latents = normal(options, (1, frames, context_channels))?;
+        let noise = normal(options, (1, frames, latent))?;
+        let schedule = Schedule::turbo(SHIFT);
+        let detail = format!(
+            "{} turbo steps, T={frames}, L_enc={ENCODER_STATES}, context + condition K/V included",
+            schedule.len()
+        );
+        timer.time("diffusion_10s", detail, || {
+            let context = dit.shell().prepare_context(&context_latents)?;
+            let cross = dit.cross_cache(&states)?;
+            let mut x = noise.clone();
+            for (sigma, sigma_next) in schedule.steps() {
+                let v = dit.forward(&x, &context, &cross, &dit.shell().timestep(sigma * 1000.0)?)?;
+                x = euler_step(&x, &v, sigma, sigma_next)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(components.stats())
 }
 
 /// VAE encode of a clip and decode of its latents, with the production tilings.

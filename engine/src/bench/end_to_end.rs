@@ -1,17 +1,14 @@
 //! End-to-end cover and repaint of a clip through the [`Generator`] (spec §10), in reference mode so each run
-//! does exactly the work of DiffSynth's pipeline: VAE encode, prompts, condition, 8 steps, VAE decode.
+//! does exactly the work of DiffSynth's pipeline: VAE encode, prompts, condition, 8 steps, VAE decode — under
+//! the VRAM budget if one is given (issue 8), releasing units between stages and streaming DiT blocks.
 
 use std::ops::ControlFlow;
 
-use candle_core::Tensor;
-
-use super::{test_clip, BenchOptions, Timer, CLIP_SECONDS, SHIFT};
+use super::{checkpoint, silence, test_clip, BenchOptions, Timer, CLIP_SECONDS, SHIFT};
 use crate::error::{EngineError, Result};
-use crate::model::checkpoint::Checkpoint;
-use crate::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
 use crate::model::prompt::PromptTokenizer;
-use crate::model::silence::SilenceLatent;
 use crate::pipeline::request::{GenerationRequest, Metas, Mode, Task};
+use crate::pipeline::residency::ResidencyStats;
 use crate::pipeline::Generator;
 
 /// The style caption of the end-to-end runs (mirrored in `bench/reference.py`).
@@ -28,8 +25,6 @@ pub const LYRICS: &str = "[Verse]\nCity lights are fading out, I hear the engine
      long, we have waited for this song";
 /// The repainted region, in seconds of the clip.
 pub const REPAINT_RANGE: (f64, f64) = (3.0, 6.0);
-/// Frames of the synthetic silence latent (the real one holds 600 s).
-const SILENCE_FRAMES: usize = 15_000;
 
 /// A request for `task` on a fresh clip: every run edits different audio, so no run reuses the source latents
 /// the generator caches for iterative edits.
@@ -50,24 +45,15 @@ fn request(task: Task, run: usize) -> GenerationRequest {
     }
 }
 
-/// Cover and repaint of a clip. The random-weight checkpoint has no tokenizer or silence latent: the given
-/// `tokenizer.json` and an all-zero silence latent stand in for them.
-pub(super) fn end_to_end(options: &BenchOptions, timer: &mut Timer) -> Result<()> {
+/// Cover and repaint of a clip; returns the generator's residency accounting over every run. The random-weight
+/// checkpoint has no tokenizer or silence latent: the given `tokenizer.json` and an all-zero silence latent
+/// stand in for them.
+pub(super) fn end_to_end(options: &BenchOptions, timer: &mut Timer) -> Result<ResidencyStats> {
     let tokenizer = options.tokenizer.as_deref().ok_or_else(|| {
         EngineError::invalid("the end-to-end benchmark needs a tokenizer.json (random weights come without one)")
     })?;
-    let ckpt = Checkpoint::random(
-        AceStepConfig::turbo(),
-        VaeConfig::oobleck_48k(),
-        Qwen3Config::embedding_0_6b(),
-        options.seed,
-        options.dtype,
-        &options.device,
-    );
-    let channels = ckpt.acestep.audio_acoustic_hidden_dim;
-    let silence =
-        SilenceLatent::from_frames(Tensor::zeros((SILENCE_FRAMES, channels), options.dtype, &options.device)?)?;
-    let mut generator = Generator::with_assets(ckpt, PromptTokenizer::from_file(tokenizer)?, silence);
+    let tokenizer = PromptTokenizer::from_file(tokenizer)?;
+    let mut generator = Generator::with_assets(checkpoint(options), tokenizer, silence(options)?, options.budget)?;
     let (start, end) = REPAINT_RANGE;
     let repaint = format!("repaint {start}–{end} s");
     let tasks = [
@@ -86,5 +72,5 @@ pub(super) fn end_to_end(options: &BenchOptions, timer: &mut Timer) -> Result<()
             generator.generate(&request(task.clone(), run), &mut |_| ControlFlow::Continue(())).map(drop)
         })?;
     }
-    Ok(())
+    Ok(generator.residency())
 }

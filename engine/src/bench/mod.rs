@@ -1,10 +1,11 @@
 //! `retake bench` (spec §12): the engine timed operation by operation on the real ACE-Step 1.5 geometry with
 //! seeded random weights, each group's model built, run and dropped in turn, with its peak resident memory.
-//! `bench/compare.sh` sets these numbers beside the PyTorch reference's (`bench/reference.py`).
+//! The DiT and end-to-end groups run through the engine's residency (issue 8), under the VRAM budget if one is
+//! given, and report its accounting beside the RSS. `bench/compare.sh` sets these numbers beside the PyTorch
+//! reference's (`bench/reference.py`).
 
 mod components;
 mod end_to_end;
-mod footprint;
 mod measure;
 mod report;
 
@@ -15,14 +16,17 @@ use candle_core::{DType, Device, DeviceLocation, Shape, Tensor};
 
 pub use end_to_end::{CAPTION, LYRICS, REPAINT_RANGE};
 pub use measure::Stats;
-pub use report::{BenchReport, GroupReport, OpReport};
+pub use report::{BenchReport, GroupReport, OpReport, ResidencyReport};
 
 use measure::{current_rss, peak_rss, release_free_memory, reset_peak_rss, selected, Timer};
 
 use crate::audio::{Audio, MODEL_SAMPLE_RATE};
 use crate::error::{EngineError, Result};
+use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
+use crate::model::silence::SilenceLatent;
 use crate::model::weights::Weights;
+use crate::pipeline::residency::{check_budget, Inventory, UnitSizes};
 
 /// Caption tokens through the text encoder (a typical caption prompt: spec §12's measured runs use 70).
 pub const CAPTION_TOKENS: usize = 70;
@@ -36,6 +40,8 @@ pub const CLIP_SECONDS: usize = 10;
 pub const LONG_SECONDS: usize = 30;
 /// Turbo schedule shift.
 pub const SHIFT: f64 = 3.0;
+/// Frames of the synthetic silence latent (the real one holds 600 s).
+const SILENCE_FRAMES: usize = 15_000;
 
 /// What to benchmark, where.
 #[derive(Debug, Clone)]
@@ -46,7 +52,10 @@ pub struct BenchOptions {
     pub dtype: DType,
     /// Timed runs per operation, after one untimed warm-up.
     pub runs: usize,
-    /// Most bytes of weights a group may hold at once; a larger group is reported as skipped.
+    /// VRAM budget (bytes of weights and activations) the DiT and end-to-end groups run under, through the
+    /// engine's residency: units released between stages, DiT blocks streamed when the DiT does not fit whole.
+    /// A budget below the model's minimum is refused before anything runs. The text, condition and VAE groups
+    /// each hold one component, which fits any accepted budget, and run as without one.
     pub budget: Option<u64>,
     /// Only operations whose name contains this string run (`dit`, `vae_decode_10s`, …).
     pub only: Option<String>,
@@ -99,20 +108,17 @@ impl Group {
         }
     }
 
-    /// Parameters the group's model holds.
+    /// Parameters the group's model holds, as the checkpoint stores them.
     fn parameters(self) -> u64 {
         let (acestep, vae, qwen3) = (AceStepConfig::turbo(), VaeConfig::oobleck_48k(), Qwen3Config::embedding_0_6b());
+        let stored = Inventory::from_geometry(&acestep, &vae, &qwen3);
         match self {
-            Group::Text => footprint::text_encoder(&qwen3),
-            Group::Condition => footprint::condition_encoder(&acestep),
-            Group::Dit => footprint::dit(&acestep),
-            Group::Vae => footprint::vae(&vae),
+            Group::Text => stored.text.elements_under(&[""]),
+            Group::Condition => stored.acestep.elements_under(&["encoder", "null_condition_emb"]),
+            Group::Dit => stored.acestep.elements_under(&["decoder"]),
+            Group::Vae => stored.vae.elements_under(&[""]),
             Group::EndToEnd => {
-                footprint::text_encoder(&qwen3)
-                    + footprint::condition_encoder(&acestep)
-                    + footprint::dit(&acestep)
-                    + footprint::audio_tokenizers(&acestep)
-                    + footprint::vae(&vae)
+                [&stored.acestep, &stored.vae, &stored.text].iter().map(|f| f.elements_under(&[""])).sum()
             }
         }
     }
@@ -122,6 +128,10 @@ impl Group {
 pub fn run(options: &BenchOptions) -> Result<BenchReport> {
     if options.runs == 0 {
         return Err(EngineError::invalid("the benchmark needs at least 1 timed run per operation"));
+    }
+    if let Some(budget) = options.budget {
+        let ckpt = checkpoint(options);
+        check_budget(&ckpt, &UnitSizes::from_geometry(&ckpt, SILENCE_FRAMES), budget)?;
     }
     let only = options.only.as_deref();
     let groups = Group::ALL
@@ -154,13 +164,10 @@ fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
         weights_bytes,
         rss_before_bytes: None,
         peak_rss_bytes: None,
+        residency: None,
         skipped: None,
         ops: Vec::new(),
     };
-    if let Some(budget) = options.budget.filter(|&budget| weights_bytes > budget) {
-        report.skipped = Some(format!("its {weights_bytes} bytes of weights exceed the budget of {budget} bytes"));
-        return Ok(report);
-    }
     if group == Group::EndToEnd && options.tokenizer.is_none() {
         report.skipped = Some("random weights come without a tokenizer.json; pass one to run it".into());
         return Ok(report);
@@ -169,13 +176,23 @@ fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
     report.rss_before_bytes = current_rss();
     let peak_is_per_group = reset_peak_rss();
     let mut timer = Timer::new(options.runs, &options.device, options.only.as_deref());
-    match group {
-        Group::Text => components::text(options, &mut timer)?,
-        Group::Condition => components::condition(options, &mut timer)?,
-        Group::Dit => components::dit(options, &mut timer)?,
-        Group::Vae => components::vae(options, &mut timer)?,
-        Group::EndToEnd => end_to_end::end_to_end(options, &mut timer)?,
-    }
+    let residency = match group {
+        Group::Text => {
+            components::text(options, &mut timer)?;
+            None
+        }
+        Group::Condition => {
+            components::condition(options, &mut timer)?;
+            None
+        }
+        Group::Dit => Some(components::dit(options, &mut timer)?),
+        Group::Vae => {
+            components::vae(options, &mut timer)?;
+            None
+        }
+        Group::EndToEnd => Some(end_to_end::end_to_end(options, &mut timer)?),
+    };
+    report.residency = residency.map(|stats| ResidencyReport::new(&stats, AceStepConfig::turbo().num_hidden_layers));
     report.ops = timer.finish();
     report.peak_rss_bytes = if peak_is_per_group { peak_rss() } else { None };
     Ok(report)
@@ -193,6 +210,18 @@ fn device_name(device: &Device) -> String {
 /// The benchmark's seeded random weights in its dtype on its device.
 fn weights(options: &BenchOptions) -> Weights {
     Weights::random(options.seed, options.dtype, &options.device)
+}
+
+/// The whole model with the benchmark's random weights, for the groups that run through the engine's residency.
+fn checkpoint(options: &BenchOptions) -> Checkpoint {
+    let (acestep, vae, qwen3) = (AceStepConfig::turbo(), VaeConfig::oobleck_48k(), Qwen3Config::embedding_0_6b());
+    Checkpoint::random(acestep, vae, qwen3, options.seed, options.dtype, &options.device)
+}
+
+/// An all-zero silence latent of [`SILENCE_FRAMES`] frames, which random weights come without.
+fn silence(options: &BenchOptions) -> Result<SilenceLatent> {
+    let channels = AceStepConfig::turbo().audio_acoustic_hidden_dim;
+    SilenceLatent::from_frames(Tensor::zeros((SILENCE_FRAMES, channels), options.dtype, &options.device)?)
 }
 
 /// Standard-normal activations of `shape` in the benchmark's dtype on its device.
@@ -249,17 +278,36 @@ mod tests {
     }
 
     #[test]
-    fn a_group_over_the_budget_is_skipped_before_anything_is_built() {
-        let options = BenchOptions {
-            only: Some("dit_step_10s".into()),
-            budget: Some(1_000_000),
-            ..BenchOptions::new(Device::Cpu)
-        };
-        let report = run(&options).unwrap();
-        assert_eq!(report.groups.len(), 1);
-        let dit = &report.groups[0];
-        assert_eq!(dit.weights_bytes, 1_575_458_880 * 4);
-        assert!(dit.skipped.as_deref().unwrap().contains("exceed the budget") && dit.ops.is_empty());
+    fn a_budget_below_the_models_minimum_is_refused_with_the_engines_message_before_anything_runs() {
+        let budget = 1 << 30;
+        let ckpt = checkpoint(&BenchOptions::new(Device::Cpu));
+        let engine = check_budget(&ckpt, &UnitSizes::from_geometry(&ckpt, SILENCE_FRAMES), budget).unwrap_err();
+        // Nothing is built before the refusal: this would otherwise run the real-geometry DiT.
+        let options =
+            BenchOptions { budget: Some(budget), only: Some("dit_step_10s".into()), ..BenchOptions::new(Device::Cpu) };
+        let err = run(&options).unwrap_err();
+        assert!(matches!(err, EngineError::BudgetTooSmall(_)), "{err}");
+        assert_eq!(err.to_string(), engine.to_string());
+        assert!(err.to_string().contains("needs at least") && err.to_string().contains("1.00 GiB"), "{err}");
+    }
+
+    #[test]
+    fn each_group_counts_the_parameters_its_part_of_the_checkpoint_stores() {
+        let counts = Group::ALL.map(Group::parameters);
+        // Spec §1 (the VAE as DiffSynth 2.1.12 counts it); end to end is all three files.
+        assert_eq!(
+            counts,
+            [595_776_512, 608_369_664, 1_575_458_880, 168_695_426, 2_393_872_518 + 168_695_426 + 595_776_512]
+        );
+    }
+
+    #[test]
+    fn the_synthetic_assets_follow_the_options() {
+        let options = BenchOptions { seed: 9, dtype: DType::BF16, ..BenchOptions::new(Device::Cpu) };
+        let ckpt = checkpoint(&options);
+        assert_eq!((ckpt.dtype(), ckpt.root()), (DType::BF16, None));
+        let silence = silence(&options).unwrap();
+        assert_eq!((silence.len(), silence.channels()), (SILENCE_FRAMES, ckpt.acestep.audio_acoustic_hidden_dim));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::measure::Stats;
+use crate::pipeline::residency::ResidencyStats;
 
 /// One timed operation.
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +20,41 @@ pub struct OpReport {
     pub stats: Stats,
 }
 
+/// The engine's VRAM-budget accounting over a group that runs through its residency (the DiT and end-to-end
+/// groups): the bytes a budget is checked against, to set beside the peak RSS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResidencyReport {
+    /// The budget the group ran under (`None`: no budget).
+    pub budget_bytes: Option<u64>,
+    /// The highest weights-plus-activation-headroom total booked; never above the budget.
+    pub peak_bytes: u64,
+    /// The most weight bytes resident at once.
+    pub peak_weights_bytes: u64,
+    /// The smallest budget every stage that ran would have fitted in.
+    pub required_bytes: Option<u64>,
+    /// Units released to make room for a later stage.
+    pub releases: u64,
+    /// The fewest DiT blocks a sampling stage kept resident; the others streamed through every pass.
+    pub dit_resident_blocks: Option<usize>,
+    /// Blocks of the DiT.
+    pub dit_blocks: usize,
+}
+
+impl ResidencyReport {
+    /// The report of `stats` for a DiT of `dit_blocks` blocks.
+    pub fn new(stats: &ResidencyStats, dit_blocks: usize) -> Self {
+        Self {
+            budget_bytes: stats.budget,
+            peak_bytes: stats.peak_bytes,
+            peak_weights_bytes: stats.peak_resident_bytes,
+            required_bytes: stats.required_bytes,
+            releases: stats.releases,
+            dit_resident_blocks: stats.dit_resident_blocks,
+            dit_blocks,
+        }
+    }
+}
+
 /// One operation group: its model is built, its operations timed, and the model dropped before the next group.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupReport {
@@ -30,6 +66,8 @@ pub struct GroupReport {
     pub rss_before_bytes: Option<u64>,
     /// Peak resident bytes while the group was built and run.
     pub peak_rss_bytes: Option<u64>,
+    /// The engine's budget accounting, for the groups that run through its residency.
+    pub residency: Option<ResidencyReport>,
     /// Why the group did not run, if it did not.
     pub skipped: Option<String>,
     /// The timed operations.
@@ -87,22 +125,40 @@ impl fmt::Display for BenchReport {
                 op.detail
             )?;
         }
-        writeln!(f, "{:<20} {:>11} {:>11} {:>11}", "group", "weights", "RSS before", "peak RSS")?;
+        writeln!(
+            f,
+            "{:<20} {:>11} {:>11} {:>11} {:>12} {:>11} {:>9}  DiT blocks resident",
+            "group", "weights", "RSS before", "peak RSS", "booked peak", "budget", "releases"
+        )?;
         for group in &self.groups {
             let rss = |bytes: Option<u64>| bytes.map_or_else(|| "n/a".to_string(), gigabytes);
-            match &group.skipped {
-                Some(reason) => {
-                    writeln!(f, "{:<20} {:>11}  skipped: {reason}", group.name, gigabytes(group.weights_bytes))?
-                }
-                None => writeln!(
-                    f,
-                    "{:<20} {:>11} {:>11} {:>11}",
-                    group.name,
-                    gigabytes(group.weights_bytes),
-                    rss(group.rss_before_bytes),
-                    rss(group.peak_rss_bytes)
-                )?,
+            if let Some(reason) = &group.skipped {
+                writeln!(f, "{:<20} {:>11}  skipped: {reason}", group.name, gigabytes(group.weights_bytes))?;
+                continue;
             }
+            write!(
+                f,
+                "{:<20} {:>11} {:>11} {:>11}",
+                group.name,
+                gigabytes(group.weights_bytes),
+                rss(group.rss_before_bytes),
+                rss(group.peak_rss_bytes)
+            )?;
+            if let Some(r) = &group.residency {
+                let resident = r.dit_resident_blocks.map_or_else(|| "n/a".to_string(), |k| k.to_string());
+                write!(
+                    f,
+                    " {:>12} {:>11} {:>9}  {resident} of {}",
+                    gigabytes(r.peak_bytes),
+                    r.budget_bytes.map_or_else(|| "none".to_string(), gigabytes),
+                    r.releases,
+                    r.dit_blocks
+                )?;
+            }
+            writeln!(f)?;
+        }
+        if self.groups.iter().any(|g| g.residency.is_some()) {
+            writeln!(f, "booked peak: the engine's VRAM-budget accounting (resident weights + activation headroom)")?;
         }
         Ok(())
     }
@@ -125,6 +181,15 @@ mod tests {
                     weights_bytes: 6_301_835_520,
                     rss_before_bytes: Some(100_000_000),
                     peak_rss_bytes: Some(6_900_000_000),
+                    residency: Some(ResidencyReport {
+                        budget_bytes: Some(3 << 30),
+                        peak_bytes: 3_210_000_000,
+                        peak_weights_bytes: 2_900_000_000,
+                        required_bytes: Some(3_100_000_000),
+                        releases: 4,
+                        dit_resident_blocks: Some(5),
+                        dit_blocks: 24,
+                    }),
                     skipped: None,
                     ops: vec![OpReport {
                         name: "dit_step_10s".into(),
@@ -137,6 +202,7 @@ mod tests {
                     weights_bytes: 12_000_000_000,
                     rss_before_bytes: None,
                     peak_rss_bytes: None,
+                    residency: None,
                     skipped: Some("over the budget".into()),
                     ops: Vec::new(),
                 },
@@ -153,6 +219,59 @@ mod tests {
     }
 
     #[test]
+    fn a_group_run_through_the_residency_shows_its_accounting_beside_the_rss_peak() {
+        let text = report().to_string();
+        let row = text.lines().find(|line| line.starts_with("dit ")).unwrap();
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            columns,
+            ["dit", "6.30", "GB", "0.10", "GB", "6.90", "GB", "3.21", "GB", "3.22", "GB", "4", "5", "of", "24"],
+            "{text}"
+        );
+        assert!(text.contains("booked peak: the engine's VRAM-budget accounting"), "{text}");
+        let unbudgeted = BenchReport {
+            groups: vec![GroupReport {
+                residency: Some(ResidencyReport { budget_bytes: None, dit_resident_blocks: None, ..residency() }),
+                ..report().groups[0].clone()
+            }],
+            ..report()
+        };
+        let text = unbudgeted.to_string();
+        assert!(
+            text.lines().any(|l| l.starts_with("dit ") && l.contains(" none ") && l.ends_with("n/a of 24")),
+            "{text}"
+        );
+    }
+
+    fn residency() -> ResidencyReport {
+        report().groups[0].residency.clone().unwrap()
+    }
+
+    #[test]
+    fn residency_stats_map_onto_the_report_field_by_field() {
+        let stats = ResidencyStats {
+            budget: Some(7),
+            resident_bytes: 1,
+            peak_resident_bytes: 2,
+            headroom_bytes: 3,
+            peak_bytes: 4,
+            required_bytes: Some(5),
+            releases: 6,
+            dit_resident_blocks: Some(8),
+        };
+        let want = ResidencyReport {
+            budget_bytes: Some(7),
+            peak_bytes: 4,
+            peak_weights_bytes: 2,
+            required_bytes: Some(5),
+            releases: 6,
+            dit_resident_blocks: Some(8),
+            dit_blocks: 24,
+        };
+        assert_eq!(ResidencyReport::new(&stats, 24), want);
+    }
+
+    #[test]
     fn json_flattens_the_statistics_into_each_operation() {
         let json = serde_json::to_value(report()).unwrap();
         let op = &json["groups"][0]["ops"][0];
@@ -160,5 +279,10 @@ mod tests {
         assert_eq!(op["median_s"], 0.875);
         assert_eq!(op["samples_s"], serde_json::json!([1.5, 0.25]));
         assert_eq!(json["groups"][1]["skipped"], "over the budget");
+        let residency = &json["groups"][0]["residency"];
+        assert_eq!(residency["budget_bytes"], 3u64 << 30);
+        assert_eq!((residency["peak_bytes"].as_u64(), residency["releases"].as_u64()), (Some(3_210_000_000), Some(4)));
+        assert_eq!(residency["dit_resident_blocks"], 5);
+        assert!(json["groups"][1]["residency"].is_null());
     }
 }

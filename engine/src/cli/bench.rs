@@ -1,5 +1,6 @@
-//! `retake bench` (spec §12): times the engine on the real ACE-Step 1.5 geometry with random weights, prints the
-//! table and optionally writes the JSON that `bench/reference.py --compare` sets beside the PyTorch reference.
+//! `retake bench` (spec §12): times the engine on the real ACE-Step 1.5 geometry with random weights, optionally
+//! under a VRAM budget (issue 8), prints the table and optionally writes the JSON that
+//! `bench/reference.py --compare` sets beside the PyTorch reference.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +25,9 @@ pub struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Skip operation groups whose weights exceed this size, e.g. 8GiB.
+    /// VRAM budget, e.g. 3GiB: the DiT and end-to-end groups run under it as a job would (units released
+    /// between stages, DiT blocks streamed when the DiT does not fit) and report the budget accounting's peak
+    /// beside the RSS peak; a budget below the model's minimum is refused, stating the minimum.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub budget: Option<u64>,
     /// Run only the operations whose name contains this (text, dit, vae_decode, cover, …).

@@ -69,13 +69,21 @@ impl Components {
         Ok(Self::with_residency(checkpoint, residency))
     }
 
-    /// Like [`Components::new`] without a budget, with the prompt tokenizer and the silence latent given instead
-    /// of read from the model folder (a random-weight checkpoint has neither file, nor headers to size units).
-    pub fn with_assets(checkpoint: Checkpoint, tokenizer: PromptTokenizer, silence: SilenceLatent) -> Self {
-        let mut components = Self::with_residency(checkpoint, Residency::without_sizes());
-        components.tokenizer = Some(Arc::new(tokenizer));
+    /// Like [`Components::new`] for a random-weight checkpoint, which has no model folder: the silence latent
+    /// (and the prompt tokenizer, for the stages that encode prompts) are given instead of read from it, and the
+    /// units are sized from the geometry ([`UnitSizes::from_geometry`]) so that a `budget` works as on a folder.
+    pub fn with_assets(
+        checkpoint: Checkpoint,
+        tokenizer: Option<PromptTokenizer>,
+        silence: SilenceLatent,
+        budget: Option<u64>,
+    ) -> Result<Self> {
+        let sizes = UnitSizes::from_geometry(&checkpoint, silence.len());
+        let residency = Residency::sized(&checkpoint, sizes, budget)?;
+        let mut components = Self::with_residency(checkpoint, residency);
+        components.tokenizer = tokenizer.map(Arc::new);
         components.silence = Some(components.residency.track(silence));
-        components
+        Ok(components)
     }
 
     fn with_residency(checkpoint: Checkpoint, residency: Residency) -> Self {
@@ -133,6 +141,9 @@ impl Components {
                 }
                 self.make_room(stage, &sizes, budget, headroom)?;
             }
+        }
+        if let Stage::Denoise { .. } = stage {
+            self.residency.note_dit_blocks(self.dit_blocks);
         }
         self.residency.ledger.set_headroom(headroom);
         Ok(())

@@ -91,13 +91,19 @@ impl Generator {
     }
 
     /// A generator whose prompt tokenizer and silence latent are given rather than read from the model folder:
-    /// for random-weight checkpoints (benchmarks), which have neither file.
-    pub fn with_assets(checkpoint: Checkpoint, tokenizer: PromptTokenizer, silence: SilenceLatent) -> Self {
-        Self {
-            components: Components::with_assets(checkpoint, tokenizer, silence),
+    /// for random-weight checkpoints (benchmarks), which have neither file. The units are sized from the
+    /// geometry, so a `budget` works as in [`Generator::new`] (and is refused the same way when too small).
+    pub fn with_assets(
+        checkpoint: Checkpoint,
+        tokenizer: PromptTokenizer,
+        silence: SilenceLatent,
+        budget: Option<u64>,
+    ) -> Result<Self> {
+        Ok(Self {
+            components: Components::with_assets(checkpoint, Some(tokenizer), silence, budget)?,
             source_cache: VecDeque::new(),
             vae_encodes: 0,
-        }
+        })
     }
 
     /// The residency accounting: budget, resident and peak bytes (peaks since the generator was created).

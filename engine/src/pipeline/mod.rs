@@ -11,4 +11,7 @@ mod output;
 pub mod request;
 pub mod residency;
 
+pub(crate) use components::Components;
+pub use conditioning::{DitCondition, EncodedPrompt};
+pub use denoise::{denoise, DenoisePlan, Injection, KeepOutside, Phase};
 pub use generator::Generator;

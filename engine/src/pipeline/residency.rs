@@ -3,12 +3,14 @@
 //! stay resident, the smallest budget a model accepts, and the statistics that make the accounting observable.
 
 mod headroom;
+mod inventory;
 mod sizes;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use headroom::activation_bytes;
+pub use inventory::{Inventory, StoredTensors};
 pub use sizes::{Unit, UnitSizes};
 
 use crate::audio::MODEL_SAMPLE_RATE;
@@ -164,8 +166,15 @@ fn largest_requirement(ckpt: &Checkpoint, sizes: &UnitSizes) -> Requirement {
         .expect("there are stages")
 }
 
-/// Fails when `budget` is below the model's [`minimum_budget`], with an error that states the minimum.
-fn check_budget(ckpt: &Checkpoint, sizes: &UnitSizes, budget: u64) -> Result<()> {
+/// Fails when `budget` is below `ckpt`'s [`minimum_budget`], with an error that states the minimum. Reads only
+/// the safetensors headers.
+pub fn check_model_budget(ckpt: &Checkpoint, budget: u64) -> Result<()> {
+    check_budget(ckpt, &UnitSizes::from_checkpoint(ckpt)?, budget)
+}
+
+/// Fails when `budget` is below the model's [`minimum_budget`] with its units sized by `sizes`, with an error that
+/// states the minimum.
+pub fn check_budget(ckpt: &Checkpoint, sizes: &UnitSizes, budget: u64) -> Result<()> {
     let minimum = largest_requirement(ckpt, sizes);
     if budget < minimum.total() {
         return Err(minimum.refusal(
@@ -214,16 +223,25 @@ pub struct ResidencyStats {
     pub headroom_bytes: u64,
     /// The highest weights-plus-headroom total reached; never above the budget.
     pub peak_bytes: u64,
-    /// The smallest budget every stage run so far would have fitted in (`None` when the checkpoint has no
-    /// safetensors headers to size units from, i.e. random weights).
+    /// The smallest budget every stage run so far would have fitted in (`None` when the units are not sized: a
+    /// random-weight checkpoint opened by `Generator::new` rather than `Generator::with_assets`).
     pub required_bytes: Option<u64>,
     /// Units released to make room for a later stage.
     pub releases: u64,
+    /// The fewest DiT blocks a sampling stage kept resident so far; the others streamed through every pass
+    /// (`None` before the first sampling stage).
+    pub dit_resident_blocks: Option<usize>,
 }
 
 impl ResidencyStats {
     /// Stats from the ledger's totals and the policy's counters.
-    fn new(budget: Option<u64>, totals: LedgerTotals, required: Option<u64>, releases: u64) -> Self {
+    fn new(
+        budget: Option<u64>,
+        totals: LedgerTotals,
+        required: Option<u64>,
+        releases: u64,
+        dit_resident_blocks: Option<usize>,
+    ) -> Self {
         Self {
             budget,
             resident_bytes: totals.resident,
@@ -232,6 +250,7 @@ impl ResidencyStats {
             peak_bytes: totals.peak,
             required_bytes: required,
             releases,
+            dit_resident_blocks,
         }
     }
 }
@@ -246,34 +265,47 @@ pub(super) struct Residency {
     pub ledger: Ledger,
     /// The budget in force.
     pub budget: Option<u64>,
-    /// Unit sizes from the headers; `None` for random checkpoints (which cannot run under a budget).
+    /// Unit sizes (from the headers, or from the geometry for random weights); `None` for a random checkpoint
+    /// opened without a budget or its assets.
     pub sizes: Option<UnitSizes>,
     required: Option<u64>,
     releases: u64,
+    dit_resident_blocks: Option<usize>,
 }
 
 impl Residency {
     /// Accounting for `ckpt` under `budget`, refusing a budget below the model's minimum before anything loads.
     pub fn new(ckpt: &Checkpoint, budget: Option<u64>) -> Result<Self> {
-        let sizes = match (budget, ckpt.root()) {
-            (None, None) => None,
-            _ => Some(UnitSizes::from_checkpoint(ckpt)?),
-        };
-        if let (Some(budget), Some(sizes)) = (budget, &sizes) {
-            check_budget(ckpt, sizes, budget)?;
+        match (budget, ckpt.root()) {
+            (None, None) => Ok(Self::empty(None, None)),
+            _ => Self::sized(ckpt, UnitSizes::from_checkpoint(ckpt)?, budget),
         }
-        let required = sizes.as_ref().map(|_| 0);
-        Ok(Self { ledger: Ledger::new(), budget, sizes, required, releases: 0 })
     }
 
-    /// Accounting without a budget or unit sizes (random-weight checkpoints).
-    pub fn without_sizes() -> Self {
-        Self { ledger: Ledger::new(), budget: None, sizes: None, required: None, releases: 0 }
+    /// Accounting for `ckpt` with units sized by `sizes` under `budget`, refusing a budget below the model's
+    /// minimum before anything loads.
+    pub fn sized(ckpt: &Checkpoint, sizes: UnitSizes, budget: Option<u64>) -> Result<Self> {
+        if let Some(budget) = budget {
+            check_budget(ckpt, &sizes, budget)?;
+        }
+        Ok(Self::empty(Some(sizes), budget))
+    }
+
+    /// Accounting with nothing booked yet.
+    fn empty(sizes: Option<UnitSizes>, budget: Option<u64>) -> Self {
+        let required = sizes.as_ref().map(|_| 0);
+        Self { ledger: Ledger::new(), budget, sizes, required, releases: 0, dit_resident_blocks: None }
     }
 
     /// The statistics now.
     pub fn stats(&self) -> ResidencyStats {
-        ResidencyStats::new(self.budget, self.ledger.totals(), self.required, self.releases)
+        let totals = self.ledger.totals();
+        ResidencyStats::new(self.budget, totals, self.required, self.releases, self.dit_resident_blocks)
+    }
+
+    /// Records that a sampling stage keeps `blocks` DiT blocks resident.
+    pub fn note_dit_blocks(&mut self, blocks: usize) {
+        self.dit_resident_blocks = Some(self.dit_resident_blocks.map_or(blocks, |fewest| fewest.min(blocks)));
     }
 
     /// Records that a stage with `requirement` ran.

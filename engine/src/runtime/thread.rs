@@ -18,7 +18,7 @@ use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model_source::ModelSource;
 use crate::pipeline::request::{GenerationRequest, Progress};
-use crate::pipeline::residency::ResidencyStats;
+use crate::pipeline::residency::{check_model_budget, ResidencyStats};
 use crate::pipeline::Generator;
 
 /// Where the model runs.
@@ -29,6 +29,16 @@ pub enum DeviceChoice {
     Cpu,
     /// CUDA device `n`, bf16 weights (needs the `cuda` feature).
     Cuda(usize),
+}
+
+impl DeviceChoice {
+    /// The dtype the model's weights run in on this device.
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::Cpu => DType::F32,
+            Self::Cuda(_) => DType::BF16,
+        }
+    }
 }
 
 /// How to start the engine.
@@ -59,7 +69,8 @@ pub enum SubmitError {
     /// The engine thread has stopped.
     #[error("the engine has stopped")]
     Stopped,
-    /// The configured VRAM budget is below what the model needs (known once the model has been opened).
+    /// The configured VRAM budget is below what the model needs (known from the start when the model's files
+    /// are on this machine, else once the first job has downloaded them).
     #[error("{0}")]
     BudgetTooSmall(String),
 }
@@ -126,7 +137,9 @@ pub struct EngineHandle {
 pub struct Engine;
 
 impl Engine {
-    /// Starts the engine thread. The model is resolved and loaded lazily, on the first job.
+    /// Starts the engine thread. The model is resolved and loaded lazily, on the first job; only its headers are
+    /// read now, when its files are already here and a VRAM budget is set, so that a budget below the model's
+    /// minimum is refused at the first submit.
     pub fn spawn(config: EngineConfig) -> EngineHandle {
         let capacity = config.queue_capacity.max(1);
         let (job_tx, job_rx) = channel::bounded::<QueuedJob>(capacity);
@@ -135,7 +148,7 @@ impl Engine {
         let stopping = Arc::new(AtomicBool::new(false));
         let vae_encodes = Arc::new(AtomicU64::new(0));
         let residency = Arc::new(Mutex::new(ResidencyStats::default()));
-        let budget_refusal = Arc::new(Mutex::new(None));
+        let budget_refusal = Arc::new(Mutex::new(budget_refusal_from_headers(&config)));
         let worker = Worker {
             config,
             jobs: job_rx,
@@ -170,8 +183,8 @@ impl Engine {
 }
 
 impl EngineHandle {
-    /// Queues a job; fails at once when the queue is full, or when an earlier job found the VRAM budget below
-    /// the model's minimum (the model is only opened by the first job).
+    /// Queues a job; fails at once when the queue is full, or when the VRAM budget is below the model's minimum
+    /// (see [`Engine::spawn`]).
     pub fn submit(&self, request: GenerationRequest) -> std::result::Result<JobId, SubmitError> {
         if let Some(refusal) = self.shared.budget_refusal.lock().clone() {
             return Err(SubmitError::BudgetTooSmall(refusal));
@@ -332,17 +345,30 @@ impl Worker {
     /// The configured device, falling back to the CPU (with a warning) when CUDA cannot be opened.
     fn open_device(&self) -> (Device, DType) {
         match self.config.device {
-            DeviceChoice::Cpu => (Device::Cpu, DType::F32),
-            DeviceChoice::Cuda(ordinal) => match Device::new_cuda(ordinal) {
-                Ok(device) => (device, DType::BF16),
+            DeviceChoice::Cpu => (Device::Cpu, DeviceChoice::Cpu.dtype()),
+            choice @ DeviceChoice::Cuda(ordinal) => match Device::new_cuda(ordinal) {
+                Ok(device) => (device, choice.dtype()),
                 Err(e) => {
-                    let warning = format!("CUDA device {ordinal} unavailable ({e}); running on the CPU");
+                    // candle appends a backtrace when RUST_BACKTRACE is set: the first line is the reason.
+                    let reason = e.to_string();
+                    let reason = reason.lines().next().unwrap_or_default().trim();
+                    let warning = format!("CUDA device {ordinal} unavailable ({reason}); running on the CPU");
                     let _ = self.events.send(Event::Warning(warning));
-                    (Device::Cpu, DType::F32)
+                    (Device::Cpu, DeviceChoice::Cpu.dtype())
                 }
             },
         }
     }
+}
+
+/// The refusal of `config`'s VRAM budget when the model's files are already here and their headers show the
+/// budget below the model's minimum (sizes depend on the dtype, not on the device, so no device is opened).
+/// A model still to be downloaded, or one that cannot be read, is checked by the first job instead.
+fn budget_refusal_from_headers(config: &EngineConfig) -> Option<String> {
+    let budget = config.vram_budget?;
+    let root = config.model.local_root()?;
+    let checkpoint = Checkpoint::open(&root, config.device.dtype(), &Device::Cpu).ok()?;
+    check_model_budget(&checkpoint, budget).err().map(|refusal| refusal.to_string())
 }
 
 /// Runs `work` and maps its result, or its panic, to the job's terminal event; says whether it panicked.

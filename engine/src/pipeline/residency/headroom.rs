@@ -1,21 +1,30 @@
 //! Activation headroom of each stage (spec §12 memory): an analytic estimate from the job's shapes, booked next
 //! to the resident weights against the VRAM budget. Each formula adds up the tensors alive at the stage's widest
 //! moment, every transient copy counted once; `e` is the compute dtype's size, attention scores are f32.
+//! `engine/tests/headroom.rs` holds each formula to the peak measured on the CPU.
 
 use super::Stage;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::VaeConfig;
+use crate::model::dit::BLOCK_MODULATIONS;
 use crate::model::layers::{TransformerDims, QUERY_CHUNK};
 use crate::model::vae::Tiling;
 
 /// Bytes of an f32 activation element (attention scores, RMSNorm, the whole VAE).
 const F32: u64 = 4;
 /// Live `[rows, width]` f32 tensors at the VAE's widest level: a residual unit's input, its padded Snake
-/// output, a conv output and their sum.
+/// output, and the dilated conv's phase-gathered input and product (then that product and its reordering).
 const VAE_LIVE_ACTIVATIONS: u64 = 4;
+/// Rows that three of those tensors carry beyond the level's own: the Snake's zero padding (27 each side for
+/// kernel 7 at dilation 9), the phase gather (rounded up to whole phases of 9, plus 6 taps) and its product.
+const VAE_HALO_ROWS: u64 = 54 + 68 + 62;
 /// Latent-sized tensors alive across the sampling loop: the state, the conditional and null velocities, the
 /// noise, the clean source, the repaint reference, the Euler update and the mask blend.
 const DENOISE_LATENT_COPIES: u64 = 8;
+
+/// Rows of `hidden` alive next to a DiT block's activations: the step's timestep conditioning (`temb` and the
+/// six AdaLN rows) and, as much again, the block's modulation table and its `1 + scale` rows.
+const TIMESTEP_ROWS: u64 = 2 * (1 + BLOCK_MODULATIONS as u64);
 
 /// One attention's query chunk of every head against `keys` keys: scores, probabilities and their cast, f32:
 /// `3 · 4 · batch · heads · min(tokens, 512) · keys`.
@@ -45,6 +54,15 @@ fn widest_vae_level(cfg: &VaeConfig, base: usize, samples: usize) -> u64 {
     widest as u64
 }
 
+/// Bytes alive at a VAE side's widest moment over a window of `samples` rows: [`VAE_LIVE_ACTIVATIONS`] tensors
+/// of the widest level, their halo rows at the widest width, and the dilated conv's u32 row indices (its gather
+/// vector may hold twice its length).
+fn vae_window(cfg: &VaeConfig, base: usize, samples: usize) -> u64 {
+    let widest_width = base * cfg.channel_multiples.iter().copied().fold(1, usize::max);
+    let indices = 2 * (samples as u64 + VAE_HALO_ROWS);
+    F32 * (VAE_LIVE_ACTIVATIONS * widest_vae_level(cfg, base, samples) + VAE_HALO_ROWS * widest_width as u64 + indices)
+}
+
 /// The activation bytes `stage` may hold at once on `ckpt`'s geometry and dtype.
 pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
     let (cfg, e) = (&ckpt.acestep, ckpt.dtype().size_in_bytes() as u64);
@@ -66,12 +84,11 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
             let packed = (p.lyric_tokens + 1 + p.caption_tokens) * cfg.hidden_size;
             lyric.max(timbre) + e * (p.prompts * (inputs + 2 * packed)) as u64
         }
-        // The widest level of one tile window (the last one reaches up to a frame further), plus the f32 input
+        // The widest moment of one tile window (the last one reaches up to a frame further), plus the f32 input
         // and its channels-last copy.
         Stage::Encode { samples } => {
             let window = samples.min((Tiling::ENCODE.chunk + 1) * vae.hop());
-            F32 * VAE_LIVE_ACTIVATIONS * widest_vae_level(vae, vae.encoder_hidden_size, window)
-                + 2 * F32 * (samples * vae.audio_channels) as u64
+            vae_window(vae, vae.encoder_hidden_size, window) + 2 * F32 * (samples * vae.audio_channels) as u64
         }
         // The pooler over every window (one extra token each, in f32 whatever the dtype) or the detokenizer, and
         // the latents and hints.
@@ -82,26 +99,29 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
             pooler.max(detokenizer)
                 + e * (windows * pool * (2 * cfg.audio_acoustic_hidden_dim + cfg.hidden_size)) as u64
         }
-        // One block (self-attention over the patched tokens, cross-attention onto the encoder states, two AdaLN
-        // copies), each condition's projected context, RoPE table and cross-attention K/V of every block (twice
-        // with CFG), and the latents of the sampling loop.
+        // The wider of one block (self-attention over the patched tokens, cross-attention onto the encoder
+        // states, two AdaLN copies, the timestep rows) and a condition's K/V in the making (the embedded
+        // encoder states and one layer's keys: projection, f32 norm input and output); each condition's
+        // projected context, RoPE table and cross-attention K/V of every block (twice with CFG); and the
+        // latents of the sampling loop.
         Stage::Denoise { frames, encoder_len, conditions, cfg: guided } => {
             let tokens = frames.div_ceil(cfg.patch_size);
+            let kv = d.kv_heads * d.head_dim;
             let block = transformer_layer(&d, 1, tokens, tokens, e)
                 + attention_scores(&d, 1, tokens, encoder_len)
-                + 2 * e * (tokens * cfg.hidden_size) as u64;
+                + e * ((2 * tokens) as u64 + TIMESTEP_ROWS) * cfg.hidden_size as u64;
+            let caching = e * (encoder_len * cfg.hidden_size) as u64 + (e + 2 * F32) * (encoder_len * kv) as u64;
             let branches = 1 + guided as usize;
-            let cross = branches * cfg.num_hidden_layers * 2 * d.kv_heads * d.head_dim * encoder_len;
+            let cross = branches * cfg.num_hidden_layers * 2 * kv * encoder_len;
             let per_condition = e * (tokens * (cfg.hidden_size + cfg.head_dim) + cross) as u64;
-            block
+            block.max(caching)
                 + conditions as u64 * per_condition
                 + DENOISE_LATENT_COPIES * e * (frames * cfg.audio_acoustic_hidden_dim) as u64
         }
-        // The widest level of one tile window, plus the decoded tiles and their concatenation.
+        // The widest moment of one tile window, plus the decoded tiles and their concatenation.
         Stage::Decode { frames } => {
             let window = frames.min(Tiling::DECODE.chunk) * vae.hop();
-            F32 * VAE_LIVE_ACTIVATIONS * widest_vae_level(vae, vae.decoder_channels, window)
-                + 2 * F32 * (frames * vae.hop() * vae.audio_channels) as u64
+            vae_window(vae, vae.decoder_channels, window) + 2 * F32 * (frames * vae.hop() * vae.audio_channels) as u64
         }
     }
 }

@@ -1,16 +1,17 @@
-//! Bytes each unit of the model holds once loaded, from the safetensors headers (spec §1, §12): every stored
-//! tensor in the dtype its loader keeps it in, minus what loading consumes, plus the constant tables loading
-//! precomputes. The tests hold these numbers to the loaded components' own tensors.
+//! Bytes each unit of the model holds once loaded, from the safetensors headers (spec §1, §12) or, for random
+//! weights, from the tensors their geometry stores: every stored tensor in the dtype its loader keeps it in, minus
+//! what loading consumes, plus the constant tables loading precomputes. The tests hold these numbers to the loaded
+//! components' own tensors.
 
 use std::fmt;
 
 use candle_core::{DType, Device};
 
+use super::inventory::{elements, Inventory, StoredTensors};
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::dit::BLOCK_MODULATIONS;
 use crate::model::silence::{SilenceLatent, SILENCE_FILE};
-use crate::model::weights::Weights;
 
 /// A part of the model that is loaded and released as a whole; every DiT block is a unit of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,33 +104,30 @@ fn vae_rule(key: &str) -> Kept {
 
 fn no_headers() -> EngineError {
     EngineError::invalid(
-        "a VRAM budget needs a model folder to size the components from; random-weight checkpoints have none \
-         (run them without a budget)",
+        "a VRAM budget needs a model folder to size the components from, and a random-weight checkpoint has none: \
+         build it with `Generator::with_assets`, which sizes them from the geometry, or run without a budget",
     )
 }
 
-/// Bytes kept of the tensors under `prefixes` of `weights`, except those under `excluded`.
+/// Bytes kept of the tensors under `prefixes` of `stored`, except those under `excluded`.
 fn kept_bytes(
-    weights: &Weights,
+    stored: &StoredTensors,
     prefixes: &[&str],
     excluded: Option<&str>,
     dtype: DType,
     rule: impl Fn(&str) -> Kept,
-) -> Result<u64> {
-    let mut total = 0;
-    for prefix in prefixes {
-        let shapes = weights.shapes_under(prefix).ok_or_else(no_headers)?;
-        let excluded = |key: &str| excluded.is_some_and(|e| key.starts_with(&format!("{e}.")));
-        for (key, shape) in shapes.iter().filter(|(key, _)| !excluded(key)) {
-            let elements = shape.iter().product::<usize>() as u64;
-            total += match rule(key) {
-                Kept::Nothing => 0,
-                Kept::Compute(copies) => copies as u64 * elements * dtype.size_in_bytes() as u64,
-                Kept::F32(copies) => copies as u64 * elements * DType::F32.size_in_bytes() as u64,
-            };
-        }
-    }
-    Ok(total)
+) -> u64 {
+    let excluded = |key: &str| excluded.is_some_and(|e| key.starts_with(&format!("{e}.")));
+    prefixes
+        .iter()
+        .flat_map(|prefix| stored.under(prefix))
+        .filter(|(key, _)| !excluded(key))
+        .map(|(key, shape)| match rule(key) {
+            Kept::Nothing => 0,
+            Kept::Compute(copies) => copies as u64 * elements(shape) * dtype.size_in_bytes() as u64,
+            Kept::F32(copies) => copies as u64 * elements(shape) * DType::F32.size_in_bytes() as u64,
+        })
+        .sum()
 }
 
 /// Elements of the DiT shell's constant `time_embed_r(0)`: `temb` `[1, hidden]` and its modulation rows.
@@ -159,32 +157,44 @@ pub struct UnitSizes {
 impl UnitSizes {
     /// Reads the three safetensors headers (no tensor data) and the silence latent's length.
     pub fn from_checkpoint(ckpt: &Checkpoint) -> Result<Self> {
+        let inventory = Inventory::from_headers(ckpt)?.ok_or_else(no_headers)?;
+        let silence_path = ckpt.file(SILENCE_FILE).ok_or_else(no_headers)?;
+        let silence = SilenceLatent::open(&silence_path, ckpt.acestep.audio_acoustic_hidden_dim, &Device::Cpu)?;
+        Ok(Self::from_inventory(ckpt, &inventory, silence.len()))
+    }
+
+    /// For a checkpoint without a model folder (random weights): the tensors a folder of its geometry stores
+    /// ([`Inventory::from_geometry`]) and a silence latent of `silence_frames` frames, sized by the same rules as
+    /// [`UnitSizes::from_checkpoint`] (on a folder's geometry the two agree unit by unit).
+    pub fn from_geometry(ckpt: &Checkpoint, silence_frames: usize) -> Self {
+        let inventory = Inventory::from_geometry(&ckpt.acestep, &ckpt.vae, &ckpt.qwen3);
+        Self::from_inventory(ckpt, &inventory, silence_frames)
+    }
+
+    fn from_inventory(ckpt: &Checkpoint, inventory: &Inventory, silence_frames: usize) -> Self {
         let (cfg, dtype) = (&ckpt.acestep, ckpt.dtype());
         let e = dtype.size_in_bytes() as u64;
-        let model = ckpt.acestep_weights()?;
-        let vae = ckpt.vae_weights()?;
+        let model = &inventory.acestep;
         let model_bytes = |prefixes: &[&str], excluded: Option<&str>| {
-            kept_bytes(&model, prefixes, excluded, dtype, |key| transformer_rule(key, cfg.patch_size))
+            kept_bytes(model, prefixes, excluded, dtype, |key| transformer_rule(key, cfg.patch_size))
         };
-        let silence_path = ckpt.file(SILENCE_FILE).ok_or_else(no_headers)?;
-        let silence_frames = SilenceLatent::open(&silence_path, cfg.audio_acoustic_hidden_dim, &Device::Cpu)?.len();
-        Ok(Self {
-            text_encoder: kept_bytes(&ckpt.text_weights()?, &[""], None, dtype, |key| transformer_rule(key, 1))?,
-            condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None)? + cfg.hidden_size as u64 * e,
+        Self {
+            text_encoder: kept_bytes(&inventory.text, &[""], None, dtype, |key| transformer_rule(key, 1)),
+            condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None) + cfg.hidden_size as u64 * e,
             // The tokenizer computes in f32 whatever the model dtype (FSQ codes are discrete).
-            audio_tokenizer: kept_bytes(&model, &["tokenizer"], None, dtype, |_| Kept::F32(1))?
+            audio_tokenizer: kept_bytes(model, &["tokenizer"], None, dtype, |_| Kept::F32(1))
                 + rope_tables(cfg.head_dim, cfg.pool_window_size + 1) * DType::F32.size_in_bytes() as u64,
-            audio_detokenizer: model_bytes(&["detokenizer"], None)?
+            audio_detokenizer: model_bytes(&["detokenizer"], None)
                 + rope_tables(cfg.head_dim, cfg.pool_window_size) * e,
-            dit_shell: model_bytes(&["decoder"], Some("decoder.layers"))? + shell_tables(cfg.hidden_size) * e,
+            dit_shell: model_bytes(&["decoder"], Some("decoder.layers")) + shell_tables(cfg.hidden_size) * e,
             dit_blocks: (0..cfg.num_hidden_layers)
                 .map(|i| model_bytes(&[&format!("decoder.layers.{i}")], None))
-                .collect::<Result<_>>()?,
+                .collect(),
             // The VAE encoder keeps its weights in f32 whatever the model dtype (its latents feed the FSQ codes).
-            vae_encoder: kept_bytes(&vae, &["encoder"], None, DType::F32, vae_rule)?,
-            vae_decoder: kept_bytes(&vae, &["decoder"], None, dtype, vae_rule)?,
+            vae_encoder: kept_bytes(&inventory.vae, &["encoder"], None, DType::F32, vae_rule),
+            vae_decoder: kept_bytes(&inventory.vae, &["decoder"], None, dtype, vae_rule),
             silence: (silence_frames * cfg.audio_acoustic_hidden_dim) as u64 * e,
-        })
+        }
     }
 
     /// Bytes `unit` holds once loaded (0 for a block index the model does not have).
@@ -279,6 +289,28 @@ mod tests {
         }
         for key in ["decoder.proj_out.1.weight", "a.q_proj.weight", "norm.bias", "null_condition_emb"] {
             assert!(!is_norm_weight(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_random_checkpoint_of_the_fixture_geometry_is_sized_like_the_fixture_unit_by_unit() {
+        for dtype in [DType::F32, DType::BF16] {
+            let folder = fixture(dtype);
+            let headers = UnitSizes::from_checkpoint(&folder).unwrap();
+            let random = Checkpoint::random(
+                folder.acestep.clone(),
+                folder.vae.clone(),
+                folder.qwen3.clone(),
+                3,
+                dtype,
+                &Device::Cpu,
+            );
+            let silence_frames = SilenceLatent::load(&folder).unwrap().len();
+            let geometry = UnitSizes::from_geometry(&random, silence_frames);
+            for unit in headers.units() {
+                assert_eq!(geometry.of(unit), headers.of(unit), "{unit} in {dtype:?}");
+            }
+            assert_eq!(geometry, headers);
         }
     }
 
