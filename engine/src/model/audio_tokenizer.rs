@@ -2,8 +2,8 @@
 //! into 5 Hz vectors and quantized to FSQ codes; codes (or an LM audio-code string) are detokenized back into
 //! the 25 Hz hints of the cover context.
 
+use crate::model::linear::Linear;
 use candle_core::{DType, Module, Tensor};
-use candle_nn::Linear;
 
 use super::checkpoint::Checkpoint;
 use super::config::AceStepConfig;

@@ -1,8 +1,8 @@
 //! The condition encoder (`encoder.*` + `null_condition_emb`, spec §5): text projector, lyric encoder, timbre
 //! encoder and the packed `[lyric ‖ timbre refs ‖ text]` sequence the DiT cross-attends to.
 
+use crate::model::linear::Linear;
 use candle_core::{Module, Tensor};
-use candle_nn::Linear;
 
 use super::checkpoint::Checkpoint;
 use super::config::AceStepConfig;

@@ -3,8 +3,8 @@
 //! de-patchifying output head. Blocks are separate values, so a DiT over a VRAM budget keeps a prefix of them
 //! resident and streams the rest: each is loaded, run and dropped in turn (candle.md §3.4).
 
+use crate::model::linear::Linear;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::Linear;
 
 use super::checkpoint::Checkpoint;
 use super::config::AceStepConfig;

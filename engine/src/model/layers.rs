@@ -2,8 +2,8 @@
 //! RMSNorm, RoPE, GQA attention with full / sliding-band / causal masks (query-chunked, so no S×S mask is
 //! ever built for long inputs), SwiGLU MLP, the pre-norm encoder layer and a stack of them.
 
+use crate::model::linear::Linear;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::Linear;
 
 use super::weights::Weights;
 use crate::error::Result;

@@ -6,6 +6,7 @@ pub mod condition;
 pub mod config;
 pub mod dit;
 pub mod layers;
+pub mod linear;
 pub mod prompt;
 pub mod resident;
 pub mod scheduler;

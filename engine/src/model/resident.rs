@@ -5,7 +5,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use candle_core::Tensor;
-use candle_nn::{Embedding, Linear};
+use candle_nn::Embedding;
+
+use crate::model::linear::Linear;
 use parking_lot::Mutex;
 
 /// Bytes of the tensors a loaded value holds: its weights and any constant tables it precomputed at load.

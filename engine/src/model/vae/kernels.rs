@@ -3,6 +3,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, InplaceOp3, Layout, Shape};
 
+use crate::model::linear::f32_slice;
+
 /// Below this many values a thread costs more than it saves.
 const MIN_VALUES_PER_THREAD: usize = 1 << 15;
 
@@ -93,13 +95,6 @@ impl InplaceOp3 for ResidualAdd {
         });
         Ok(())
     }
-}
-
-/// The f32 values of a contiguous tensor.
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(values) = storage else { candle_core::bail!("{op} takes f32 tensors") };
-    let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("{op} takes contiguous tensors") };
-    Ok(&values[start..end])
 }
 
 /// Splits `out` (whole rows of `channels`) into one chunk per thread and runs `f(first_row, chunk)` on each.
