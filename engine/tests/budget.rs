@@ -101,19 +101,30 @@ fn a_budget_below_the_whole_model_runs_repaint_and_cover_bit_identically_within_
     assert!(budget >= minimum_budget(&checkpoint()).unwrap().total());
 
     let mut tight = Generator::new(checkpoint(), Some(budget)).unwrap();
-    for (job, want) in jobs().iter().zip(&wanted) {
-        let got = run(&mut tight, job);
-        assert_eq!(bits(&got.latents), bits(&want.latents));
-        assert_eq!(audio_bits(&got.audio), audio_bits(&want.audio));
-        assert_resident_bytes_match_units(&tight, &sizes);
-        let stats = tight.residency();
-        assert!(stats.peak_bytes <= budget, "peak {} over the budget {}", stats.peak_bytes, budget);
-    }
+    assert_same_outputs_within_budget(&mut tight, &wanted, &sizes, budget);
     let stats = tight.residency();
     assert_eq!(stats.budget, Some(budget));
     assert!(stats.peak_bytes > 0 && stats.peak_resident_bytes < sizes.total());
     assert!(stats.releases > 0, "a budget below the model must release units between stages");
     assert_eq!(stats.required_bytes, Some(budget));
+}
+
+/// Runs [`jobs`] on `tight` and checks each output equals `wanted` bit for bit, its booked units match `sizes`
+/// and its peak stays within `budget`.
+fn assert_same_outputs_within_budget(
+    tight: &mut Generator,
+    wanted: &[GenerationOutput],
+    sizes: &UnitSizes,
+    budget: u64,
+) {
+    for (job, want) in jobs().iter().zip(wanted) {
+        let got = run(tight, job);
+        assert_eq!(bits(&got.latents), bits(&want.latents));
+        assert_eq!(audio_bits(&got.audio), audio_bits(&want.audio));
+        assert_resident_bytes_match_units(tight, sizes);
+        let stats = tight.residency();
+        assert!(stats.peak_bytes <= budget, "peak {} over the budget {}", stats.peak_bytes, budget);
+    }
 }
 
 /// A generator on random weights of the fixture's geometry, with the fixture's tokenizer and silence latent as
@@ -139,14 +150,7 @@ fn random_weights_run_under_a_budget_bit_identically_within_it_and_refuse_one_be
     assert!(budget < sizes.total(), "{} is not below the model's {}", human_bytes(budget), human_bytes(sizes.total()));
 
     let mut tight = random_weights_generator(Some(budget)).unwrap();
-    for (job, want) in jobs().iter().zip(&wanted) {
-        let got = run(&mut tight, job);
-        assert_eq!(bits(&got.latents), bits(&want.latents));
-        assert_eq!(audio_bits(&got.audio), audio_bits(&want.audio));
-        assert_resident_bytes_match_units(&tight, &sizes);
-        let stats = tight.residency();
-        assert!(stats.peak_bytes <= budget, "peak {} over the budget {}", stats.peak_bytes, budget);
-    }
+    assert_same_outputs_within_budget(&mut tight, &wanted, &sizes, budget);
     let stats = tight.residency();
     assert_eq!((stats.budget, stats.required_bytes), (Some(budget), Some(budget)));
     assert!(stats.releases > 0, "a budget below the model must release units between stages");

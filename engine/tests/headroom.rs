@@ -304,6 +304,15 @@ fn measure_stages(ckpt: &Checkpoint, silence: &SilenceLatent, jobs: &[Job]) -> R
     Ok(rows)
 }
 
+/// Measures every stage of `jobs` on `ckpt`, prints the table under `label` and checks each stage stays within
+/// its estimate; returns the rows for further checks. Callers hold [`SERIAL`] from their first allocation on.
+fn check_stages(label: &str, ckpt: &Checkpoint, silence: &SilenceLatent, jobs: &[Job]) -> Vec<Row> {
+    let rows = measure_stages(ckpt, silence, jobs).unwrap();
+    print_table(label, &rows);
+    assert_within_estimates(&rows);
+    rows
+}
+
 #[test]
 fn every_stage_of_the_fixture_model_stays_within_its_headroom() {
     let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -316,9 +325,7 @@ fn every_stage_of_the_fixture_model_stays_within_its_headroom() {
         Job { frames: 13, caption_tokens: 21, lyric_tokens: 37, steps: 4 },
         Job { frames: 4, caption_tokens: 30, lyric_tokens: 100, steps: 2 },
     ];
-    let rows = measure_stages(&ckpt, &silence, &jobs).unwrap();
-    print_table("fixture model, f32", &rows);
-    assert_within_estimates(&rows);
+    check_stages("fixture model, f32", &ckpt, &silence, &jobs);
 }
 
 #[test]
@@ -337,9 +344,7 @@ fn every_stage_of_the_real_geometry_stays_within_a_headroom_it_fills_by_a_third_
         Job { frames: 51, caption_tokens: 48, lyric_tokens: 96, steps: 1 },
         Job { frames: 1, caption_tokens: 1, lyric_tokens: 1, steps: 1 },
     ];
-    let rows = measure_stages(&ckpt, &silence, &jobs).unwrap();
-    print_table("real turbo geometry, random weights, f32", &rows);
-    assert_within_estimates(&rows);
+    let rows = check_stages("real turbo geometry, random weights, f32", &ckpt, &silence, &jobs);
     // Measured: the loosest stages, text (≈0.46) and condition encoding (≈0.49: the timbre encoder's 750 frames
     // against its f32 attention scores), fill about half their headroom; the DiT and the 2 s VAE over 0.95.
     for row in &rows {

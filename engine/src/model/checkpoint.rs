@@ -137,13 +137,21 @@ impl Checkpoint {
     }
 }
 
+/// The tiny fixture model the unit tests run on (`tests/fixtures/tiny-acestep`).
+#[cfg(test)]
+pub(crate) fn fixture_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep")
+}
+
+/// The fixture model opened on the CPU in `dtype`.
+#[cfg(test)]
+pub(crate) fn fixture(dtype: DType) -> Checkpoint {
+    Checkpoint::open(&fixture_root(), dtype, &Device::Cpu).expect("the fixture model opens")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture_root() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep")
-    }
 
     #[test]
     fn opens_fixture_model_and_counts_tensors() {

@@ -318,17 +318,11 @@ impl Components {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use candle_core::{DType, Device};
 
     use super::*;
+    use crate::model::checkpoint::fixture;
     use crate::model::resident::ResidentBytes;
-
-    fn fixture() -> Checkpoint {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
-        Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap()
-    }
 
     fn velocity(dit: &Dit, cfg: &crate::model::config::AceStepConfig) -> Vec<f32> {
         let zeros = |shape: (usize, usize, usize)| Tensor::ones(shape, DType::F32, &Device::Cpu).unwrap();
@@ -340,7 +334,7 @@ mod tests {
 
     #[test]
     fn units_in_use_stay_and_the_dit_streams_beside_them_then_is_rebuilt_whole_once_they_are_released() {
-        let ckpt = fixture();
+        let ckpt = fixture(DType::F32);
         let cfg = ckpt.acestep.clone();
         let want = velocity(&Dit::load(&ckpt).unwrap(), &cfg);
         let sizes = UnitSizes::from_checkpoint(&ckpt).unwrap();
@@ -375,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_stage_that_cannot_fit_is_refused_with_its_requirement() {
-        let ckpt = fixture();
+        let ckpt = fixture(DType::F32);
         let minimum = super::super::residency::minimum_budget(&ckpt).unwrap().total();
         let mut components = Components::new(ckpt, Some(minimum)).unwrap();
         let err = components.enter(Stage::Decode { frames: 10_000 }).unwrap_err();

@@ -357,20 +357,14 @@ impl Residency {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     use super::*;
-
-    fn fixture() -> Checkpoint {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
-        Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap()
-    }
+    use crate::model::checkpoint::fixture;
 
     #[test]
     fn dit_keeps_every_block_when_it_fits_and_else_the_longest_prefix_leaving_room_for_one_more() {
-        let ckpt = fixture();
+        let ckpt = fixture(DType::F32);
         let sizes = UnitSizes::from_checkpoint(&ckpt).unwrap();
         let (shell, block) = (sizes.of(Unit::DitShell), sizes.of(Unit::DitBlock(0)));
         assert_eq!(dit_resident_blocks(&sizes, shell + 4 * block), Some(4));
@@ -384,7 +378,7 @@ mod tests {
 
     #[test]
     fn the_minimum_is_the_largest_stage_and_a_smaller_budget_is_refused_with_it() {
-        let ckpt = fixture();
+        let ckpt = fixture(DType::F32);
         let sizes = UnitSizes::from_checkpoint(&ckpt).unwrap();
         let minimum = minimum_budget(&ckpt).unwrap();
         for stage in Stage::smallest(ckpt.vae.hop()) {

@@ -263,20 +263,14 @@ fn text_file(cfg: &Qwen3Config) -> StoredTensors {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     use super::*;
-
-    fn fixture() -> Checkpoint {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
-        Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap()
-    }
+    use crate::model::checkpoint::fixture;
 
     #[test]
     fn the_geometry_gives_the_fixture_headers_key_by_key_and_shape_by_shape() {
-        let ckpt = fixture();
+        let ckpt = fixture(DType::F32);
         let headers = Inventory::from_headers(&ckpt).unwrap().unwrap();
         let geometry = Inventory::from_geometry(&ckpt.acestep, &ckpt.vae, &ckpt.qwen3);
         for (name, got, want) in [

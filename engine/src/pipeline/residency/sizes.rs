@@ -233,20 +233,14 @@ impl UnitSizes {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
     use crate::model::audio_tokenizer::{AudioDetokenizer, AudioTokenizer};
+    use crate::model::checkpoint::fixture;
     use crate::model::condition::ConditionEncoder;
     use crate::model::dit::{DitBlock, DitShell};
     use crate::model::resident::ResidentBytes;
     use crate::model::text_encoder::TextEncoder;
     use crate::model::vae::{VaeDecoder, VaeEncoder};
-
-    fn fixture(dtype: DType) -> Checkpoint {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
-        Checkpoint::open(&root, dtype, &Device::Cpu).unwrap()
-    }
 
     #[test]
     fn header_sizes_equal_the_bytes_of_the_loaded_components_in_f32_and_bf16() {
