@@ -7,33 +7,40 @@
 #   bench/compare.sh                    # everything, 3 runs per operation, all cores
 #   RUNS=5 THREADS=2 bench/compare.sh   # more runs, 2 threads on both sides
 #   ONLY=dit bench/compare.sh           # operations whose name contains "dit"
+#   DEVICE=cuda:0 bench/compare.sh      # on the GPU: Retake's CUDA build against PyTorch on CUDA, both bf16
 #
 # The first run creates bench/.venv from bench/requirements.txt (PyPI: torch's default wheel is large).
+# On CUDA, RETAKE names a CUDA-built `retake` (scripts/build-cuda.sh builds target/cuda/release/retake) and
+# PYTHON an interpreter whose torch sees the GPU; OUT is where the JSON reports go (default target/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
 THREADS=${THREADS:-$(nproc)}
 ONLY=${ONLY:-}
-OUT=target/bench
+DEVICE=${DEVICE:-cpu}
+OUT=${OUT:-target/bench}
 TOKENIZER=tests/fixtures/tiny-acestep/Qwen3-Embedding-0.6B/tokenizer.json
-PYTHON=bench/.venv/bin/python
+PYTHON=${PYTHON:-bench/.venv/bin/python}
 
-if [ ! -x "$PYTHON" ]; then
+if [ "$PYTHON" = bench/.venv/bin/python ] && [ ! -x "$PYTHON" ]; then
     python3 -m venv bench/.venv
     "$PYTHON" -m pip install --quiet -r bench/requirements.txt
 fi
 mkdir -p "$OUT"
-cargo build --release --quiet -p retake-engine --bin retake
+if [ -z "${RETAKE:-}" ]; then
+    cargo build --release --quiet -p retake-engine --bin retake
+    RETAKE=target/release/retake
+fi
 
 only=()
 if [ -n "$ONLY" ]; then only=(--only "$ONLY"); fi
 
-echo "== Retake ($THREADS threads)" >&2
-RAYON_NUM_THREADS=$THREADS target/release/retake bench --runs "$RUNS" --tokenizer "$TOKENIZER" \
+echo "== Retake on $DEVICE ($THREADS threads)" >&2
+RAYON_NUM_THREADS=$THREADS "$RETAKE" bench --device "$DEVICE" --runs "$RUNS" --tokenizer "$TOKENIZER" \
     --json "$OUT/retake.json" "${only[@]}" > /dev/null
-echo "== PyTorch reference ($THREADS threads)" >&2
-OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PYTHON" bench/reference.py --threads "$THREADS" \
-    --runs "$RUNS" --tokenizer "$TOKENIZER" --json "$OUT/pytorch.json" "${only[@]}" > /dev/null
+echo "== PyTorch reference on $DEVICE ($THREADS threads)" >&2
+OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PYTHON" bench/reference.py --device "$DEVICE" \
+    --threads "$THREADS" --runs "$RUNS" --tokenizer "$TOKENIZER" --json "$OUT/pytorch.json" "${only[@]}" > /dev/null
 
 "$PYTHON" bench/reference.py --compare "$OUT/retake.json" "$OUT/pytorch.json"

@@ -3,7 +3,9 @@
 
 Times DiffSynth 2.1.12's own ACE-Step 1.5 classes (`diffsynth.models.ace_step_*`, `AceStepPipeline`) at the
 real geometry with random weights, on the same operations and workloads as `retake bench`
-(engine/src/bench/), and writes the same JSON schema. With `--compare RETAKE.json PYTORCH.json` it prints
+(engine/src/bench/), and writes the same JSON schema. On the CPU it runs in f32 on `--threads` threads; with
+`--device cuda` in bf16 (as Retake runs on CUDA), waiting for the GPU before each clock stop, and reports the
+peak device memory (`torch.cuda.max_memory_allocated`) beside the RSS. With `--compare RETAKE.json PYTORCH.json` it prints
 both tables and the Retake/PyTorch ratios side by side instead.
 
 The workload constants below mirror engine/src/bench/{mod,end_to_end}.rs: keep them in sync.
@@ -92,11 +94,44 @@ def status_bytes(field):
 # ---------------------------------------------------------------------------------------------------- timing
 
 
+class Target:
+    """Where the models run: the device and dtype, with the GPU wait before a clock stops."""
+
+    def __init__(self, device, dtype):
+        import torch
+
+        self.device = torch.device(device)
+        self.dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        if self.cuda:
+            torch.empty(1, device=self.device)  # the allocator's statistics exist once the device is in use
+
+    @property
+    def cuda(self):
+        return self.device.type == "cuda"
+
+    def floats(self, tensor):
+        """A float input on the target device in the target dtype."""
+        return tensor.to(self.device, self.dtype)
+
+    def put(self, tensor):
+        """An index or mask input on the target device."""
+        return tensor.to(self.device)
+
+    def model(self, module):
+        return module.to(self.device, self.dtype)
+
+    def synchronize(self):
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+
 class Timer:
     """One untimed warm-up, then `runs` timed runs per selected operation."""
 
-    def __init__(self, runs, only):
-        self.runs, self.only, self.done = runs, only, []
+    def __init__(self, runs, only, target):
+        self.runs, self.only, self.target, self.done = runs, only, target, []
 
     def wants(self, name):
         return self.only is None or self.only in name
@@ -105,10 +140,12 @@ class Timer:
         if not self.wants(name):
             return
         op()
+        self.target.synchronize()
         samples = []
         for _ in range(self.runs):
             start = time.perf_counter()
             op()
+            self.target.synchronize()
             samples.append(time.perf_counter() - start)
         ordered = sorted(samples)
         print(f"  {name}: median {statistics.median(ordered):.3f} s", file=sys.stderr, flush=True)
@@ -161,8 +198,9 @@ def group_text(timer, seed):
     import torch
     from diffsynth.models.ace_step_text_encoder import AceStepTextEncoder
 
-    encoder = randomize(AceStepTextEncoder(), seed)
-    ids = torch.tensor([[(i * 7919 + 13) % TEXT_VOCAB for i in range(CAPTION_TOKENS)]])
+    target = timer.target
+    encoder = target.model(randomize(AceStepTextEncoder(), seed))
+    ids = target.put(torch.tensor([[(i * 7919 + 13) % TEXT_VOCAB for i in range(CAPTION_TOKENS)]]))
     mask = torch.ones_like(ids, dtype=torch.bool)
     timer.time("text_encoder", f"{CAPTION_TOKENS} caption tokens", lambda: encoder(ids, mask))
     return parameters(encoder)
@@ -172,12 +210,13 @@ def group_condition(timer, seed):
     import torch
     from diffsynth.models.ace_step_conditioner import AceStepConditionEncoder
 
-    encoder = randomize(AceStepConditionEncoder(), seed)
-    text = torch.randn(1, CAPTION_TOKENS, 1024)
-    lyrics = torch.randn(1, LYRIC_TOKENS, 1024)
-    reference = torch.randn(1, 750, 64)
-    order = torch.tensor([0])
-    ones = lambda x: torch.ones(x.shape[:2], dtype=torch.bool)  # noqa: E731
+    target = timer.target
+    encoder = target.model(randomize(AceStepConditionEncoder(), seed))
+    text = target.floats(torch.randn(1, CAPTION_TOKENS, 1024))
+    lyrics = target.floats(torch.randn(1, LYRIC_TOKENS, 1024))
+    reference = target.floats(torch.randn(1, 750, 64))
+    order = target.put(torch.tensor([0]))
+    ones = lambda x: torch.ones(x.shape[:2], dtype=torch.bool, device=target.device)  # noqa: E731
     timer.time(
         "condition_encoder",
         f"{LYRIC_TOKENS} lyric + {CAPTION_TOKENS} caption tokens, 1 reference of 750 frames",
@@ -198,29 +237,31 @@ def group_dit(timer, seed):
     from diffsynth.diffusion import FlowMatchScheduler
     from diffsynth.models.ace_step_dit import AceStepDiTModel
 
-    dit = randomize(AceStepDiTModel(), seed)
-    states = torch.randn(1, ENCODER_STATES, 2048)
+    target = timer.target
+    dit = target.model(randomize(AceStepDiTModel(), seed))
+    states = target.floats(torch.randn(1, ENCODER_STATES, 2048))
 
     def forward(latents, context, timestep):
+        timestep = target.floats(timestep)
         return dit(
             hidden_states=latents,
             timestep=timestep,
             timestep_r=timestep,
-            attention_mask=torch.ones(latents.shape[:2]),
+            attention_mask=target.floats(torch.ones(latents.shape[:2])),
             encoder_hidden_states=states,
-            encoder_attention_mask=torch.ones(states.shape[:2]),
+            encoder_attention_mask=target.floats(torch.ones(states.shape[:2])),
             context_latents=context,
         )[0]
 
     for name, seconds in [("dit_step_10s", CLIP_SECONDS), ("dit_step_30s", LONG_SECONDS)]:
         frames = seconds * SAMPLE_RATE // HOP
-        latents, context = torch.randn(1, frames, 64), torch.randn(1, frames, 128)
+        latents, context = target.floats(torch.randn(1, frames, 64)), target.floats(torch.randn(1, frames, 128))
         timestep = torch.tensor([1000.0])
         detail = f"T={frames} frames, L_enc={ENCODER_STATES}, condition K/V recomputed per step"
         timer.time(name, detail, lambda: forward(latents, context, timestep))
 
     frames = CLIP_SECONDS * SAMPLE_RATE // HOP
-    context, noise = torch.randn(1, frames, 128), torch.randn(1, frames, 64)
+    context, noise = target.floats(torch.randn(1, frames, 128)), target.floats(torch.randn(1, frames, 64))
     scheduler = FlowMatchScheduler("ACE-Step")
     scheduler.set_timesteps(num_inference_steps=STEPS, denoising_strength=1.0, shift=SHIFT)
 
@@ -235,24 +276,25 @@ def group_dit(timer, seed):
     return parameters(dit)
 
 
-def vae_model(seed):
+def vae_model(seed, target):
     """The VAE with weight norm folded, as DiffSynth's pipeline loads it, and its stored parameter count."""
     from diffsynth.models.ace_step_vae import AceStepVAE
 
     vae = randomize(AceStepVAE(), seed)
     stored = parameters(vae)
     vae.remove_weight_norm()
-    return vae, stored
+    return target.model(vae), stored
 
 
 def group_vae(timer, seed):
     import torch
 
-    vae, stored = vae_model(seed)
-    audio = clip(CLIP_SECONDS, 0).unsqueeze(0)
+    target = timer.target
+    vae, stored = vae_model(seed, target)
+    audio = target.floats(clip(CLIP_SECONDS, 0).unsqueeze(0))
     timer.time("vae_encode_10s", f"{audio.shape[-1]} stereo samples, untiled", lambda: vae.encode(audio))
     frames = CLIP_SECONDS * SAMPLE_RATE // HOP
-    latents = torch.randn(1, 64, frames)
+    latents = target.floats(torch.randn(1, 64, frames))
     timer.time("vae_decode_10s", f"T={frames} frames, untiled", lambda: vae.decode(latents))
     return stored
 
@@ -266,14 +308,15 @@ def group_end_to_end(timer, seed, tokenizer):
     from diffsynth.models.ace_step_tokenizer import AceStepTokenizer
     from diffsynth.pipelines.ace_step import AceStepPipeline
 
-    pipe = AceStepPipeline(device="cpu", torch_dtype=torch.float32)
-    pipe.text_encoder = randomize(AceStepTextEncoder(), seed)
-    pipe.conditioner = randomize(AceStepConditionEncoder(), seed)
-    pipe.dit = randomize(AceStepDiTModel(), seed)
-    pipe.vae, vae_parameters = vae_model(seed)
-    pipe.tokenizer_model = randomize(AceStepTokenizer(), seed)
+    target = timer.target
+    pipe = AceStepPipeline(device=str(target.device), torch_dtype=target.dtype)
+    pipe.text_encoder = target.model(randomize(AceStepTextEncoder(), seed))
+    pipe.conditioner = target.model(randomize(AceStepConditionEncoder(), seed))
+    pipe.dit = target.model(randomize(AceStepDiTModel(), seed))
+    pipe.vae, vae_parameters = vae_model(seed, target)
+    pipe.tokenizer_model = target.model(randomize(AceStepTokenizer(), seed))
     pipe.tokenizer = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(tokenizer)))
-    pipe.silence_latent = torch.zeros(1, SILENCE_FRAMES, 64)
+    pipe.silence_latent = target.floats(torch.zeros(1, SILENCE_FRAMES, 64))
     run = [0]
 
     def generate(**task):
@@ -305,6 +348,7 @@ def run(args):
     import torch
 
     torch.set_num_threads(args.threads)
+    target = Target(args.device, args.dtype or ("bf16" if args.device.startswith("cuda") else "f32"))
     bodies = {
         "text": group_text,
         "condition": group_condition,
@@ -321,6 +365,7 @@ def run(args):
             "weights_bytes": None,
             "rss_before_bytes": None,
             "peak_rss_bytes": None,
+            "peak_device_bytes": None,
             "skipped": None,
             "ops": [],
         }
@@ -332,16 +377,21 @@ def run(args):
         release_free_memory()
         report["rss_before_bytes"] = status_bytes("VmRSS:")
         per_group = reset_peak_rss()
-        timer = Timer(args.runs, args.only)
+        if target.cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(target.device)
+        timer = Timer(args.runs, args.only, target)
         with torch.no_grad():
-            report["weights_bytes"] = bodies[name](timer, args.seed) * 4
+            report["weights_bytes"] = bodies[name](timer, args.seed) * target.dtype.itemsize
         report["ops"] = timer.done
         report["peak_rss_bytes"] = status_bytes("VmHWM:") if per_group else None
+        if target.cuda:
+            report["peak_device_bytes"] = torch.cuda.max_memory_allocated(target.device)
         groups.append(report)
     return {
         "engine": f"pytorch {torch.__version__} + diffsynth 2.1.12",
-        "device": "cpu",
-        "dtype": "f32",
+        "device": str(target.device),
+        "dtype": args.dtype or ("bf16" if target.cuda else "f32"),
         "threads": torch.get_num_threads(),
         "runs": args.runs,
         "groups": groups,
@@ -371,14 +421,17 @@ def table(report):
                 f"{op['name']:<20} {duration(op['median_s']):>11} {duration(op['min_s']):>11} "
                 f"{duration(op['max_s']):>11}  {op['detail']}"
             )
-    lines.append(f"{'group':<20} {'weights':>11} {'RSS before':>11} {'peak RSS':>11}")
+    on_device = any(group.get("peak_device_bytes") for group in report["groups"])
+    device_header = f" {'peak device':>11}" if on_device else ""
+    lines.append(f"{'group':<20} {'weights':>11} {'RSS before':>11} {'peak RSS':>11}{device_header}")
     for group in report["groups"]:
         if group["skipped"]:
             lines.append(f"{group['name']:<20} {gigabytes(group['weights_bytes']):>11}  skipped: {group['skipped']}")
         else:
+            device_peak = f" {gigabytes(group.get('peak_device_bytes')):>11}" if on_device else ""
             lines.append(
                 f"{group['name']:<20} {gigabytes(group['weights_bytes']):>11} "
-                f"{gigabytes(group['rss_before_bytes']):>11} {gigabytes(group['peak_rss_bytes']):>11}"
+                f"{gigabytes(group['rss_before_bytes']):>11} {gigabytes(group['peak_rss_bytes']):>11}{device_peak}"
             )
     return "\n".join(lines)
 
@@ -395,10 +448,13 @@ def compare(retake, pytorch):
         if name in mine and name in theirs:
             r, p = mine[name]["median_s"], theirs[name]["median_s"]
             lines.append(f"{name:<20} {duration(r):>11} {duration(p):>11} {p / r:>8.2f}x")
-    lines.append(f"{'group':<20} {'Retake peak':>11} {'PyTorch':>11} {'ratio':>9}")
     mine_groups, their_groups = groups(retake), groups(pytorch)
+    on_device = any(g.get("peak_device_bytes") for g in retake["groups"] + pytorch["groups"])
+    field = "peak_device_bytes" if on_device else "peak_rss_bytes"
+    memory = "peak device memory" if on_device else "peak RSS"
+    lines.append(f"{'group':<20} {'Retake':>11} {'PyTorch':>11} {'ratio':>9}  ({memory}, Retake/PyTorch)")
     for name in GROUPS:
-        r, p = mine_groups.get(name, {}).get("peak_rss_bytes"), their_groups.get(name, {}).get("peak_rss_bytes")
+        r, p = mine_groups.get(name, {}).get(field), their_groups.get(name, {}).get(field)
         if r and p:
             lines.append(f"{name:<20} {gigabytes(r):>11} {gigabytes(p):>11} {r / p:>8.2f}x")
     return "\n".join(lines)
@@ -408,6 +464,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="timed runs per operation after one warm-up")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (match Retake's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (the same device Retake ran on)")
+    parser.add_argument("--dtype", choices=["f32", "bf16"], help="default: f32 on the CPU, bf16 on CUDA")
     parser.add_argument("--only", help="run only operations whose name contains this")
     parser.add_argument("--tokenizer", help="tokenizer.json for the end-to-end runs (its folder is loaded)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")

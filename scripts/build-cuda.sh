@@ -5,7 +5,10 @@
 #   - the wheels ship only versioned sonames, so unversioned link names are added;
 #   - there is no libcuda.so on PyPI, so a link-only stub (never shipped, never loaded on a GPU host) is
 #     generated from cudarc's driver symbol list.
-# Output: target/cuda/release/retake. On the GPU host run it with the real driver and the wheel libraries:
+# Output: target/cuda/release/retake. Arguments replace the default cargo command, with the same toolchain and
+# environment (so nothing is rebuilt twice), e.g. the parity tests for a GPU host without cargo:
+#   scripts/build-cuda.sh test --release -p retake-engine --features cuda --test parity --no-run
+# On the GPU host run it with the real driver and the wheel libraries:
 #   LD_LIBRARY_PATH=target/cuda-toolchain/cu13/lib target/cuda/release/retake ... --device cuda:0
 # Env: CUDA_COMPUTE_CAP (default 90 = H100/H200, built as sm_90a), CUDAFORGE_THREADS (default: all cores).
 set -euo pipefail
@@ -34,5 +37,9 @@ gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$cu13/lib/stubs/libcuda.so" "$roo
 
 export CUDA_HOME=$cu13 PATH=$cu13/bin:$PATH CUDARC_CUDA_VERSION=13000
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-$(nproc)}
+if [ $# -gt 0 ]; then
+  CARGO_TARGET_DIR=target/cuda cargo "$@"
+  exit
+fi
 CARGO_TARGET_DIR=target/cuda cargo build --release -p retake-engine --features cuda
 echo "built target/cuda/release/retake (sm_${CUDA_COMPUTE_CAP}); run with LD_LIBRARY_PATH=$cu13/lib and the real libcuda"

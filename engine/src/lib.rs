@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod device_memory;
 pub mod error;
 pub mod model;
 pub mod model_source;

@@ -3,6 +3,10 @@
 //! before it must stay within `activation_bytes`. On the CPU a tensor's storage is a heap `Vec`, so the count is
 //! exact; it covers every thread (rayon and gemm workers included).
 //!
+//! `RETAKE_HEADROOM_DEVICE=cuda:N` runs the real-geometry stages on that GPU instead, in bf16 as the runtime
+//! does there, measured by the driver's count of the device memory pool candle allocates from
+//! (`retake_engine::device_memory`); a CUDA build is needed (`scripts/gpu-check.sh` runs it).
+//!
 //! The shapes are ones whose tensors are many KiB: on a model as narrow as the fixture at a frame or two and a
 //! token or two, ~10 KiB of per-op CPU scratch (gemm packing) and tensor records outweigh the activations.
 
@@ -25,7 +29,7 @@ use retake_engine::model::vae::{Tiling, VaeDecoder, VaeEncoder};
 use retake_engine::pipeline::masks::{chunk_mask, context_latents, fill_with_silence};
 use retake_engine::pipeline::residency::{activation_bytes, human_bytes, PromptShape, Stage};
 use retake_engine::pipeline::{denoise, DenoisePlan, DitCondition, EncodedPrompt, Injection, Phase};
-use retake_engine::Result;
+use retake_engine::{device_memory, Result};
 
 /// `System`, counting the bytes it holds for all threads and the most it has held since the last reset.
 struct Counting;
@@ -92,7 +96,10 @@ const RUNS: usize = 3;
 /// leaves bytes behind once its result is dropped has created process-wide scratch — rayon's pool, gemm's
 /// per-thread L2 slab (4 MiB a thread here) — which sits in its peak but is no activation of the stage, so the
 /// stage runs again until a run leaves the heap exactly as it found it.
-fn measured<T>(mut stage: impl FnMut() -> Result<T>) -> u64 {
+fn measured<T>(device: &Device, mut stage: impl FnMut() -> Result<T>) -> u64 {
+    if !device.is_cpu() {
+        return measured_on_device(device, stage);
+    }
     for _ in 0..RUNS {
         let before = LIVE.load(Ordering::SeqCst);
         PEAK.store(before, Ordering::SeqCst);
@@ -102,6 +109,33 @@ fn measured<T>(mut stage: impl FnMut() -> Result<T>) -> u64 {
         }
     }
     panic!("each of {RUNS} runs of a stage left bytes allocated after it: it keeps growing process-wide state");
+}
+
+/// [`measured`] on a GPU: the most bytes the device's memory pool holds during a run beyond those in use before
+/// it, from a run that leaves the pool as it found it.
+fn measured_on_device<T>(device: &Device, mut stage: impl FnMut() -> Result<T>) -> u64 {
+    let in_use = || device_memory::in_use(device).expect("the device reports no memory-pool use");
+    for _ in 0..RUNS {
+        let before = in_use();
+        assert!(device_memory::reset_peak(device), "the device's memory-pool peak cannot be reset");
+        drop(stage().unwrap());
+        if in_use() == before {
+            return device_memory::peak(device).expect("the device reports no memory-pool peak") - before;
+        }
+    }
+    panic!("each of {RUNS} runs of a stage left device memory allocated after it");
+}
+
+/// The device of the real-geometry run: `RETAKE_HEADROOM_DEVICE` (`cuda:N`, in bf16) or the CPU (f32).
+fn target() -> (Device, DType) {
+    match std::env::var("RETAKE_HEADROOM_DEVICE").as_deref() {
+        Ok(spec) if spec.starts_with("cuda") => {
+            let ordinal = spec.trim_start_matches("cuda").trim_start_matches(':').parse().unwrap_or(0);
+            (Device::new_cuda(ordinal).unwrap_or_else(|e| panic!("cannot open {spec}: {e}")), DType::BF16)
+        }
+        Ok("cpu") | Err(_) => (Device::Cpu, DType::F32),
+        Ok(other) => panic!("RETAKE_HEADROOM_DEVICE={other}: use cpu or cuda:N"),
+    }
 }
 
 /// A stage's measured peak against its booked headroom.
@@ -182,7 +216,7 @@ fn no_progress(_: usize, _: usize) -> ControlFlow<()> {
 fn encode(ckpt: &Checkpoint, encoder: &VaeEncoder, job: &Job) -> Result<Row> {
     let samples = job.frames * ckpt.vae.hop();
     let audio = Tensor::randn(0f32, 0.3, (1, ckpt.vae.audio_channels, samples), ckpt.device())?.clamp(-1f32, 1f32)?;
-    let bytes = measured(|| {
+    let bytes = measured(ckpt.device(), || {
         let moments = encoder.encode_tiled(&audio, Tiling::ENCODE, &mut no_progress)?;
         Ok(moments.transpose(1, 2)?.contiguous()?.to_dtype(ckpt.dtype())?)
     });
@@ -198,7 +232,7 @@ fn hints(
 ) -> Result<Row> {
     let latents = normal(ckpt, (1, job.frames, ckpt.acestep.audio_acoustic_hidden_dim))?;
     let (tokenizer, detokenizer) = units;
-    let bytes = measured(|| detokenizer.forward(&tokenizer.tokenize(&latents, silence)?.vectors));
+    let bytes = measured(ckpt.device(), || detokenizer.forward(&tokenizer.tokenize(&latents, silence)?.vectors));
     Ok(Row::new(ckpt, Stage::Hints { frames: job.frames }, "", bytes))
 }
 
@@ -207,7 +241,7 @@ fn text(ckpt: &Checkpoint, encoder: &TextEncoder, job: &Job) -> Result<Row> {
     let shape = job.prompts();
     let vocab = ckpt.qwen3.vocab_size;
     let (caption, lyrics) = (token_ids(job.caption_tokens, vocab), token_ids(job.lyric_tokens, vocab));
-    let bytes = measured(|| {
+    let bytes = measured(ckpt.device(), || {
         (0..shape.prompts).map(|_| Ok((encoder.encode(&caption)?, encoder.embed(&lyrics)?))).collect::<Result<Vec<_>>>()
     });
     Ok(Row::new(ckpt, Stage::Text(shape), "", bytes))
@@ -220,7 +254,7 @@ fn condition(ckpt: &Checkpoint, encoder: &ConditionEncoder, silence: &SilenceLat
     let caption = normal(ckpt, (1, job.caption_tokens, cfg.text_hidden_dim))?;
     let lyrics = normal(ckpt, (1, job.lyric_tokens, cfg.text_hidden_dim))?;
     let refs = silence.slice(cfg.timbre_fix_frame)?.unsqueeze(0)?;
-    let bytes = measured(|| {
+    let bytes = measured(ckpt.device(), || {
         let timbre = encoder.timbre(&refs)?.copy()?;
         (0..shape.prompts)
             .map(|_| {
@@ -258,13 +292,13 @@ fn sampling(ckpt: &Checkpoint, dit: &Dit, silence: &SilenceLatent, job: &Job) ->
     let all = vec![1.0; frames];
     let silence_context = context_latents(&silence.slice(frames)?.unsqueeze(0)?, &all)?;
     let cover = [(0, context_latents(&source, &all)?), (job.steps / 2, silence_context)];
-    let cover_bytes = measured(|| sample(&cover, None));
+    let cover_bytes = measured(ckpt.device(), || sample(&cover, None));
 
     let mask = chunk_mask(frames, (frames / 4, frames / 2));
     let repaint = [(0, context_latents(&fill_with_silence(&source, &mask, silence)?, &mask)?)];
     let steps = job.steps.div_ceil(2);
     let injection = || Injection { clean: source.clone(), noise: noise.clone(), mask: mask.clone(), steps };
-    let repaint_bytes = measured(|| sample(&repaint, Some(injection())));
+    let repaint_bytes = measured(ckpt.device(), || sample(&repaint, Some(injection())));
     Ok([
         Row::new(ckpt, Stage::Denoise { frames, encoder_len, conditions: 2, cfg: true }, " cover", cover_bytes),
         Row::new(ckpt, Stage::Denoise { frames, encoder_len, conditions: 1, cfg: true }, " repaint", repaint_bytes),
@@ -274,7 +308,7 @@ fn sampling(ckpt: &Checkpoint, dit: &Dit, silence: &SilenceLatent, job: &Job) ->
 /// The VAE decoding of the job's latents.
 fn decode(ckpt: &Checkpoint, decoder: &VaeDecoder, job: &Job) -> Result<Row> {
     let latents = normal(ckpt, (1, ckpt.vae.decoder_input_channels, job.frames))?;
-    let bytes = measured(|| decoder.decode_tiled(&latents, Tiling::DECODE, &mut no_progress));
+    let bytes = measured(ckpt.device(), || decoder.decode_tiled(&latents, Tiling::DECODE, &mut no_progress));
     Ok(Row::new(ckpt, Stage::Decode { frames: job.frames }, "", bytes))
 }
 
@@ -332,10 +366,9 @@ fn every_stage_of_the_fixture_model_stays_within_its_headroom() {
 fn every_stage_of_the_real_geometry_stays_within_a_headroom_it_fills_by_a_third_or_more() {
     let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let (cfg, vae, qwen) = (AceStepConfig::turbo(), VaeConfig::oobleck_48k(), Qwen3Config::embedding_0_6b());
-    let device = Device::Cpu;
-    let ckpt = Checkpoint::random(cfg, vae, qwen, 7, DType::F32, &device);
-    let frames =
-        Tensor::zeros((ckpt.acestep.timbre_fix_frame, ckpt.acestep.audio_acoustic_hidden_dim), DType::F32, &device);
+    let (device, dtype) = target();
+    let ckpt = Checkpoint::random(cfg, vae, qwen, 7, dtype, &device);
+    let frames = Tensor::zeros((ckpt.acestep.timbre_fix_frame, ckpt.acestep.audio_acoustic_hidden_dim), dtype, &device);
     let silence = SilenceLatent::from_frames(frames.unwrap()).unwrap();
     // About 2 s (51 frames pad the patches and the pool windows) with a short caption and lyrics, and one frame
     // with one-token prompts (near the smallest shapes the model's minimum budget is booked for); one step holds
@@ -344,10 +377,11 @@ fn every_stage_of_the_real_geometry_stays_within_a_headroom_it_fills_by_a_third_
         Job { frames: 51, caption_tokens: 48, lyric_tokens: 96, steps: 1 },
         Job { frames: 1, caption_tokens: 1, lyric_tokens: 1, steps: 1 },
     ];
-    let rows = check_stages("real turbo geometry, random weights, f32", &ckpt, &silence, &jobs);
+    let label = format!("real turbo geometry, random weights, {dtype:?} on {:?}", device.location());
+    let rows = check_stages(&label, &ckpt, &silence, &jobs);
     // Measured: the loosest stages, text (≈0.46) and condition encoding (≈0.49: the timbre encoder's 750 frames
     // against its f32 attention scores), fill about half their headroom; the DiT and the 2 s VAE over 0.95.
-    for row in &rows {
+    for row in rows.iter().filter(|_| device.is_cpu()) {
         assert!(
             row.ratio() >= 1.0 / 3.0,
             "{}: the headroom books {} for {} measured",

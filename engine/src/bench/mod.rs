@@ -21,6 +21,7 @@ pub use report::{BenchReport, GroupReport, OpReport, ResidencyReport};
 use measure::{current_rss, peak_rss, release_free_memory, reset_peak_rss, selected, Timer};
 
 use crate::audio::{Audio, MODEL_SAMPLE_RATE};
+use crate::device_memory;
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
@@ -164,6 +165,7 @@ fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
         weights_bytes,
         rss_before_bytes: None,
         peak_rss_bytes: None,
+        peak_device_bytes: None,
         residency: None,
         skipped: None,
         ops: Vec::new(),
@@ -175,6 +177,7 @@ fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
     release_free_memory();
     report.rss_before_bytes = current_rss();
     let peak_is_per_group = reset_peak_rss();
+    let device_peak_is_per_group = device_memory::reset_peak(&options.device);
     let mut timer = Timer::new(options.runs, &options.device, options.only.as_deref());
     let residency = match group {
         Group::Text => {
@@ -195,6 +198,7 @@ fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
     report.residency = residency.map(|stats| ResidencyReport::new(&stats, AceStepConfig::turbo().num_hidden_layers));
     report.ops = timer.finish();
     report.peak_rss_bytes = if peak_is_per_group { peak_rss() } else { None };
+    report.peak_device_bytes = if device_peak_is_per_group { device_memory::peak(&options.device) } else { None };
     Ok(report)
 }
 

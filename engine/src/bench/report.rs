@@ -66,6 +66,8 @@ pub struct GroupReport {
     pub rss_before_bytes: Option<u64>,
     /// Peak resident bytes while the group was built and run.
     pub peak_rss_bytes: Option<u64>,
+    /// Peak bytes in use on the compute device (CUDA) while the group was built and run; none on the CPU.
+    pub peak_device_bytes: Option<u64>,
     /// The engine's budget accounting, for the groups that run through its residency.
     pub residency: Option<ResidencyReport>,
     /// Why the group did not run, if it did not.
@@ -125,9 +127,11 @@ impl fmt::Display for BenchReport {
                 op.detail
             )?;
         }
+        let on_device = self.groups.iter().any(|g| g.peak_device_bytes.is_some());
+        let device_header = if on_device { format!(" {:>11}", "peak device") } else { String::new() };
         writeln!(
             f,
-            "{:<20} {:>11} {:>11} {:>11} {:>12} {:>11} {:>9}  DiT blocks resident",
+            "{:<20} {:>11} {:>11} {:>11}{device_header} {:>12} {:>11} {:>9}  DiT blocks resident",
             "group", "weights", "RSS before", "peak RSS", "booked peak", "budget", "releases"
         )?;
         for group in &self.groups {
@@ -144,6 +148,9 @@ impl fmt::Display for BenchReport {
                 rss(group.rss_before_bytes),
                 rss(group.peak_rss_bytes)
             )?;
+            if on_device {
+                write!(f, " {:>11}", rss(group.peak_device_bytes))?;
+            }
             if let Some(r) = &group.residency {
                 let resident = r.dit_resident_blocks.map_or_else(|| "n/a".to_string(), |k| k.to_string());
                 write!(
@@ -181,6 +188,7 @@ mod tests {
                     weights_bytes: 6_301_835_520,
                     rss_before_bytes: Some(100_000_000),
                     peak_rss_bytes: Some(6_900_000_000),
+                    peak_device_bytes: None,
                     residency: Some(ResidencyReport {
                         budget_bytes: Some(3 << 30),
                         peak_bytes: 3_210_000_000,
@@ -202,6 +210,7 @@ mod tests {
                     weights_bytes: 12_000_000_000,
                     rss_before_bytes: None,
                     peak_rss_bytes: None,
+                    peak_device_bytes: None,
                     residency: None,
                     skipped: Some("over the budget".into()),
                     ops: Vec::new(),
@@ -241,6 +250,19 @@ mod tests {
             text.lines().any(|l| l.starts_with("dit ") && l.contains(" none ") && l.ends_with("n/a of 24")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_device_peak_adds_its_column_only_when_a_group_has_one() {
+        assert!(!report().to_string().contains("peak device"));
+        let mut on_cuda = report();
+        on_cuda.device = "cuda:0".into();
+        on_cuda.groups[0].peak_device_bytes = Some(4_560_000_000);
+        let text = on_cuda.to_string();
+        assert!(text.contains("peak device"), "{text}");
+        let row = text.lines().find(|line| line.starts_with("dit ")).unwrap();
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(columns[5..9], ["6.90", "GB", "4.56", "GB"], "{text}");
     }
 
     fn residency() -> ResidencyReport {

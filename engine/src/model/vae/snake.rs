@@ -46,12 +46,18 @@ impl Snake {
         self.forward_composed(&x, pad_left, pad_right)
     }
 
-    /// [`Snake::forward`] from candle ops (any device; GPUs run this), for an f32 `x`.
+    /// [`Snake::forward`] from candle ops (any device; GPUs run this), for an f32 `x`. Each step's input is
+    /// dropped as soon as its output exists, so at most three activations of this size are alive beside `x`
+    /// (the activation headroom counts on it).
     fn forward_composed(&self, x: &Tensor, pad_left: usize, pad_right: usize) -> Result<Tensor> {
         let row = |i: usize| self.params.narrow(0, i, 1);
         let y = x.broadcast_add(&row(2)?)?;
-        let wave = y.broadcast_mul(&row(0)?)?.sin()?.sqr()?.broadcast_mul(&row(1)?)?;
-        Ok((y + wave)?.pad_with_zeros(0, pad_left, pad_right)?)
+        let mut wave = y.broadcast_mul(&row(0)?)?;
+        wave = wave.sin()?;
+        wave = wave.sqr()?;
+        wave = wave.broadcast_mul(&row(1)?)?;
+        let sum = (y + wave)?;
+        Ok(sum.pad_with_zeros(0, pad_left, pad_right)?)
     }
 }
 

@@ -8,13 +8,17 @@ use crate::model::checkpoint::Checkpoint;
 use crate::model::config::VaeConfig;
 use crate::model::dit::BLOCK_MODULATIONS;
 use crate::model::layers::{TransformerDims, QUERY_CHUNK};
-use crate::model::vae::Tiling;
+use crate::model::vae::{largest_conv_weight, Tiling};
 
 /// Bytes of an f32 activation element (attention scores, RMSNorm, the whole VAE).
 const F32: u64 = 4;
-/// Live `[rows, width]` f32 tensors at the VAE's widest level: a residual unit's input, its padded Snake
-/// output, and the dilated conv's phase-gathered input and product (then that product and its reordering).
+/// Live `[rows, width]` f32 tensors at the VAE's widest level on the CPU: a residual unit's input, its padded
+/// Snake output, and the dilated conv's phase-gathered input and product (then that product and its reordering).
 const VAE_LIVE_ACTIVATIONS: u64 = 4;
+/// The same on a GPU, where the Snake is composed of candle ops and each conv tap is its own GEMM: the unit's
+/// input, the padded Snake output, and the running sum, the next tap's product and their new sum (the second
+/// Snake holds as many: the unit's input, its own input, and three steps of its composition).
+const VAE_LIVE_ACTIVATIONS_GPU: u64 = 5;
 /// Rows that three of those tensors carry beyond the level's own: the Snake's zero padding (27 each side for
 /// kernel 7 at dilation 9), the phase gather (rounded up to whole phases of 9, plus 6 taps) and its product.
 const VAE_HALO_ROWS: u64 = 54 + 68 + 62;
@@ -54,13 +58,13 @@ fn widest_vae_level(cfg: &VaeConfig, base: usize, samples: usize) -> u64 {
     widest as u64
 }
 
-/// Bytes alive at a VAE side's widest moment over a window of `samples` rows: [`VAE_LIVE_ACTIVATIONS`] tensors
-/// of the widest level, their halo rows at the widest width, and the dilated conv's u32 row indices (its gather
-/// vector may hold twice its length).
-fn vae_window(cfg: &VaeConfig, base: usize, samples: usize) -> u64 {
+/// Bytes alive at a VAE side's widest moment over a window of `samples` rows: `live` tensors of the widest level
+/// ([`VAE_LIVE_ACTIVATIONS`] on the CPU, [`VAE_LIVE_ACTIVATIONS_GPU`] elsewhere), their halo rows at the widest
+/// width, and the CPU's dilated conv's u32 row indices (its gather vector may hold twice its length).
+fn vae_window(cfg: &VaeConfig, base: usize, samples: usize, live: u64) -> u64 {
     let widest_width = base * cfg.channel_multiples.iter().copied().fold(1, usize::max);
     let indices = 2 * (samples as u64 + VAE_HALO_ROWS);
-    F32 * (VAE_LIVE_ACTIVATIONS * widest_vae_level(cfg, base, samples) + VAE_HALO_ROWS * widest_width as u64 + indices)
+    F32 * (live * widest_vae_level(cfg, base, samples) + VAE_HALO_ROWS * widest_width as u64 + indices)
 }
 
 /// The activation bytes `stage` may hold at once on `ckpt`'s geometry and dtype.
@@ -68,6 +72,7 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
     let (cfg, e) = (&ckpt.acestep, ckpt.dtype().size_in_bytes() as u64);
     let d = cfg.transformer_dims();
     let vae = &ckpt.vae;
+    let vae_live = if ckpt.device().is_cpu() { VAE_LIVE_ACTIVATIONS } else { VAE_LIVE_ACTIVATIONS_GPU };
     match stage {
         // The longest caption through the Qwen3 layers; every prompt's caption states and lyric embeddings.
         Stage::Text(p) => {
@@ -88,7 +93,7 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
         // and its channels-last copy.
         Stage::Encode { samples } => {
             let window = samples.min((Tiling::ENCODE.chunk + 1) * vae.hop());
-            vae_window(vae, vae.encoder_hidden_size, window) + 2 * F32 * (samples * vae.audio_channels) as u64
+            vae_window(vae, vae.encoder_hidden_size, window, vae_live) + 2 * F32 * (samples * vae.audio_channels) as u64
         }
         // The pooler over every window (one extra token each, in f32 whatever the dtype) or the detokenizer, and
         // the latents and hints.
@@ -118,10 +123,13 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
                 + conditions as u64 * per_condition
                 + DENOISE_LATENT_COPIES * e * (frames * cfg.audio_acoustic_hidden_dim) as u64
         }
-        // The widest moment of one tile window, plus the decoded tiles and their concatenation.
+        // The widest moment of one tile window, plus the decoded tiles and their concatenation, and the f32 copy
+        // a conv makes of its weight when the weights are not f32 (measured on a GPU: 160 MiB at one frame).
         Stage::Decode { frames } => {
             let window = frames.min(Tiling::DECODE.chunk) * vae.hop();
-            vae_window(vae, vae.decoder_channels, window) + 2 * F32 * (frames * vae.hop() * vae.audio_channels) as u64
+            let audio = 2 * F32 * (frames * vae.hop() * vae.audio_channels) as u64;
+            let weight_copy = if e == F32 { 0 } else { F32 * largest_conv_weight(vae) as u64 };
+            vae_window(vae, vae.decoder_channels, window, vae_live) + audio + weight_copy
         }
     }
 }
@@ -144,6 +152,17 @@ mod tests {
         // Level 0: 1920 rows × 128; level 1: 960 × 256 — equal; deeper levels are narrower in rows·width.
         assert_eq!(widest_vae_level(&cfg, 128, 1920), 1920 * 128);
         assert_eq!(widest_vae_level(&cfg, 1, 12), 12);
+    }
+
+    #[test]
+    fn the_largest_decoder_weight_is_the_first_upsampling_conv() {
+        // [2·2048, 10·1024]: the only weight larger than the 160 MiB measured for a one-frame bf16 decode.
+        assert_eq!(largest_conv_weight(&VaeConfig::oobleck_48k()), 2 * 2048 * 10 * 1024);
+        let (f32_bytes, bf16_bytes) = (
+            activation_bytes(&real(DType::F32), Stage::Decode { frames: 1 }),
+            activation_bytes(&real(DType::BF16), Stage::Decode { frames: 1 }),
+        );
+        assert_eq!(bf16_bytes - f32_bytes, 4 * 2 * 2048 * 10 * 1024);
     }
 
     #[test]
