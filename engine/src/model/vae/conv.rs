@@ -168,6 +168,7 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
 /// reads `i·gap` rows after the output row, with the taps' `[width, n]` matrices stacked in `w`
 /// (`[taps·width, n]`). Returns `[m, n]` f32.
 fn row_conv(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result<Tensor> {
+    let stored_f32 = w.dtype() == DType::F32;
     let w = w.to_dtype(DType::F32)?;
     if x.device().is_cpu() {
         let fast = if gap == 1 { windowed_gemm(x, taps, m, &w)? } else { phased_gemm(x, taps, gap, m, &w)? };
@@ -175,6 +176,11 @@ fn row_conv(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result
             return Ok(y);
         }
     }
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        return super::cuda_taps::accumulate(x, taps, gap, m, &w, !stored_f32);
+    }
+    let _ = stored_f32;
     per_tap_gemm(x, taps, gap, m, &w)
 }
 
@@ -211,8 +217,8 @@ fn phased_gemm(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Res
     Ok(Some(y.index_select(&Tensor::from_vec(order, m, x.device())?, 0)?))
 }
 
-/// Any device: one GEMM per tap on contiguous row slices, summed. This is what runs on CUDA, where a GEMM
-/// operand must be contiguous.
+/// Any device: one GEMM per tap on contiguous row slices, summed (CUDA accumulates in place instead, see
+/// `cuda_taps`; this runs on other GPUs and where the CPU's fast paths do not apply).
 fn per_tap_gemm(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result<Tensor> {
     let width = x.dim(1)?;
     let x = x.contiguous()?;
@@ -345,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn cpu_fast_paths_equal_the_per_tap_path_used_on_gpus() {
+    fn cpu_fast_paths_equal_the_plain_per_tap_sum() {
         let x = ramp(&[80, 6], 1.0);
         let w = ramp(&[7 * 6, 5], 0.3);
         for gap in [1, 3, 9] {

@@ -2,6 +2,8 @@
 //! on channels-last activations, with overlap-discard tiling for long audio.
 
 mod conv;
+#[cfg(feature = "cuda")]
+mod cuda_taps;
 mod decoder;
 mod encoder;
 mod kernels;
