@@ -48,10 +48,10 @@ impl CustomOp2 for TapConv {
         let Self { taps, gap, m, tf32 } = *self;
         let (rows, width) = x_layout.shape().dims2()?;
         let (stacked, n) = w_layout.shape().dims2()?;
-        if stacked != taps * width || rows < (taps - 1) * gap + m {
+        if taps == 0 || stacked != taps * width || rows < (taps - 1) * gap + m {
             candle_core::bail!(
                 "vae-tap-conv: {taps} taps {gap} rows apart over {m} outputs need [≥{}, {width}] · [{}, n], got {:?} · {:?}",
-                (taps - 1) * gap + m,
+                taps.saturating_sub(1) * gap + m,
                 taps * width,
                 x_layout.shape(),
                 w_layout.shape()
