@@ -131,8 +131,7 @@ fn assert_same_outputs_within_budget(
 /// its assets (as `retake bench` runs the real geometry).
 fn random_weights_generator(budget: Option<u64>) -> retake_engine::Result<Generator> {
     let folder = checkpoint();
-    let (acestep, vae, qwen3) = (folder.acestep.clone(), folder.vae.clone(), folder.qwen3.clone());
-    let random = Checkpoint::random(acestep, vae, qwen3, 7, DType::F32, &Device::Cpu);
+    let random = folder.with_random_weights(7);
     let tokenizer = PromptTokenizer::from_file(&root().join("Qwen3-Embedding-0.6B/tokenizer.json")).unwrap();
     Generator::with_assets(random, tokenizer, SilenceLatent::load(&folder).unwrap(), budget)
 }

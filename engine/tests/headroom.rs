@@ -20,7 +20,6 @@ use candle_core::{DType, Device, Tensor};
 use retake_engine::model::audio_tokenizer::{AudioDetokenizer, AudioTokenizer};
 use retake_engine::model::checkpoint::Checkpoint;
 use retake_engine::model::condition::ConditionEncoder;
-use retake_engine::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
 use retake_engine::model::dit::Dit;
 use retake_engine::model::scheduler::Schedule;
 use retake_engine::model::silence::SilenceLatent;
@@ -29,6 +28,7 @@ use retake_engine::model::vae::{Tiling, VaeDecoder, VaeEncoder};
 use retake_engine::pipeline::masks::{chunk_mask, context_latents, fill_with_silence};
 use retake_engine::pipeline::residency::{activation_bytes, human_bytes, PromptShape, Stage};
 use retake_engine::pipeline::{denoise, DenoisePlan, DitCondition, EncodedPrompt, Injection, Phase};
+use retake_engine::runtime::DeviceChoice;
 use retake_engine::{device_memory, Result};
 
 /// `System`, counting the bytes it holds for all threads and the most it has held since the last reset.
@@ -92,50 +92,60 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Most runs a stage may take to leave the heap as it found it.
 const RUNS: usize = 3;
 
-/// The most bytes a run of `stage` holds at once beyond those live before it, its result included. A run that
+/// Where a stage's bytes are counted: the heap on the CPU (the counting allocator), the device's memory pool on a
+/// GPU (`retake_engine::device_memory`).
+struct Meter<'a>(&'a Device);
+
+impl Meter<'_> {
+    /// Bytes held now.
+    fn in_use(&self) -> u64 {
+        if self.0.is_cpu() {
+            return LIVE.load(Ordering::SeqCst) as u64;
+        }
+        device_memory::in_use(self.0).expect("the device reports no memory-pool use")
+    }
+
+    /// Starts a new peak at the bytes held now.
+    fn reset_peak(&self) {
+        if self.0.is_cpu() {
+            PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
+        } else {
+            assert!(device_memory::reset_peak(self.0), "the device's memory-pool peak cannot be reset");
+        }
+    }
+
+    /// The most bytes held since the last reset.
+    fn peak(&self) -> u64 {
+        if self.0.is_cpu() {
+            return PEAK.load(Ordering::SeqCst) as u64;
+        }
+        device_memory::peak(self.0).expect("the device reports no memory-pool peak")
+    }
+}
+
+/// The most bytes a run of `stage` holds at once beyond those held before it, its result included. A run that
 /// leaves bytes behind once its result is dropped has created process-wide scratch — rayon's pool, gemm's
 /// per-thread L2 slab (4 MiB a thread here) — which sits in its peak but is no activation of the stage, so the
-/// stage runs again until a run leaves the heap exactly as it found it.
+/// stage runs again until a run leaves memory exactly as it found it.
 fn measured<T>(device: &Device, mut stage: impl FnMut() -> Result<T>) -> u64 {
-    if !device.is_cpu() {
-        return measured_on_device(device, stage);
-    }
+    let meter = Meter(device);
     for _ in 0..RUNS {
-        let before = LIVE.load(Ordering::SeqCst);
-        PEAK.store(before, Ordering::SeqCst);
+        let before = meter.in_use();
+        meter.reset_peak();
         drop(stage().unwrap());
-        if LIVE.load(Ordering::SeqCst) == before {
-            return (PEAK.load(Ordering::SeqCst) - before) as u64;
+        if meter.in_use() == before {
+            return meter.peak() - before;
         }
     }
     panic!("each of {RUNS} runs of a stage left bytes allocated after it: it keeps growing process-wide state");
 }
 
-/// [`measured`] on a GPU: the most bytes the device's memory pool holds during a run beyond those in use before
-/// it, from a run that leaves the pool as it found it.
-fn measured_on_device<T>(device: &Device, mut stage: impl FnMut() -> Result<T>) -> u64 {
-    let in_use = || device_memory::in_use(device).expect("the device reports no memory-pool use");
-    for _ in 0..RUNS {
-        let before = in_use();
-        assert!(device_memory::reset_peak(device), "the device's memory-pool peak cannot be reset");
-        drop(stage().unwrap());
-        if in_use() == before {
-            return device_memory::peak(device).expect("the device reports no memory-pool peak") - before;
-        }
-    }
-    panic!("each of {RUNS} runs of a stage left device memory allocated after it");
-}
-
-/// The device of the real-geometry run: `RETAKE_HEADROOM_DEVICE` (`cuda:N`, in bf16) or the CPU (f32).
+/// The device of the real-geometry run, in the dtype the engine runs there: `RETAKE_HEADROOM_DEVICE` (`cpu`,
+/// `cuda:N`), by default the CPU.
 fn target() -> (Device, DType) {
-    match std::env::var("RETAKE_HEADROOM_DEVICE").as_deref() {
-        Ok(spec) if spec.starts_with("cuda") => {
-            let ordinal = spec.trim_start_matches("cuda").trim_start_matches(':').parse().unwrap_or(0);
-            (Device::new_cuda(ordinal).unwrap_or_else(|e| panic!("cannot open {spec}: {e}")), DType::BF16)
-        }
-        Ok("cpu") | Err(_) => (Device::Cpu, DType::F32),
-        Ok(other) => panic!("RETAKE_HEADROOM_DEVICE={other}: use cpu or cuda:N"),
-    }
+    let spec = std::env::var("RETAKE_HEADROOM_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let choice: DeviceChoice = spec.parse().unwrap_or_else(|e| panic!("RETAKE_HEADROOM_DEVICE: {e}"));
+    (choice.open().unwrap_or_else(|e| panic!("cannot open {spec}: {e}")), choice.dtype())
 }
 
 /// A stage's measured peak against its booked headroom.
@@ -365,9 +375,8 @@ fn every_stage_of_the_fixture_model_stays_within_its_headroom() {
 #[test]
 fn every_stage_of_the_real_geometry_stays_within_a_headroom_it_fills_by_a_third_or_more() {
     let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (cfg, vae, qwen) = (AceStepConfig::turbo(), VaeConfig::oobleck_48k(), Qwen3Config::embedding_0_6b());
     let (device, dtype) = target();
-    let ckpt = Checkpoint::random(cfg, vae, qwen, 7, dtype, &device);
+    let ckpt = Checkpoint::random_turbo(7, dtype, &device);
     let frames = Tensor::zeros((ckpt.acestep.timbre_fix_frame, ckpt.acestep.audio_acoustic_hidden_dim), dtype, &device);
     let silence = SilenceLatent::from_frames(frames.unwrap()).unwrap();
     // About 2 s (51 frames pad the patches and the pool windows) with a short caption and lyrics, and one frame

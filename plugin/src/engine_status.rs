@@ -3,15 +3,12 @@
 
 use retake_engine::model_source::ModelSource;
 use retake_engine::pipeline::residency::human_bytes;
-use retake_engine::runtime::{DeviceChoice, EngineConfig, EngineStats};
+use retake_engine::runtime::{EngineConfig, EngineStats};
 
 /// `engine: <state> · <device> · model <where> · budget <size> · resident <now> (peak <most>)`; the resident
 /// part only once a job has run.
 pub fn status_line(state: &str, config: &EngineConfig, stats: Option<&EngineStats>) -> String {
-    let device = match config.device {
-        DeviceChoice::Cpu => "cpu".to_string(),
-        DeviceChoice::Cuda(ordinal) => format!("cuda:{ordinal}"),
-    };
+    let device = config.device;
     let model = match &config.model {
         ModelSource::Dir(root) => root.display().to_string(),
         ModelSource::HuggingFace { repo, revision } => format!("{repo}@{revision} (Hugging Face cache)"),
@@ -33,6 +30,8 @@ mod tests {
     use std::path::PathBuf;
 
     use retake_engine::pipeline::residency::ResidencyStats;
+
+    use retake_engine::runtime::DeviceChoice;
 
     use super::*;
 

@@ -24,7 +24,7 @@ use crate::audio::{Audio, MODEL_SAMPLE_RATE};
 use crate::device_memory;
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
-use crate::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
+use crate::model::config::{AceStepConfig, VaeConfig};
 use crate::model::silence::SilenceLatent;
 use crate::model::weights::Weights;
 use crate::pipeline::residency::{check_budget, Inventory, UnitSizes};
@@ -111,8 +111,8 @@ impl Group {
 
     /// Parameters the group's model holds, as the checkpoint stores them.
     fn parameters(self) -> u64 {
-        let (acestep, vae, qwen3) = (AceStepConfig::turbo(), VaeConfig::oobleck_48k(), Qwen3Config::embedding_0_6b());
-        let stored = Inventory::from_geometry(&acestep, &vae, &qwen3);
+        let turbo = Checkpoint::random_turbo(0, DType::F32, &Device::Cpu);
+        let stored = Inventory::from_geometry(&turbo.acestep, &turbo.vae, &turbo.qwen3);
         match self {
             Group::Text => stored.text.elements_under(&[""]),
             Group::Condition => stored.acestep.elements_under(&["encoder", "null_condition_emb"]),
@@ -179,22 +179,14 @@ fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
     let peak_is_per_group = reset_peak_rss();
     let device_peak_is_per_group = device_memory::reset_peak(&options.device);
     let mut timer = Timer::new(options.runs, &options.device, options.only.as_deref());
+    // Only the DiT and end-to-end groups run through the residency and have its accounting to report.
     let residency = match group {
-        Group::Text => {
-            components::text(options, &mut timer)?;
-            None
-        }
-        Group::Condition => {
-            components::condition(options, &mut timer)?;
-            None
-        }
-        Group::Dit => Some(components::dit(options, &mut timer)?),
-        Group::Vae => {
-            components::vae(options, &mut timer)?;
-            None
-        }
-        Group::EndToEnd => Some(end_to_end::end_to_end(options, &mut timer)?),
-    };
+        Group::Text => components::text(options, &mut timer).map(|()| None),
+        Group::Condition => components::condition(options, &mut timer).map(|()| None),
+        Group::Dit => components::dit(options, &mut timer).map(Some),
+        Group::Vae => components::vae(options, &mut timer).map(|()| None),
+        Group::EndToEnd => end_to_end::end_to_end(options, &mut timer).map(Some),
+    }?;
     report.residency = residency.map(|stats| ResidencyReport::new(&stats, AceStepConfig::turbo().num_hidden_layers));
     report.ops = timer.finish();
     report.peak_rss_bytes = if peak_is_per_group { peak_rss() } else { None };
@@ -218,8 +210,7 @@ fn weights(options: &BenchOptions) -> Weights {
 
 /// The whole model with the benchmark's random weights, for the groups that run through the engine's residency.
 fn checkpoint(options: &BenchOptions) -> Checkpoint {
-    let (acestep, vae, qwen3) = (AceStepConfig::turbo(), VaeConfig::oobleck_48k(), Qwen3Config::embedding_0_6b());
-    Checkpoint::random(acestep, vae, qwen3, options.seed, options.dtype, &options.device)
+    Checkpoint::random_turbo(options.seed, options.dtype, &options.device)
 }
 
 /// An all-zero silence latent of [`SILENCE_FRAMES`] frames, which random weights come without.

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use candle_core::Device;
 use clap::Args;
 use retake_engine::bench::{run, BenchOptions};
 use retake_engine::error::EngineError;
@@ -57,10 +56,7 @@ pub fn main(args: &BenchArgs) -> ExitCode {
 }
 
 fn bench(args: &BenchArgs) -> Result<String, EngineError> {
-    let device = match args.device {
-        DeviceChoice::Cpu => Device::Cpu,
-        DeviceChoice::Cuda(ordinal) => Device::new_cuda(ordinal)?,
-    };
+    let device = args.device.open()?;
     let options = BenchOptions {
         runs: args.runs as usize,
         budget: args.budget,

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use retake_engine::audio::Audio;
 use retake_engine::pipeline::request::Mode;
-use retake_engine::runtime::DeviceChoice;
 use serde_json::{json, Value};
 
 use super::args::Command;
@@ -24,7 +23,7 @@ pub fn summary(
         "output": command.output().display().to_string(),
         "prompt": command.prompt(),
         "seconds": (took.as_secs_f64() * 1000.0).round() / 1000.0,
-        "device": device_name(common.device),
+        "device": common.device.to_string(),
         "mode": match common.mode { Mode::Studio => "studio", Mode::Reference => "reference" },
         "seed": seed,
         "steps": common.steps,
@@ -50,11 +49,4 @@ pub fn summary(
         all.extend(task);
     }
     summary
-}
-
-fn device_name(device: DeviceChoice) -> String {
-    match device {
-        DeviceChoice::Cpu => "cpu".into(),
-        DeviceChoice::Cuda(n) => format!("cuda:{n}"),
-    }
 }

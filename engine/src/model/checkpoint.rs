@@ -90,6 +90,23 @@ impl Checkpoint {
         Self { origin: Origin::Random(seed), acestep, vae, qwen3, dtype, device: device.clone() }
     }
 
+    /// The real ACE-Step 1.5 turbo geometry (its DiT and VAE, Qwen3-Embedding-0.6B) with seeded random weights.
+    pub fn random_turbo(seed: u64, dtype: DType, device: &Device) -> Self {
+        Self::random(
+            AceStepConfig::turbo(),
+            VaeConfig::oobleck_48k(),
+            Qwen3Config::embedding_0_6b(),
+            seed,
+            dtype,
+            device,
+        )
+    }
+
+    /// This checkpoint's geometry, dtype and device with seeded random weights instead of its files.
+    pub fn with_random_weights(&self, seed: u64) -> Self {
+        Self::random(self.acestep.clone(), self.vae.clone(), self.qwen3.clone(), seed, self.dtype, &self.device)
+    }
+
     /// The model folder, if this checkpoint lives on disk.
     pub fn root(&self) -> Option<&Path> {
         match &self.origin {

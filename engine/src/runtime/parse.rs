@@ -2,9 +2,20 @@
 //! `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET` and settings file): devices `cpu`, `cuda`, `cuda:N` and byte sizes
 //! `3GiB`, `512MB`, `1.5G`, `2000000`.
 
+use std::fmt;
 use std::str::FromStr;
 
 use super::DeviceChoice;
+
+/// The spelling [`DeviceChoice::from_str`] reads: `cpu` or `cuda:N`.
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
+        }
+    }
+}
 
 impl FromStr for DeviceChoice {
     type Err = String;
@@ -60,6 +71,14 @@ mod tests {
         assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
         assert_eq!("CUDA".parse(), Ok(DeviceChoice::Cuda(0)));
         assert_eq!(" cuda:3 ".parse(), Ok(DeviceChoice::Cuda(3)));
+    }
+
+    #[test]
+    fn a_device_is_written_as_it_is_read() {
+        for device in [DeviceChoice::Cpu, DeviceChoice::Cuda(0), DeviceChoice::Cuda(3)] {
+            assert_eq!(device.to_string().parse(), Ok(device));
+        }
+        assert_eq!(DeviceChoice::Cuda(1).to_string(), "cuda:1");
     }
 
     #[test]

@@ -32,6 +32,14 @@ pub enum DeviceChoice {
 }
 
 impl DeviceChoice {
+    /// Opens the device (a CUDA device needs the `cuda` feature and a driver).
+    pub fn open(self) -> candle_core::Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(ordinal) => Device::new_cuda(ordinal),
+        }
+    }
+
     /// The dtype the model's weights run in on this device.
     pub fn dtype(self) -> DType {
         match self {
@@ -346,7 +354,7 @@ impl Worker {
     fn open_device(&self) -> (Device, DType) {
         match self.config.device {
             DeviceChoice::Cpu => (Device::Cpu, DeviceChoice::Cpu.dtype()),
-            choice @ DeviceChoice::Cuda(ordinal) => match Device::new_cuda(ordinal) {
+            choice @ DeviceChoice::Cuda(ordinal) => match choice.open() {
                 Ok(device) => (device, choice.dtype()),
                 Err(e) => {
                     // candle appends a backtrace when RUST_BACKTRACE is set: the first line is the reason.
@@ -362,8 +370,10 @@ impl Worker {
 }
 
 /// The refusal of `config`'s VRAM budget when the model's files are already here and their headers show the
-/// budget below the model's minimum (sizes depend on the dtype, not on the device, so no device is opened).
-/// A model still to be downloaded, or one that cannot be read, is checked by the first job instead.
+/// budget below the model's minimum. No device is opened: weight sizes depend on the device's dtype only, and the
+/// one activation estimate that differs by device (the VAE's, a little larger on a GPU) is set by one-frame
+/// shapes at the minimum, far below the condition stage that sets it. A model still to be downloaded, or one
+/// that cannot be read, is checked by the first job instead.
 fn budget_refusal_from_headers(config: &EngineConfig) -> Option<String> {
     let budget = config.vram_budget?;
     let root = config.model.local_root()?;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use retake_engine::model::checkpoint::Checkpoint;
+use retake_engine::runtime::DeviceChoice;
 use serde_json::Value;
 
 /// Where and in what precision the port runs. The default (CPU, f32) is checked against the manifest's
@@ -23,14 +24,9 @@ const MIN_AGREEMENT: f64 = 0.99;
 
 impl Target {
     fn from_env() -> Self {
-        let device = match std::env::var("RETAKE_PARITY_DEVICE").as_deref() {
-            Ok(spec) if spec.starts_with("cuda") => {
-                let ordinal = spec.trim_start_matches("cuda").trim_start_matches(':').parse().unwrap_or(0);
-                Device::new_cuda(ordinal).unwrap_or_else(|e| panic!("cannot open {spec}: {e}"))
-            }
-            Ok("cpu") | Err(_) => Device::Cpu,
-            Ok(other) => panic!("RETAKE_PARITY_DEVICE={other}: use cpu or cuda:N"),
-        };
+        let spec = std::env::var("RETAKE_PARITY_DEVICE").unwrap_or_else(|_| "cpu".into());
+        let choice: DeviceChoice = spec.parse().unwrap_or_else(|e| panic!("RETAKE_PARITY_DEVICE: {e}"));
+        let device = choice.open().unwrap_or_else(|e| panic!("cannot open {spec}: {e}"));
         let dtype = match std::env::var("RETAKE_PARITY_DTYPE").as_deref() {
             Ok("bf16") => DType::BF16,
             Ok("f16") => DType::F16,

@@ -168,7 +168,11 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
 /// reads `i·gap` rows after the output row, with the taps' `[width, n]` matrices stacked in `w`
 /// (`[taps·width, n]`). Returns `[m, n]` f32.
 fn row_conv(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result<Tensor> {
-    let stored_f32 = w.dtype() == DType::F32;
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        let tf32 = w.dtype() != DType::F32;
+        return super::cuda_taps::accumulate(x, taps, gap, m, &w.to_dtype(DType::F32)?, tf32);
+    }
     let w = w.to_dtype(DType::F32)?;
     if x.device().is_cpu() {
         let fast = if gap == 1 { windowed_gemm(x, taps, m, &w)? } else { phased_gemm(x, taps, gap, m, &w)? };
@@ -176,11 +180,6 @@ fn row_conv(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result
             return Ok(y);
         }
     }
-    #[cfg(feature = "cuda")]
-    if x.device().is_cuda() {
-        return super::cuda_taps::accumulate(x, taps, gap, m, &w, !stored_f32);
-    }
-    let _ = stored_f32;
     per_tap_gemm(x, taps, gap, m, &w)
 }
 

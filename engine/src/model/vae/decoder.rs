@@ -55,19 +55,6 @@ pub struct VaeDecoder {
     device: Device,
 }
 
-/// Elements of the decoder's largest conv weight (the first upsampling ConvTranspose1d's `[2·in, stride·out]` at
-/// the real geometry): a weight not stored in f32 gets an f32 copy of at most this size for its GEMMs.
-pub fn largest_conv_weight(cfg: &VaeConfig) -> usize {
-    let width = |level: usize| cfg.decoder_channels * multiple(cfg, level);
-    let levels = cfg.downsampling_ratios.len();
-    let ends = (7 * cfg.decoder_input_channels * width(levels)).max(7 * cfg.decoder_channels * cfg.audio_channels);
-    let blocks = cfg.downsampling_ratios.iter().rev().enumerate().map(|(i, &stride)| {
-        let (input, output) = (width(levels - i), width(levels - i - 1));
-        (2 * input * stride * output).max(7 * output * output)
-    });
-    blocks.fold(ends, usize::max)
-}
-
 impl VaeDecoder {
     /// Loads `decoder.*` from the VAE weights (`vae/diffusion_pytorch_model.safetensors`), with the widths of
     /// diffusers `OobleckDecoder`: conv1 → `decoder_channels·cm[last]`, blocks over the reversed strides.

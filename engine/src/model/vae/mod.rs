@@ -15,7 +15,7 @@ use std::path::Path;
 
 use candle_core::Tensor;
 
-pub use decoder::{largest_conv_weight, VaeDecoder};
+pub use decoder::VaeDecoder;
 pub use encoder::VaeEncoder;
 pub use tiling::{TileProgress, Tiling};
 

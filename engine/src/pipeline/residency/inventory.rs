@@ -222,7 +222,7 @@ fn acestep_file(cfg: &AceStepConfig) -> StoredTensors {
 
 /// The VAE file (`AutoencoderOobleck`): level `l` of a side with base width `b` has `b·cm[l−1]` channels
 /// (`b` at level 0); the encoder walks the strides down, the decoder back up.
-fn vae_file(cfg: &VaeConfig) -> StoredTensors {
+pub(super) fn vae_file(cfg: &VaeConfig) -> StoredTensors {
     let width = |base: usize, level: usize| base * level.checked_sub(1).map_or(1, |i| cfg.channel_multiples[i]);
     let levels = cfg.downsampling_ratios.len();
     let (audio, latent) = (cfg.audio_channels, cfg.decoder_input_channels);

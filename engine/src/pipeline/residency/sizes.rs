@@ -291,14 +291,7 @@ mod tests {
         for dtype in [DType::F32, DType::BF16] {
             let folder = fixture(dtype);
             let headers = UnitSizes::from_checkpoint(&folder).unwrap();
-            let random = Checkpoint::random(
-                folder.acestep.clone(),
-                folder.vae.clone(),
-                folder.qwen3.clone(),
-                3,
-                dtype,
-                &Device::Cpu,
-            );
+            let random = folder.with_random_weights(3);
             let silence_frames = SilenceLatent::load(&folder).unwrap().len();
             let geometry = UnitSizes::from_geometry(&random, silence_frames);
             for unit in headers.units() {
@@ -310,14 +303,7 @@ mod tests {
 
     #[test]
     fn random_checkpoints_have_no_headers_to_size() {
-        let ckpt = Checkpoint::random(
-            crate::model::config::AceStepConfig::turbo(),
-            crate::model::config::VaeConfig::oobleck_48k(),
-            crate::model::config::Qwen3Config::embedding_0_6b(),
-            1,
-            DType::F32,
-            &Device::Cpu,
-        );
+        let ckpt = Checkpoint::random_turbo(1, DType::F32, &Device::Cpu);
         assert!(matches!(UnitSizes::from_checkpoint(&ckpt).unwrap_err(), EngineError::InvalidInput(_)));
     }
 }
