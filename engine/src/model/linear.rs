@@ -1,9 +1,21 @@
-//! Linear layers `y = x·Wᵀ + b` (spec §14, CPU fast path). On the CPU in f32, inputs of up to a few hundred
-//! rows (captions, lyrics, the DiT's tokens) run as one single-threaded GEMM per core over a slice of the output
-//! columns: up to 3× faster than one GEMM split by the GEMM library itself, which scales badly at so few rows.
-//! Every output element is computed by the same kernel with the same summation order, so results do not change.
+//! Linear layers `y = x·Wᵀ + b` (spec §14, CPU fast path). On the CPU in f32 the weight is re-laid out once at
+//! load for the product the CPU runs fastest:
+//! - with AVX-512 and a width that is a whole number of 64-column panels (every transformer projection here),
+//!   packed panels multiplied by this crate's own kernel ([`panels`]): 1.5–2× a general GEMM at the few hundred
+//!   rows the transformers see, because nothing is packed per call;
+//! - otherwise the transposed `[in, out]` matrix: inputs of up to a few hundred rows run as one single-threaded
+//!   GEMM per core over a slice of the output columns, up to 3× faster than one GEMM split by the GEMM library
+//!   itself, which scales badly at so few rows; every output element is computed by the same kernel with the
+//!   same summation order, so results do not change.
+//!
+//! Elsewhere (GPU, bf16) the weight is kept as loaded and candle multiplies.
+
+#[cfg(target_arch = "x86_64")]
+mod panels;
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
+
+use crate::model::resident::ResidentBytes;
 
 /// Output columns per task are a multiple of this (one AVX-512 register of f32).
 const COLUMN_ALIGN: usize = 16;
@@ -12,46 +24,99 @@ const COLUMN_ALIGN: usize = 16;
 /// 375 rows — the 30 s DiT step 6 % faster — and loses on the 750-row timbre encoder).
 const MAX_SPLIT_ROWS: usize = 512;
 
-/// A linear layer holding `weight` `[out, in]` (on the CPU in f32 best stored as the transposed view of a
-/// contiguous `[in, out]` matrix, as [`super::layers::linear`] does) and an optional `bias` `[out]`.
+/// A linear layer computing `x·weightᵀ + bias` for a `weight` `[out, in]` and an optional `bias` `[out]`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    inner: candle_nn::Linear,
+    product: Product,
+    bias: Option<Tensor>,
+}
+
+/// How a layer's weight is held, chosen at load for the device, dtype and CPU.
+#[derive(Debug, Clone)]
+enum Product {
+    /// `[out, in]`: on the CPU in f32 the transposed view of a contiguous `[in, out]` matrix.
+    Matrix(Tensor),
+    /// CPU f32 with AVX-512: packed panels.
+    #[cfg(target_arch = "x86_64")]
+    Panels(std::sync::Arc<panels::PanelWeight>),
 }
 
 impl Linear {
-    /// A layer computing `x·weightᵀ + bias`.
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { inner: candle_nn::Linear::new(weight, bias) }
+    /// A layer computing `x·weightᵀ + bias` for `weight` `[out, in]` (any layout), re-laid out for the CPU when it
+    /// lives there in f32 (see the module doc).
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let (outputs, inputs) = weight.dims2()?;
+        let product = if weight.device().is_cpu() && weight.dtype() == DType::F32 {
+            let values = weight.flatten_all()?.to_vec1::<f32>()?;
+            #[cfg(target_arch = "x86_64")]
+            if let Some(packed) = panels::PanelWeight::pack(&values, outputs, inputs) {
+                return Ok(Self { product: Product::Panels(std::sync::Arc::new(packed)), bias });
+            }
+            let columns = transpose(&values, outputs, inputs);
+            Product::Matrix(Tensor::from_vec(columns, (inputs, outputs), weight.device())?.t()?)
+        } else {
+            Product::Matrix(weight)
+        };
+        Ok(Self { product, bias })
     }
 
-    /// `[out, in]`.
-    pub fn weight(&self) -> &Tensor {
-        self.inner.weight()
-    }
-
-    /// `[out]`, if any.
-    pub fn bias(&self) -> Option<&Tensor> {
-        self.inner.bias()
+    /// Multiplies `x` `[.., in]` by the weight, without the bias.
+    fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let weight = match &self.product {
+            #[cfg(target_arch = "x86_64")]
+            Product::Panels(panels) => {
+                if x.dtype() != DType::F32 || !x.device().is_cpu() {
+                    candle_core::bail!("a CPU f32 linear layer got a {:?} input on {:?}", x.dtype(), x.device())
+                }
+                return x.contiguous()?.apply_op1_no_bwd(panels.as_ref());
+            }
+            Product::Matrix(weight) => weight,
+        };
+        let rows = x.elem_count() / weight.dim(1)?.max(1);
+        let columns = weight.t()?;
+        if x.device().is_cpu() && x.dtype() == DType::F32 && rows <= MAX_SPLIT_ROWS && columns.is_contiguous() {
+            return x.contiguous()?.apply_op2_no_bwd(&columns, &ColumnSplitMatmul);
+        }
+        x.broadcast_matmul(&columns)
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let weight = self.weight();
-        let rows = x.elem_count() / weight.dim(1)?.max(1);
-        if x.device().is_cpu() && x.dtype() == DType::F32 && weight.dtype() == DType::F32 && rows <= MAX_SPLIT_ROWS {
-            let columns = weight.t()?;
-            if columns.is_contiguous() {
-                let y = x.contiguous()?.apply_op2_no_bwd(&columns, &ColumnSplitMatmul)?;
-                return match self.bias() {
-                    Some(bias) => y.broadcast_add(bias),
-                    None => Ok(y),
-                };
+        let y = self.product(x)?;
+        match &self.bias {
+            Some(bias) => y.broadcast_add(bias),
+            None => Ok(y),
+        }
+    }
+}
+
+impl ResidentBytes for Linear {
+    fn resident_bytes(&self) -> u64 {
+        let weight = match &self.product {
+            Product::Matrix(weight) => weight.resident_bytes(),
+            #[cfg(target_arch = "x86_64")]
+            Product::Panels(panels) => panels.bytes(),
+        };
+        weight + self.bias.as_ref().map_or(0, Tensor::resident_bytes)
+    }
+}
+
+/// The row-major transpose of a row-major `[rows, cols]` matrix, copied in cache-sized tiles (a strided tensor
+/// copy walks the source column by column, several times slower on the multi-megabyte weights).
+fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut dst = vec![0f32; rows * cols];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
             }
         }
-        self.inner.forward(x)
     }
+    dst
 }
 
 /// `[.., K] · [K, N]` → `[.., N]` for contiguous f32 operands: the `N` columns are cut into one block per
@@ -146,13 +211,43 @@ mod tests {
         Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
     }
 
+    /// `x·wᵀ + b` in f64, element by element.
+    fn reference(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Vec<f64> {
+        let (rows, k) = x.dims2().unwrap();
+        let (x, w, b) = (x.to_vec2::<f32>().unwrap(), weight.to_vec2::<f32>().unwrap(), bias.to_vec1::<f32>().unwrap());
+        (0..rows)
+            .flat_map(|r| (0..w.len()).map(move |o| (r, o)))
+            .map(|(r, o)| (0..k).map(|i| x[r][i] as f64 * w[o][i] as f64).sum::<f64>() + b[o] as f64)
+            .collect()
+    }
+
     #[test]
-    fn the_column_split_product_equals_candles_matmul_bit_for_bit() {
-        for (rows, k, n) in [(70, 96, 200), (1, 64, 17), (3, 5, 1), (129, 33, 48), (375, 40, 70)] {
+    fn panel_widths_take_the_panel_kernel_on_avx512_and_match_an_f64_product() {
+        // One and several panels; several feature blocks (> 1024 inputs) and row blocks (> 512 rows); every
+        // remainder of the 6-row tile.
+        for (rows, k, n) in [(1, 1, 64), (5, 7, 128), (13, 1100, 64), (125, 300, 192), (515, 20, 64), (70, 64, 256)] {
+            let (x, weight, bias) = (ramp(&[rows, k], 1), ramp(&[n, k], 2), ramp(&[n], 3));
+            let layer = Linear::new(weight.clone(), Some(bias.clone())).unwrap();
+            let panels = matches!(layer.product, Product::Panels(_));
+            assert_eq!(panels, std::is_x86_feature_detected!("avx512f"), "{rows}x{k}x{n}");
+            let got = layer.forward(&x).unwrap();
+            assert_eq!(got.dims(), [rows, n]);
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for (g, want) in got.iter().zip(reference(&x, &weight, &bias)) {
+                assert!((*g as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()) * (k as f64).sqrt(), "{rows}x{k}x{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_widths_keep_the_transposed_matrix_and_equal_candles_matmul_bit_for_bit() {
+        // Up to 512 rows the column-split GEMM, above it candle's own.
+        for (rows, k, n) in [(70, 96, 200), (1, 64, 17), (3, 5, 1), (129, 33, 48), (375, 40, 70), (600, 40, 70)] {
             let x = ramp(&[2, rows, k], 1);
             let stored = ramp(&[k, n], 2);
             let bias = ramp(&[n], 3);
-            let layer = Linear::new(stored.t().unwrap(), Some(bias.clone()));
+            let layer = Linear::new(stored.t().unwrap(), Some(bias.clone())).unwrap();
+            assert!(matches!(&layer.product, Product::Matrix(w) if w.t().unwrap().is_contiguous()));
             let got = layer.forward(&x).unwrap();
             let want = x.broadcast_matmul(&stored).unwrap().broadcast_add(&bias).unwrap();
             assert_eq!(got.dims(), [2, rows, n]);
@@ -162,12 +257,9 @@ mod tests {
     }
 
     #[test]
-    fn weights_without_the_transposed_layout_take_candles_path() {
-        let x = ramp(&[4, 8], 1);
-        let weight = ramp(&[6, 8], 2); // [out, in] contiguous: its transpose is not
-        let got = Linear::new(weight.clone(), None).forward(&x).unwrap();
-        let want = x.matmul(&weight.t().unwrap()).unwrap();
-        let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    fn a_weight_of_the_wrong_width_or_dtype_is_an_error_not_a_panic() {
+        let layer = Linear::new(ramp(&[64, 8], 2), None).unwrap();
+        assert!(layer.forward(&ramp(&[3, 9], 1)).is_err());
+        assert!(layer.forward(&ramp(&[3, 8], 1).to_dtype(DType::BF16).unwrap()).is_err());
     }
 }

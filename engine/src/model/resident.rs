@@ -7,7 +7,6 @@ use std::sync::Arc;
 use candle_core::Tensor;
 use candle_nn::Embedding;
 
-use crate::model::linear::Linear;
 use parking_lot::Mutex;
 
 /// Bytes of the tensors a loaded value holds: its weights and any constant tables it precomputed at load.
@@ -22,12 +21,6 @@ pub trait ResidentBytes {
 impl ResidentBytes for Tensor {
     fn resident_bytes(&self) -> u64 {
         (self.elem_count() * self.dtype().size_in_bytes()) as u64
-    }
-}
-
-impl ResidentBytes for Linear {
-    fn resident_bytes(&self) -> u64 {
-        self.weight().resident_bytes() + self.bias().map_or(0, Tensor::resident_bytes)
     }
 }
 
@@ -160,12 +153,13 @@ mod tests {
     use candle_core::{DType, Device};
 
     use super::*;
+    use crate::model::linear::Linear;
 
     #[test]
     fn tensor_bytes_are_elements_times_dtype_size() {
         let t = Tensor::zeros((3, 5), DType::BF16, &Device::Cpu).unwrap();
         assert_eq!(t.resident_bytes(), 30);
-        let linear = Linear::new(Tensor::zeros((4, 2), DType::F32, &Device::Cpu).unwrap(), Some(t));
+        let linear = Linear::new(Tensor::zeros((4, 2), DType::F32, &Device::Cpu).unwrap(), Some(t)).unwrap();
         assert_eq!(linear.resident_bytes(), 32 + 30);
     }
 
