@@ -3,6 +3,8 @@
 //! moment, every transient copy counted once; `e` is the compute dtype's size, attention scores are f32.
 //! `engine/tests/headroom.rs` holds each formula to the peak measured on the CPU.
 
+use candle_core::DType;
+
 use super::inventory::{elements, vae_file};
 use super::Stage;
 use crate::model::checkpoint::Checkpoint;
@@ -31,20 +33,26 @@ const DENOISE_LATENT_COPIES: u64 = 8;
 /// six AdaLN rows) and, as much again, the block's modulation table and its `1 + scale` rows.
 const TIMESTEP_ROWS: u64 = 2 * (1 + BLOCK_MODULATIONS as u64);
 
-/// One attention's query chunk of every head against `keys` keys: scores, probabilities and their cast, f32:
-/// `3 · 4 · batch · heads · min(tokens, 512) · keys`.
-fn attention_scores(d: &TransformerDims, batch: usize, tokens: usize, keys: usize) -> u64 {
-    3 * F32 * (batch * d.heads * tokens.min(QUERY_CHUNK) * keys) as u64
+/// Copies of an attention's f32 scores alive at once: the scores, the probabilities and their cast.
+const SCORE_COPIES: u64 = 3;
+/// The same on the CPU in f32, where the masked softmax runs in place on the scores.
+const FUSED_SCORE_COPIES: u64 = 1;
+
+/// One attention's query chunk of every head against `keys` keys, `copies` times in f32:
+/// `copies · 4 · batch · heads · min(tokens, 512) · keys`.
+fn attention_scores(d: &TransformerDims, batch: usize, tokens: usize, keys: usize, copies: u64) -> u64 {
+    copies * F32 * (batch * d.heads * tokens.min(QUERY_CHUNK) * keys) as u64
 }
 
 /// One pre-norm transformer layer over `batch` sequences of `tokens` queries seeing `keys` keys:
 /// `e · rows · (5·H + 3·q + 4·kv + 4·I)` for the residual stream and its norm copies, the queries (projection,
-/// norm, rotation), keys and values (two copies each) and the MLP (gate, up, product, output), plus the scores.
-fn transformer_layer(d: &TransformerDims, batch: usize, tokens: usize, keys: usize, e: u64) -> u64 {
+/// norm, rotation), keys and values (two copies each) and the MLP (gate, up, product, output), plus the scores
+/// (`score_copies` of them).
+fn transformer_layer(d: &TransformerDims, batch: usize, tokens: usize, keys: usize, e: u64, score_copies: u64) -> u64 {
     let rows = (batch * tokens) as u64;
     let (q, kv) = ((d.heads * d.head_dim) as u64, (d.kv_heads * d.head_dim) as u64);
     let widths = 5 * d.hidden as u64 + 3 * q + 4 * kv + 4 * d.intermediate as u64;
-    e * rows * widths + attention_scores(d, batch, tokens, keys)
+    e * rows * widths + attention_scores(d, batch, tokens, keys, score_copies)
 }
 
 /// Elements of the widest `[rows, width]` activation of a VAE side whose full-rate level has `base` channels
@@ -82,18 +90,20 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
     let d = cfg.transformer_dims();
     let vae = &ckpt.vae;
     let vae_live = if ckpt.device().is_cpu() { VAE_LIVE_ACTIVATIONS } else { VAE_LIVE_ACTIVATIONS_GPU };
+    let fused = ckpt.device().is_cpu() && ckpt.dtype() == DType::F32;
+    let sc = if fused { FUSED_SCORE_COPIES } else { SCORE_COPIES };
     match stage {
         // The longest caption through the Qwen3 layers; every prompt's caption states and lyric embeddings.
         Stage::Text(p) => {
             let q = ckpt.qwen3.transformer_dims();
-            transformer_layer(&q, 1, p.caption_tokens, p.caption_tokens, e)
+            transformer_layer(&q, 1, p.caption_tokens, p.caption_tokens, e, sc)
                 + e * (p.prompts * (p.caption_tokens + p.lyric_tokens) * q.hidden) as u64
         }
         // The longer of the lyric encoder and the timbre encoder (which derives the default timbre at load); the
         // inputs; every prompt's packed and null states.
         Stage::Condition(p) => {
-            let lyric = transformer_layer(&d, 1, p.lyric_tokens, p.lyric_tokens, e);
-            let timbre = transformer_layer(&d, 1, cfg.timbre_fix_frame, cfg.timbre_fix_frame, e);
+            let lyric = transformer_layer(&d, 1, p.lyric_tokens, p.lyric_tokens, e, sc);
+            let timbre = transformer_layer(&d, 1, cfg.timbre_fix_frame, cfg.timbre_fix_frame, e, sc);
             let inputs = (p.caption_tokens + p.lyric_tokens) * cfg.text_hidden_dim;
             let packed = (p.lyric_tokens + 1 + p.caption_tokens) * cfg.hidden_size;
             lyric.max(timbre) + e * (p.prompts * (inputs + 2 * packed)) as u64
@@ -108,8 +118,8 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
         // the latents and hints.
         Stage::Hints { frames } => {
             let (pool, windows) = (cfg.pool_window_size, frames.div_ceil(cfg.pool_window_size));
-            let pooler = transformer_layer(&d, windows, pool + 1, pool + 1, F32);
-            let detokenizer = transformer_layer(&d, windows, pool, pool, e);
+            let pooler = transformer_layer(&d, windows, pool + 1, pool + 1, F32, sc);
+            let detokenizer = transformer_layer(&d, windows, pool, pool, e, sc);
             pooler.max(detokenizer)
                 + e * (windows * pool * (2 * cfg.audio_acoustic_hidden_dim + cfg.hidden_size)) as u64
         }
@@ -121,8 +131,8 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
         Stage::Denoise { frames, encoder_len, conditions, cfg: guided } => {
             let tokens = frames.div_ceil(cfg.patch_size);
             let kv = d.kv_heads * d.head_dim;
-            let block = transformer_layer(&d, 1, tokens, tokens, e)
-                + attention_scores(&d, 1, tokens, encoder_len)
+            let block = transformer_layer(&d, 1, tokens, tokens, e, sc)
+                + attention_scores(&d, 1, tokens, encoder_len, sc)
                 + e * ((2 * tokens) as u64 + TIMESTEP_ROWS) * cfg.hidden_size as u64;
             let caching = e * (encoder_len * cfg.hidden_size) as u64 + (e + 2 * F32) * (encoder_len * kv) as u64;
             let branches = 1 + guided as usize;
