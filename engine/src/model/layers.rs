@@ -4,6 +4,8 @@
 
 use crate::model::linear::Linear;
 use crate::model::masked_softmax::MaskedSoftmax;
+#[cfg(target_arch = "x86_64")]
+use crate::model::panel_attention::PanelAttention;
 use crate::model::swiglu::SiluMul;
 use candle_core::{DType, Device, Module, Tensor};
 
@@ -180,13 +182,18 @@ impl Attention {
 /// Scaled dot-product attention with GQA (query head h uses KV head h / (H/KV)), softmax in f32.
 ///
 /// `q` is `[B, H, S, D]`, `k`/`v` are `[B, KV, S_k, D]`; returns `[B, H, S, D]`. Queries are processed in
-/// chunks; sliding and causal masks only visit the keys a chunk can see, through the fused [`MaskedSoftmax`] on
-/// the CPU in f32 and an additive mask elsewhere.
+/// chunks; sliding and causal masks only visit the keys a chunk can see. On the CPU in f32 the heads run through
+/// [`PanelAttention`] where it applies, else the fused [`MaskedSoftmax`]; elsewhere an additive mask.
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttnMask) -> Result<Tensor> {
     let (b, heads, s, d) = q.dims4()?;
     let (_, kv_heads, s_k, _) = k.dims4()?;
     let rep = heads / kv_heads;
     let scale = 1.0 / (d as f64).sqrt();
+    #[cfg(target_arch = "x86_64")]
+    if q.device().is_cpu() && q.dtype() == DType::F32 && PanelAttention::applies(d, s_k) {
+        let op = PanelAttention { mask, scale: scale as f32 };
+        return Ok(q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?);
+    }
     let q = q.reshape((b, kv_heads, rep, s, d))?;
     let mut chunks = Vec::with_capacity(s.div_ceil(QUERY_CHUNK));
     for q0 in (0..s).step_by(QUERY_CHUNK) {
@@ -363,22 +370,27 @@ mod tests {
 
     #[test]
     fn chunked_band_attention_matches_dense_masked_attention() {
-        // S > QUERY_CHUNK so several chunks, and GQA with 2 query heads per KV head.
+        // S > QUERY_CHUNK so several chunks, and GQA with 2 query heads per KV head; heads 8 wide take candle's
+        // matmuls, heads 64 wide (keys not a whole number of panels) the panel kernel on AVX-512 CPUs.
         let s = QUERY_CHUNK + 77;
-        let q = Tensor::randn(0f32, 1., (1, 4, s, 8), &Device::Cpu).unwrap();
-        let k = Tensor::randn(0f32, 1., (1, 2, s, 8), &Device::Cpu).unwrap();
-        let v = Tensor::randn(0f32, 1., (1, 2, s, 8), &Device::Cpu).unwrap();
-        for (mask, visible) in [
-            (
-                AttnMask::Sliding(5),
-                Box::new(|i: usize, j: usize| i.abs_diff(j) <= 5) as Box<dyn Fn(usize, usize) -> bool>,
-            ),
-            (AttnMask::Causal, Box::new(|i: usize, j: usize| j <= i)),
-            (AttnMask::Full, Box::new(|_, _| true)),
-        ] {
-            let got = attend(&q, &k, &v, mask).unwrap();
-            let want = naive_attention(&q, &k, &v, visible);
-            assert!(max_diff(&got, &want) < 1e-5, "{mask:?}: {}", max_diff(&got, &want));
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(PanelAttention::applies(64, s), std::is_x86_feature_detected!("avx512f"));
+        for d in [8, 64] {
+            let q = Tensor::randn(0f32, 1., (1, 4, s, d), &Device::Cpu).unwrap();
+            let k = Tensor::randn(0f32, 1., (1, 2, s, d), &Device::Cpu).unwrap();
+            let v = Tensor::randn(0f32, 1., (1, 2, s, d), &Device::Cpu).unwrap();
+            for (mask, visible) in [
+                (
+                    AttnMask::Sliding(5),
+                    Box::new(|i: usize, j: usize| i.abs_diff(j) <= 5) as Box<dyn Fn(usize, usize) -> bool>,
+                ),
+                (AttnMask::Causal, Box::new(|i: usize, j: usize| j <= i)),
+                (AttnMask::Full, Box::new(|_, _| true)),
+            ] {
+                let got = attend(&q, &k, &v, mask).unwrap();
+                let want = naive_attention(&q, &k, &v, visible);
+                assert!(max_diff(&got, &want) < 1e-5, "{mask:?}, d {d}: {}", max_diff(&got, &want));
+            }
         }
     }
 

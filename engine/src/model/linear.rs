@@ -1,8 +1,8 @@
 //! Linear layers `y = x·Wᵀ + b` (spec §14, CPU fast path). On the CPU in f32 the weight is re-laid out once at
 //! load for the product the CPU runs fastest:
 //! - with AVX-512 and a width that is a whole number of 64-column panels (every transformer projection here),
-//!   packed panels multiplied by this crate's own kernel ([`panels`]): 1.5–2× a general GEMM at the few hundred
-//!   rows the transformers see, because nothing is packed per call;
+//!   packed panels multiplied by this crate's own kernel ([`crate::model::panels`]), which packs nothing per
+//!   call;
 //! - otherwise the transposed `[in, out]` matrix: inputs of up to a few hundred rows run as one single-threaded
 //!   GEMM per core over a slice of the output columns, up to 3× faster than one GEMM split by the GEMM library
 //!   itself, which scales badly at so few rows; every output element is computed by the same kernel with the
@@ -10,10 +10,10 @@
 //!
 //! Elsewhere (GPU, bf16) the weight is kept as loaded and candle multiplies.
 
-#[cfg(target_arch = "x86_64")]
-mod panels;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Shape, Tensor};
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
+#[cfg(target_arch = "x86_64")]
+use crate::model::panels::{PanelMatrix, PANEL};
 
 use crate::model::resident::ResidentBytes;
 
@@ -38,7 +38,7 @@ enum Product {
     Matrix(Tensor),
     /// CPU f32 with AVX-512: packed panels.
     #[cfg(target_arch = "x86_64")]
-    Panels(std::sync::Arc<panels::PanelWeight>),
+    Panels(std::sync::Arc<PanelProduct>),
 }
 
 impl Linear {
@@ -49,8 +49,8 @@ impl Linear {
         let product = if weight.device().is_cpu() && weight.dtype() == DType::F32 {
             let values = weight.flatten_all()?.to_vec1::<f32>()?;
             #[cfg(target_arch = "x86_64")]
-            if let Some(packed) = panels::PanelWeight::pack(&values, outputs, inputs) {
-                return Ok(Self { product: Product::Panels(std::sync::Arc::new(packed)), bias });
+            if let Some(packed) = PanelMatrix::from_rows(&values, outputs, inputs, outputs) {
+                return Ok(Self { product: Product::Panels(std::sync::Arc::new(PanelProduct(packed))), bias });
             }
             let columns = transpose(&values, outputs, inputs);
             Product::Matrix(Tensor::from_vec(columns, (inputs, outputs), weight.device())?.t()?)
@@ -96,9 +96,52 @@ impl ResidentBytes for Linear {
         let weight = match &self.product {
             Product::Matrix(weight) => weight.resident_bytes(),
             #[cfg(target_arch = "x86_64")]
-            Product::Panels(panels) => panels.bytes(),
+            Product::Panels(panels) => panels.0.bytes(),
         };
         weight + self.bias.as_ref().map_or(0, Tensor::resident_bytes)
+    }
+}
+
+/// `[.., in] · W` for a weight packed into panels: the panels are shared out among the rayon pool's threads.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug)]
+struct PanelProduct(PanelMatrix);
+
+/// Tasks per pool thread, so that a core slowed by anything else is balanced by the others taking its panels.
+#[cfg(target_arch = "x86_64")]
+const TASKS_PER_THREAD: usize = 4;
+
+#[cfg(target_arch = "x86_64")]
+impl CustomOp1 for PanelProduct {
+    fn name(&self) -> &'static str {
+        "panel-matmul"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (inputs, outputs) = (self.0.inputs(), self.0.outputs());
+        let dims = layout.shape().dims();
+        if dims.last() != Some(&inputs) {
+            candle_core::bail!("panel-matmul: input {:?} does not end in the weight's {inputs} inputs", dims)
+        }
+        let x = f32_slice(x, layout, self.name())?;
+        let rows = x.len() / inputs;
+        let mut out = vec![0f32; rows * outputs];
+        let panels = outputs / PANEL;
+        let per_task = panels.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1));
+        let dst = SendPtr(out.as_mut_ptr());
+        rayon::scope(|scope| {
+            for p0 in (0..panels).step_by(per_task) {
+                let dst = &dst;
+                // SAFETY: `x` is `[rows, inputs]`, `out` is `[rows, outputs]` and alive for the scope; each task
+                // writes only the columns of its own panels.
+                scope.spawn(move |_| unsafe {
+                    self.0.multiply(x.as_ptr(), inputs, rows, p0..(p0 + per_task).min(panels), dst.0, outputs)
+                });
+            }
+        });
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("checked above") = outputs;
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
 }
 
@@ -187,9 +230,9 @@ impl CustomOp2 for ColumnSplitMatmul {
 }
 
 /// The output pointer shared by the column tasks.
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 
-// SAFETY: the tasks write disjoint column blocks (see `ColumnSplitMatmul::cpu_fwd`).
+// SAFETY: the tasks write disjoint column blocks (see `ColumnSplitMatmul::cpu_fwd`, `PanelProduct::cpu_fwd`).
 unsafe impl Sync for SendPtr {}
 
 /// The f32 values of a contiguous tensor.

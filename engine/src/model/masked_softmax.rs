@@ -35,6 +35,22 @@ impl MaskedSoftmax {
         };
         (lo - self.k0, hi.max(lo) - self.k0)
     }
+
+    /// Replaces `row`'s first `keys` scores, those of the query at position `query`, by its probabilities, and
+    /// zeroes the rest of the row (keys it may not see, and any padding past `keys`).
+    pub fn normalise(&self, query: usize, row: &mut [f32], keys: usize) {
+        let (lo, hi) = self.visible(query, keys);
+        let max = row[lo..hi].iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s * self.scale));
+        let mut sum = 0f32;
+        for s in &mut row[lo..hi] {
+            *s = (*s * self.scale - max).exp();
+            sum += *s;
+        }
+        let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+        row[lo..hi].iter_mut().for_each(|p| *p *= inv);
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+    }
 }
 
 impl InplaceOp1 for MaskedSoftmax {
@@ -52,17 +68,7 @@ impl InplaceOp1 for MaskedSoftmax {
             return Ok(());
         }
         values[start..end].par_chunks_mut(keys).enumerate().for_each(|(r, row)| {
-            let (lo, hi) = self.visible(self.q0 + r % self.rows, keys);
-            let max = row[lo..hi].iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s * self.scale));
-            let mut sum = 0f32;
-            for s in &mut row[lo..hi] {
-                *s = (*s * self.scale - max).exp();
-                sum += *s;
-            }
-            let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
-            row[lo..hi].iter_mut().for_each(|p| *p *= inv);
-            row[..lo].fill(0.0);
-            row[hi..].fill(0.0);
+            self.normalise(self.q0 + r % self.rows, row, keys);
         });
         Ok(())
     }

@@ -8,6 +8,10 @@ pub mod dit;
 pub mod layers;
 pub mod linear;
 pub mod masked_softmax;
+#[cfg(target_arch = "x86_64")]
+pub mod panel_attention;
+#[cfg(target_arch = "x86_64")]
+pub mod panels;
 pub mod prompt;
 pub mod resident;
 pub mod scheduler;

@@ -1,23 +1,21 @@
-//! The CPU f32 product `x·Wᵀ` on AVX-512 over weights packed once at load (spec §14, CPU fast path).
+//! Matrix products on AVX-512 against a right-hand side packed into panels (spec §14, CPU fast path): the CPU f32
+//! linear layers (weights packed once at load) and attention (keys and values packed per call).
 //!
-//! The weight is stored as panels of [`PANEL`] output columns, each panel `[in, PANEL]` contiguous, so the
-//! kernel streams a panel with aligned loads and reads the activations straight from their row-major rows: no
-//! packing copy per call (a general GEMM packs both operands every time, which costs as much as the arithmetic at
-//! the few hundred rows a transformer sees here). Each thread owns a run of panels; within a panel, blocks of
-//! [`SHALLOW`] or [`DEEP`] input features keep the panel slice in the core's caches while every row block of the input sweeps
-//! it, and each row block prefetches its share of the next slice into L2 (the weights stream from memory once
-//! per call: without the prefetch the first row block waits on memory, 10–20 % of the time at 70–125 rows).
-//! Every output element is one fused multiply-add chain in input order.
+//! The right-hand side `[inputs, outputs]` is stored as panels of [`PANEL`] output columns, each panel
+//! `[inputs, PANEL]` contiguous, so the kernel streams a panel with aligned loads and reads the left-hand side
+//! straight from its row-major rows: no packing copy of it (a general GEMM packs both operands every time, which
+//! costs as much as the arithmetic at the few hundred rows a transformer sees here). Within a panel, blocks of
+//! [`SHALLOW`] or [`DEEP`] input features keep the panel slice in the core's caches while every row block of the
+//! input sweeps it, and each row block prefetches its share of the next slice into L2 (weights stream from
+//! memory once per call: without the prefetch the first row block waits on memory, 10–20 % of the time at
+//! 70–125 rows). Every output element is one fused multiply-add chain in input order.
 
 use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_load_ps, _mm512_loadu_ps, _mm_prefetch, _MM_HINT_T1};
 use std::arch::x86_64::{_mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps};
-
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
-
-use super::{f32_slice, SendPtr};
+use std::ops::Range;
 
 /// Output columns per panel: four AVX-512 registers of f32.
-pub(super) const PANEL: usize = 64;
+pub const PANEL: usize = 64;
 /// Input rows per register tile (4 × `ROWS` accumulators plus 4 weight registers fit the 32 vector registers).
 const ROWS: usize = 6;
 /// Input features per pass over a panel for up to [`FEW_ROWS`] rows: a 32 KiB panel slice, which stays in L1
@@ -31,14 +29,17 @@ const DEEP: usize = 1024;
 const FEW_ROWS: usize = 256;
 /// Input rows per pass over the panels, so that long inputs are not re-read from memory for every panel.
 const ROW_BLOCK: usize = 512;
-/// Tasks per pool thread, so that a core slowed by anything else is balanced by the others taking its panels.
-const TASKS_PER_THREAD: usize = 4;
 /// Floats per 64-byte cache line, the panels' alignment.
 const LINE: usize = 16;
 
-/// A `[out, in]` weight packed into panels for [`PanelWeight::cpu_fwd`].
+/// Whether this CPU runs the panel kernel (AVX-512F).
+pub fn available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+}
+
+/// A right-hand side `[inputs, outputs]` packed into panels; `outputs` is a whole number of panels.
 #[derive(Debug)]
-pub(super) struct PanelWeight {
+pub struct PanelMatrix {
     /// Panel `p`, feature `i`, column `c` at `offset + (p·inputs + i)·PANEL + c`.
     values: Vec<f32>,
     /// Start of the first panel in `values`, aligned to a cache line.
@@ -47,45 +48,83 @@ pub(super) struct PanelWeight {
     outputs: usize,
 }
 
-impl PanelWeight {
-    /// Packs the row-major `[outputs, inputs]` `weight`, or `None` where this kernel does not apply (no AVX-512 on
-    /// this CPU, or `outputs` not a whole number of panels).
-    pub(super) fn pack(weight: &[f32], outputs: usize, inputs: usize) -> Option<Self> {
-        if outputs == 0 || !outputs.is_multiple_of(PANEL) || inputs == 0 || !std::is_x86_feature_detected!("avx512f") {
+impl PanelMatrix {
+    /// Zeros, or `None` where the kernel does not apply (no AVX-512, no inputs, or `outputs` not a whole number of
+    /// panels).
+    fn zeroed(inputs: usize, outputs: usize) -> Option<Self> {
+        if outputs == 0 || !outputs.is_multiple_of(PANEL) || inputs == 0 || !available() {
             return None;
         }
-        let mut values = vec![0f32; outputs * inputs + LINE];
+        let values = vec![0f32; outputs * inputs + LINE];
         let offset = values.as_ptr().align_offset(LINE * size_of::<f32>());
-        if offset >= LINE {
-            return None;
-        }
-        let packed = &mut values[offset..offset + outputs * inputs];
+        (offset < LINE).then_some(Self { values, offset, inputs, outputs })
+    }
+
+    /// The packed values, `[panels, inputs, PANEL]`.
+    fn packed_mut(&mut self) -> &mut [f32] {
+        &mut self.values[self.offset..self.offset + self.inputs * self.outputs]
+    }
+
+    /// Packs the transpose of `rows` row-major rows of `inputs` values (a linear layer's `[out, in]` weight, or an
+    /// attention's keys): output column `o` is row `o`; columns from `rows` up to `outputs` are zero.
+    pub fn from_rows(src: &[f32], rows: usize, inputs: usize, outputs: usize) -> Option<Self> {
+        let mut m = Self::zeroed(inputs, outputs)?;
         const TILE: usize = 64;
-        for panel in 0..outputs / PANEL {
-            let dst = &mut packed[panel * inputs * PANEL..(panel + 1) * inputs * PANEL];
+        for (panel, dst) in m.packed_mut().chunks_exact_mut(inputs * PANEL).enumerate() {
             for i0 in (0..inputs).step_by(TILE) {
-                for c in 0..PANEL {
-                    let row = &weight[(panel * PANEL + c) * inputs..(panel * PANEL + c + 1) * inputs];
+                for c in 0..PANEL.min(rows.saturating_sub(panel * PANEL)) {
+                    let row = &src[(panel * PANEL + c) * inputs..(panel * PANEL + c + 1) * inputs];
                     for i in i0..(i0 + TILE).min(inputs) {
                         dst[i * PANEL + c] = row[i];
                     }
                 }
             }
         }
-        Some(Self { values, offset, inputs, outputs })
+        Some(m)
     }
 
-    /// Bytes of the packed weight.
-    pub(super) fn bytes(&self) -> u64 {
+    /// Packs `rows` row-major rows of `outputs` values (an attention's values) as the first `rows` of `inputs`
+    /// features; features from `rows` up to `inputs` are zero.
+    pub fn from_columns(src: &[f32], rows: usize, inputs: usize, outputs: usize) -> Option<Self> {
+        let mut m = Self::zeroed(inputs, outputs)?;
+        for (panel, dst) in m.packed_mut().chunks_exact_mut(inputs * PANEL).enumerate() {
+            for (i, line) in dst.chunks_exact_mut(PANEL).take(rows).enumerate() {
+                line.copy_from_slice(&src[i * outputs + panel * PANEL..i * outputs + (panel + 1) * PANEL]);
+            }
+        }
+        Some(m)
+    }
+
+    /// `[inputs]`: the width of a left-hand-side row.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// `[outputs]`.
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// Bytes of the packed values.
+    pub fn bytes(&self) -> u64 {
         (self.inputs * self.outputs * size_of::<f32>()) as u64
     }
 
-    /// Panels `panels` of the product for every input row into `out` (`[rows, outputs]` row-major).
+    /// `out[r, c] = Σ_i x[r, i] · self[i, c]` for `rows` rows and the columns of `panels`.
     ///
     /// # Safety
-    /// AVX-512F is available (checked in [`PanelWeight::pack`]), `x` holds `rows × inputs` floats, `out` points to
-    /// `rows × outputs` writable floats, and no other thread writes the columns of `panels` meanwhile.
-    unsafe fn sweep(&self, x: &[f32], rows: usize, panels: std::ops::Range<usize>, out: *mut f32) {
+    /// Row `r` of `x` is `inputs` readable floats at `x + r·x_stride`, row `r` of `out` has the columns of `panels`
+    /// writable at `out + r·out_stride`, and no other thread touches those outputs meanwhile. (AVX-512F is
+    /// available: a `PanelMatrix` exists only then.)
+    pub unsafe fn multiply(
+        &self,
+        x: *const f32,
+        x_stride: usize,
+        rows: usize,
+        panels: Range<usize>,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
         let packed = &self.values[self.offset..];
         let block = if rows <= FEW_ROWS { SHALLOW } else { DEEP };
         for r0 in (0..rows).step_by(ROW_BLOCK) {
@@ -99,12 +138,12 @@ impl PanelWeight {
                     let share = (depth * PANEL / LINE).div_ceil((r1 - r0).div_ceil(ROWS)).min(depth);
                     for (t, r) in (r0..r1).step_by(ROWS).enumerate() {
                         let tile = Tile {
-                            x: x[r * self.inputs + i0..].as_ptr(),
-                            x_stride: self.inputs,
+                            x: x.wrapping_add(r * x_stride + i0),
+                            x_stride,
                             w,
                             depth,
-                            out: unsafe { out.add(r * self.outputs + panel * PANEL) },
-                            out_stride: self.outputs,
+                            out: out.wrapping_add(r * out_stride + panel * PANEL),
+                            out_stride,
                             accumulate: i0 > 0,
                             prefetch: next.wrapping_add(t * share * LINE),
                             prefetch_lines: share,
@@ -124,36 +163,6 @@ impl PanelWeight {
                 }
             }
         }
-    }
-}
-
-impl CustomOp1 for PanelWeight {
-    fn name(&self) -> &'static str {
-        "panel-matmul"
-    }
-
-    fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = layout.shape().dims();
-        if dims.last() != Some(&self.inputs) {
-            candle_core::bail!("panel-matmul: input {:?} does not end in the weight's {} inputs", dims, self.inputs)
-        }
-        let x = f32_slice(x, layout, self.name())?;
-        let rows = x.len() / self.inputs;
-        let mut out = vec![0f32; rows * self.outputs];
-        let panels = self.outputs / PANEL;
-        let per_task = panels.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1));
-        let dst = SendPtr(out.as_mut_ptr());
-        rayon::scope(|scope| {
-            for p0 in (0..panels).step_by(per_task) {
-                let dst = &dst;
-                // SAFETY: `pack` checked AVX-512F; `x` is `[rows, inputs]`, `out` is `[rows, outputs]` and alive
-                // for the scope; each task writes only the columns of its own panels.
-                scope.spawn(move |_| unsafe { self.sweep(x, rows, p0..(p0 + per_task).min(panels), dst.0) });
-            }
-        });
-        let mut shape = dims.to_vec();
-        *shape.last_mut().expect("checked above") = self.outputs;
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
 }
 

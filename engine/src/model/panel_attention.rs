@@ -1,0 +1,110 @@
+//! Attention on AVX-512 CPUs through the panel kernel (spec §14, CPU fast path): for each batch item, KV head and
+//! query chunk, the keys and values are packed into panels once and shared by the query heads of the group; each
+//! head's scores come from one panel product, are normalised in place by [`MaskedSoftmax::normalise`] and are
+//! multiplied by the packed values straight into the output. The tasks run in parallel on the rayon pool. The key
+//! count is padded to whole panels with zero keys, which the softmax never sees.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
+use rayon::prelude::*;
+
+use super::layers::{AttnMask, QUERY_CHUNK};
+use super::linear::{f32_slice, SendPtr};
+use super::masked_softmax::MaskedSoftmax;
+use super::panels::{self, PanelMatrix, PANEL};
+
+/// `softmax(scale · q·kᵀ + mask) · v` for `q` `[B, H, S, D]` and `k`, `v` `[B, KV, S_k, D]` (contiguous f32).
+#[derive(Debug, Clone, Copy)]
+pub struct PanelAttention {
+    /// Which keys a query sees.
+    pub mask: AttnMask,
+    /// `1/√D`.
+    pub scale: f32,
+}
+
+impl PanelAttention {
+    /// Whether this op runs heads `head_dim` wide against `keys` keys: AVX-512, whole panels of head width, and at
+    /// least a panel of keys (shorter sequences are cheaper through candle's matmul than padded to a panel).
+    pub fn applies(head_dim: usize, keys: usize) -> bool {
+        head_dim.is_multiple_of(PANEL) && keys >= PANEL && panels::available()
+    }
+
+    /// Keys `k0..k1` that queries `q0..q1` may see.
+    fn key_range(&self, q0: usize, q1: usize, keys: usize) -> (usize, usize) {
+        match self.mask {
+            AttnMask::Full => (0, keys),
+            AttnMask::Sliding(w) => (q0.saturating_sub(w), (q1 + w).min(keys)),
+            AttnMask::Causal => (0, q1.min(keys)),
+        }
+    }
+}
+
+impl CustomOp3 for PanelAttention {
+    fn name(&self) -> &'static str {
+        "panel-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        q_layout: &Layout,
+        k: &CpuStorage,
+        k_layout: &Layout,
+        v: &CpuStorage,
+        v_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (b, heads, s, d) = q_layout.shape().dims4()?;
+        let (kb, kv_heads, s_k, kd) = k_layout.shape().dims4()?;
+        if (kb, kd) != (b, d) || v_layout.shape() != k_layout.shape() || kv_heads == 0 || heads % kv_heads != 0 {
+            candle_core::bail!(
+                "panel-attention: queries {:?} do not fit keys {:?} and values {:?}",
+                q_layout.shape(),
+                k_layout.shape(),
+                v_layout.shape()
+            )
+        }
+        if !Self::applies(d, s_k) {
+            candle_core::bail!("panel-attention does not run heads {d} wide against {s_k} keys on this CPU")
+        }
+        let (q, k, v) = (
+            f32_slice(q, q_layout, self.name())?,
+            f32_slice(k, k_layout, self.name())?,
+            f32_slice(v, v_layout, self.name())?,
+        );
+        let rep = heads / kv_heads;
+        let mut out = vec![0f32; b * heads * s * d];
+        let dst = SendPtr(out.as_mut_ptr());
+        let tasks: Vec<(usize, usize)> =
+            (0..b * kv_heads).flat_map(|group| (0..s).step_by(QUERY_CHUNK).map(move |q0| (group, q0))).collect();
+        tasks.into_par_iter().try_for_each(|(group, q0)| -> candle_core::Result<()> {
+            let q1 = (q0 + QUERY_CHUNK).min(s);
+            let (k0, k1) = self.key_range(q0, q1, s_k);
+            let (rows, keys) = (q1 - q0, k1 - k0);
+            let padded = keys.next_multiple_of(PANEL);
+            let source = (group * s_k + k0) * d..(group * s_k + k1) * d;
+            let (Some(keys_t), Some(values)) = (
+                PanelMatrix::from_rows(&k[source.clone()], keys, d, padded),
+                PanelMatrix::from_columns(&v[source], keys, padded, d),
+            ) else {
+                candle_core::bail!("panel-attention could not pack {keys} keys of width {d}")
+            };
+            let softmax = MaskedSoftmax { scale: self.scale, mask: self.mask, q0, rows, k0 };
+            let mut scores = vec![0f32; rows * padded];
+            let dst = &dst;
+            for head in group * rep..(group + 1) * rep {
+                let first = (head * s + q0) * d;
+                // SAFETY: the query rows `q0..q1` of `head` lie inside `q`; `scores` is `[rows, padded]`; the output
+                // rows `q0..q1` of `head` lie inside `out` (alive until the iteration ends) and belong to this task
+                // alone, since a task owns one KV group's heads and one query chunk.
+                unsafe {
+                    keys_t.multiply(q[first..].as_ptr(), d, rows, 0..padded / PANEL, scores.as_mut_ptr(), padded);
+                    for (i, row) in scores.chunks_exact_mut(padded).enumerate() {
+                        softmax.normalise(q0 + i, row, keys);
+                    }
+                    values.multiply(scores.as_ptr(), padded, rows, 0..d / PANEL, dst.0.add(first), d);
+                }
+            }
+            Ok(())
+        })?;
+        Ok((CpuStorage::F32(out), q_layout.shape().clone()))
+    }
+}
