@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Retake's engine against the PyTorch reference (DiffSynth 2.1.12) on the same CPU threads, in one go:
-# builds `retake` in release, times `retake bench`, times bench/reference.py, then prints both tables and
-# the speed-ups side by side. Both load one model group at a time (the DiT alone is 6.3 GB in f32) and they
-# run one after the other, never together.
+# builds `retake` in release, times `retake bench` and bench/reference.py alternately, one part of the
+# operations at a time, then prints both tables and the speed-ups side by side. Both load one model group at a
+# time (the DiT alone is 6.3 GB in f32) and they run one after the other, never together.
 #
 #   bench/compare.sh                    # everything, 3 runs per operation, all cores
 #   RUNS=5 THREADS=2 bench/compare.sh   # more runs, 2 threads on both sides
@@ -33,14 +33,20 @@ if [ -z "${RETAKE:-}" ]; then
     RETAKE=target/release/retake
 fi
 
-only=()
-if [ -n "$ONLY" ]; then only=(--only "$ONLY"); fi
-
-echo "== Retake on $DEVICE ($THREADS threads)" >&2
-RAYON_NUM_THREADS=$THREADS "$RETAKE" bench --device "$DEVICE" --runs "$RUNS" --tokenizer "$TOKENIZER" \
-    --json "$OUT/retake.json" "${only[@]}" > /dev/null
-echo "== PyTorch reference on $DEVICE ($THREADS threads)" >&2
-OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PYTHON" bench/reference.py --device "$DEVICE" \
-    --threads "$THREADS" --runs "$RUNS" --tokenizer "$TOKENIZER" --json "$OUT/pytorch.json" "${only[@]}" > /dev/null
+# The two engines alternate part by part (a part is a fragment of operation names), so that a machine whose speed
+# drifts over minutes (a shared VM) slows both sides of each ratio alike.
+if [ -n "$ONLY" ]; then parts=("$ONLY"); else parts=(text_encoder condition_encoder dit_step diffusion vae_ cover repaint); fi
+retake_parts=() pytorch_parts=()
+for part in "${parts[@]}"; do
+    echo "== $part: Retake on $DEVICE ($THREADS threads), then PyTorch" >&2
+    retake_parts+=("$OUT/retake-$part.json") pytorch_parts+=("$OUT/pytorch-$part.json")
+    RAYON_NUM_THREADS=$THREADS "$RETAKE" bench --device "$DEVICE" --runs "$RUNS" --tokenizer "$TOKENIZER" \
+        --json "$OUT/retake-$part.json" --only "$part" > /dev/null
+    OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PYTHON" bench/reference.py --device "$DEVICE" \
+        --threads "$THREADS" --runs "$RUNS" --tokenizer "$TOKENIZER" --json "$OUT/pytorch-$part.json" \
+        --only "$part" > /dev/null
+done
+"$PYTHON" bench/reference.py --merge "$OUT/retake.json" "${retake_parts[@]}"
+"$PYTHON" bench/reference.py --merge "$OUT/pytorch.json" "${pytorch_parts[@]}"
 
 "$PYTHON" bench/reference.py --compare "$OUT/retake.json" "$OUT/pytorch.json"

@@ -6,7 +6,8 @@ real geometry with random weights, on the same operations and workloads as `reta
 (engine/src/bench/), and writes the same JSON schema. On the CPU it runs in f32 on `--threads` threads; with
 `--device cuda` in bf16 (as Retake runs on CUDA), waiting for the GPU before each clock stop, and reports the
 peak device memory (`torch.cuda.max_memory_allocated`) beside the RSS. With `--compare RETAKE.json PYTORCH.json` it prints
-both tables and the Retake/PyTorch ratios side by side instead.
+both tables and the Retake/PyTorch ratios side by side instead; `--merge OUT.json PART.json...` joins reports of
+runs on parts of the operations (one engine's) into one.
 
 The workload constants below mirror engine/src/bench/{mod,end_to_end}.rs: keep them in sync.
 """
@@ -460,6 +461,25 @@ def compare(retake, pytorch):
     return "\n".join(lines)
 
 
+def merge(parts):
+    """One report from reports of one engine on disjoint operations: a group met twice gets both sets of
+    operations and the larger memory peaks."""
+    merged = dict(parts[0], groups=[])
+    by_name = {}
+    for part in parts:
+        for group in part["groups"]:
+            if group["name"] not in by_name:
+                by_name[group["name"]] = dict(group, ops=list(group["ops"]))
+                merged["groups"].append(by_name[group["name"]])
+                continue
+            into = by_name[group["name"]]
+            into["ops"] += group["ops"]
+            for peak in ("peak_rss_bytes", "peak_device_bytes"):
+                if group.get(peak) is not None:
+                    into[peak] = max(into.get(peak) or 0, group[peak])
+    return merged
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="timed runs per operation after one warm-up")
@@ -472,7 +492,19 @@ def main():
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--compare", nargs=2, metavar=("RETAKE_JSON", "PYTORCH_JSON"),
                         help="print both reports and the ratios instead of running")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="write the first file as the union of the reports in the others instead of running")
     args = parser.parse_args()
+    if args.merge:
+        if len(args.merge) < 2:
+            parser.error("--merge needs an output file and at least one report")
+        parts = []
+        for path in args.merge[1:]:
+            with open(path) as f:
+                parts.append(json.load(f))
+        with open(args.merge[0], "w") as f:
+            json.dump(merge(parts), f, indent=2)
+        return
     if args.compare:
         reports = []
         for path in args.compare:

@@ -10,7 +10,7 @@
 //!
 //! Elsewhere (GPU, bf16) the weight is kept as loaded and candle multiplies.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
 
 #[cfg(target_arch = "x86_64")]
 use crate::model::panels::{PanelMatrix, PANEL};
@@ -112,7 +112,7 @@ struct PanelProduct(PanelMatrix);
 const TASKS_PER_THREAD: usize = 4;
 
 #[cfg(target_arch = "x86_64")]
-impl CustomOp1 for PanelProduct {
+impl candle_core::CustomOp1 for PanelProduct {
     fn name(&self) -> &'static str {
         "panel-matmul"
     }
