@@ -260,8 +260,10 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 #[test]
 fn the_engine_reports_residency_within_its_budget() {
-    // The job's prompt and clip are a little larger than the smallest shapes the minimum is computed for.
-    let budget = minimum_budget(&checkpoint()).unwrap().total() + (1 << 20);
+    // The job's prompt and clip are a little larger than the smallest shapes the minimum is computed for: its VAE
+    // encoding of 0.1 s (the region and its context) needs 3.8 MiB more than the minimum (the largest stage at the
+    // smallest shapes) since the CPU's attention books its scores once.
+    let budget = minimum_budget(&checkpoint()).unwrap().total() + (5 << 20);
     match run_on_engine(budget, jobs()[0].clone()) {
         (Event::Done { .. }, stats) => {
             let residency = stats.residency;
