@@ -2,7 +2,7 @@
 //! RMSNorm, RoPE, GQA attention with full / sliding-band / causal masks (query-chunked, so no S×S mask is
 //! ever built for long inputs), SwiGLU MLP, the pre-norm encoder layer and a stack of them.
 
-use crate::model::linear::Linear;
+use crate::model::linear::{is_cpu_f32, Linear};
 use crate::model::masked_softmax::MaskedSoftmax;
 #[cfg(target_arch = "x86_64")]
 use crate::model::panel_attention::PanelAttention;
@@ -41,6 +41,26 @@ pub enum AttnMask {
     Sliding(usize),
     /// Keys with j ≤ i.
     Causal,
+}
+
+impl AttnMask {
+    /// Whether the query at position `i` sees the key at position `j`.
+    pub fn sees(self, i: usize, j: usize) -> bool {
+        match self {
+            Self::Full => true,
+            Self::Sliding(w) => i.abs_diff(j) <= w,
+            Self::Causal => j <= i,
+        }
+    }
+
+    /// Keys `k0..k1` of `0..keys` that some query of `q0..q1` sees.
+    pub fn key_range(self, q0: usize, q1: usize, keys: usize) -> (usize, usize) {
+        match self {
+            Self::Full => (0, keys),
+            Self::Sliding(w) => (q0.saturating_sub(w), (q1 + w).min(keys)),
+            Self::Causal => (0, q1.min(keys)),
+        }
+    }
 }
 
 /// A bias-free or biased linear layer `[out, in]` loaded with shape checks (re-laid out for the CPU by
@@ -190,7 +210,7 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttnMask) -> Result<Tens
     let rep = heads / kv_heads;
     let scale = 1.0 / (d as f64).sqrt();
     #[cfg(target_arch = "x86_64")]
-    if q.device().is_cpu() && q.dtype() == DType::F32 && PanelAttention::applies(d, s_k) {
+    if is_cpu_f32(q) && PanelAttention::applies(d, s_k) {
         let op = PanelAttention { mask, scale: scale as f32 };
         return Ok(q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?);
     }
@@ -198,17 +218,13 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttnMask) -> Result<Tens
     let mut chunks = Vec::with_capacity(s.div_ceil(QUERY_CHUNK));
     for q0 in (0..s).step_by(QUERY_CHUNK) {
         let q1 = (q0 + QUERY_CHUNK).min(s);
-        let (k0, k1) = match mask {
-            AttnMask::Full => (0, s_k),
-            AttnMask::Sliding(w) => (q0.saturating_sub(w), (q1 + w).min(s_k)),
-            AttnMask::Causal => (0, q1.min(s_k)),
-        };
+        let (k0, k1) = mask.key_range(q0, q1, s_k);
         let rows = q1 - q0;
         let qc = q.narrow(3, q0, rows)?.reshape((b, kv_heads, rep * rows, d))?;
         let kc = k.narrow(2, k0, k1 - k0)?;
         let vc = v.narrow(2, k0, k1 - k0)?.contiguous()?;
         let scores = qc.matmul(&kc.t()?)?;
-        let probs = if scores.device().is_cpu() && scores.dtype() == DType::F32 {
+        let probs = if is_cpu_f32(&scores) {
             scores.inplace_op1(&MaskedSoftmax { scale: scale as f32, mask, q0, rows, k0 })?;
             scores
         } else {
@@ -231,15 +247,20 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttnMask) -> Result<Tens
 
 /// Additive mask `[rows, keys]` (0 visible, −∞ hidden) for queries `q0..q1` against keys `k0..k1`,
 /// or `None` when every key in the range is visible.
-fn band_mask(mask: AttnMask, q0: usize, q1: usize, k0: usize, k1: usize, device: &Device) -> Result<Option<Tensor>> {
-    let visible: Box<dyn Fn(usize, usize) -> bool> = match mask {
-        AttnMask::Full => return Ok(None),
-        AttnMask::Sliding(w) => Box::new(move |i, j| i.abs_diff(j) <= w),
-        AttnMask::Causal => Box::new(|i, j| j <= i),
-    };
+pub(crate) fn band_mask(
+    mask: AttnMask,
+    q0: usize,
+    q1: usize,
+    k0: usize,
+    k1: usize,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    if mask == AttnMask::Full {
+        return Ok(None);
+    }
     let values: Vec<f32> = (q0..q1)
         .flat_map(|i| (k0..k1).map(move |j| (i, j)))
-        .map(|(i, j)| if visible(i, j) { 0.0 } else { f32::NEG_INFINITY })
+        .map(|(i, j)| if mask.sees(i, j) { 0.0 } else { f32::NEG_INFINITY })
         .collect();
     if values.iter().all(|v| *v == 0.0) {
         return Ok(None);
@@ -269,7 +290,7 @@ impl Mlp {
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
-        let gated = if gate.device().is_cpu() && gate.dtype() == DType::F32 {
+        let gated = if is_cpu_f32(&gate) {
             gate.inplace_op2(&up, &SiluMul)?;
             gate
         } else {
@@ -379,16 +400,9 @@ mod tests {
             let q = Tensor::randn(0f32, 1., (1, 4, s, d), &Device::Cpu).unwrap();
             let k = Tensor::randn(0f32, 1., (1, 2, s, d), &Device::Cpu).unwrap();
             let v = Tensor::randn(0f32, 1., (1, 2, s, d), &Device::Cpu).unwrap();
-            for (mask, visible) in [
-                (
-                    AttnMask::Sliding(5),
-                    Box::new(|i: usize, j: usize| i.abs_diff(j) <= 5) as Box<dyn Fn(usize, usize) -> bool>,
-                ),
-                (AttnMask::Causal, Box::new(|i: usize, j: usize| j <= i)),
-                (AttnMask::Full, Box::new(|_, _| true)),
-            ] {
+            for mask in [AttnMask::Sliding(5), AttnMask::Causal, AttnMask::Full] {
                 let got = attend(&q, &k, &v, mask).unwrap();
-                let want = naive_attention(&q, &k, &v, visible);
+                let want = naive_attention(&q, &k, &v, |i, j| mask.sees(i, j));
                 assert!(max_diff(&got, &want) < 1e-5, "{mask:?}, d {d}: {}", max_diff(&got, &want));
             }
         }

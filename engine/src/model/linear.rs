@@ -46,7 +46,7 @@ impl Linear {
     /// lives there in f32 (see the module doc).
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
-        let product = if weight.device().is_cpu() && weight.dtype() == DType::F32 {
+        let product = if is_cpu_f32(&weight) {
             let values = weight.flatten_all()?.to_vec1::<f32>()?;
             #[cfg(target_arch = "x86_64")]
             if let Some(packed) = PanelMatrix::from_rows(&values, outputs, inputs, outputs) {
@@ -65,7 +65,7 @@ impl Linear {
         let weight = match &self.product {
             #[cfg(target_arch = "x86_64")]
             Product::Panels(panels) => {
-                if x.dtype() != DType::F32 || !x.device().is_cpu() {
+                if !is_cpu_f32(x) {
                     candle_core::bail!("a CPU f32 linear layer got a {:?} input on {:?}", x.dtype(), x.device())
                 }
                 return x.contiguous()?.apply_op1_no_bwd(panels.as_ref());
@@ -74,7 +74,7 @@ impl Linear {
         };
         let rows = x.elem_count() / weight.dim(1)?.max(1);
         let columns = weight.t()?;
-        if x.device().is_cpu() && x.dtype() == DType::F32 && rows <= MAX_SPLIT_ROWS && columns.is_contiguous() {
+        if is_cpu_f32(x) && rows <= MAX_SPLIT_ROWS && columns.is_contiguous() {
             return x.contiguous()?.apply_op2_no_bwd(&columns, &ColumnSplitMatmul);
         }
         x.broadcast_matmul(&columns)
@@ -235,11 +235,27 @@ pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: the tasks write disjoint column blocks (see `ColumnSplitMatmul::cpu_fwd`, `PanelProduct::cpu_fwd`).
 unsafe impl Sync for SendPtr {}
 
+/// Whether `t` is an f32 tensor in CPU memory, which the CPU fast paths of the model's layers take.
+pub(crate) fn is_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
 /// The f32 values of a contiguous tensor.
 pub(crate) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(values) = storage else { candle_core::bail!("{op} takes f32 tensors") };
     let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("{op} takes contiguous tensors") };
     Ok(&values[start..end])
+}
+
+/// The f32 values of a contiguous tensor, to change in place.
+pub(crate) fn f32_slice_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let CpuStorage::F32(values) = storage else { candle_core::bail!("{op} takes f32 tensors") };
+    let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("{op} takes contiguous tensors") };
+    Ok(&mut values[start..end])
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use candle_core::{CpuStorage, InplaceOp1, Layout};
 use rayon::prelude::*;
 
 use super::layers::AttnMask;
+use super::linear::f32_slice_mut;
 
 /// Scores `[.., rows_per_query_block, keys]` of queries `q0..q0 + rows` against keys `k0..k0 + keys`; the second
 /// last dimension repeats the `rows` queries once per query head sharing a KV head.
@@ -27,12 +28,8 @@ pub struct MaskedSoftmax {
 impl MaskedSoftmax {
     /// Keys `lo..hi` (indices into the row) visible to query `i`.
     fn visible(&self, i: usize, keys: usize) -> (usize, usize) {
-        let last = self.k0 + keys;
-        let (lo, hi) = match self.mask {
-            AttnMask::Full => (self.k0, last),
-            AttnMask::Sliding(w) => (i.saturating_sub(w).max(self.k0), (i + w + 1).min(last)),
-            AttnMask::Causal => (self.k0, (i + 1).min(last)),
-        };
+        let (lo, hi) = self.mask.key_range(i, i + 1, self.k0 + keys);
+        let lo = lo.max(self.k0);
         (lo - self.k0, hi.max(lo) - self.k0)
     }
 
@@ -59,15 +56,12 @@ impl InplaceOp1 for MaskedSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let CpuStorage::F32(values) = storage else { candle_core::bail!("masked-softmax takes f32 scores") };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("masked-softmax takes contiguous scores")
-        };
+        let values = f32_slice_mut(storage, layout, self.name())?;
         let keys = layout.shape().dims().last().copied().unwrap_or(0);
         if keys == 0 || self.rows == 0 {
             return Ok(());
         }
-        values[start..end].par_chunks_mut(keys).enumerate().for_each(|(r, row)| {
+        values.par_chunks_mut(keys).enumerate().for_each(|(r, row)| {
             self.normalise(self.q0 + r % self.rows, row, keys);
         });
         Ok(())
@@ -79,6 +73,7 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::*;
+    use crate::model::layers::band_mask;
 
     #[test]
     fn equals_scale_then_additive_mask_then_softmax() {
@@ -87,18 +82,13 @@ mod tests {
         for mask in [AttnMask::Full, AttnMask::Sliding(2), AttnMask::Causal] {
             let got = scores.copy().unwrap();
             got.inplace_op1(&MaskedSoftmax { scale: 0.5, mask, q0, rows, k0 }).unwrap();
-            let additive: Vec<f32> = (0..rep * rows)
-                .flat_map(|r| (0..keys).map(move |c| (q0 + r % rows, k0 + c)))
-                .map(|(i, j)| match mask {
-                    AttnMask::Full => true,
-                    AttnMask::Sliding(w) => i.abs_diff(j) <= w,
-                    AttnMask::Causal => j <= i,
-                })
-                .map(|seen| if seen { 0.0 } else { f32::NEG_INFINITY })
-                .collect();
-            let additive = Tensor::from_vec(additive, (rep * rows, keys), &Device::Cpu).unwrap();
-            let want =
-                candle_nn::ops::softmax_last_dim(&(&scores * 0.5).unwrap().broadcast_add(&additive).unwrap()).unwrap();
+            let masked = match band_mask(mask, q0, q0 + rows, k0, k0 + keys, &Device::Cpu).unwrap() {
+                Some(m) => {
+                    (&scores * 0.5).unwrap().reshape((1, 2, rep, rows, keys)).unwrap().broadcast_add(&m).unwrap()
+                }
+                None => (&scores * 0.5).unwrap(),
+            };
+            let want = candle_nn::ops::softmax_last_dim(&masked).unwrap().reshape(scores.shape()).unwrap();
             let diff: f32 =
                 (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
             assert!(diff < 1e-6, "{mask:?}: {diff}");

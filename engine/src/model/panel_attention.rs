@@ -27,15 +27,6 @@ impl PanelAttention {
     pub fn applies(head_dim: usize, keys: usize) -> bool {
         head_dim.is_multiple_of(PANEL) && keys >= PANEL && panels::available()
     }
-
-    /// Keys `k0..k1` that queries `q0..q1` may see.
-    fn key_range(&self, q0: usize, q1: usize, keys: usize) -> (usize, usize) {
-        match self.mask {
-            AttnMask::Full => (0, keys),
-            AttnMask::Sliding(w) => (q0.saturating_sub(w), (q1 + w).min(keys)),
-            AttnMask::Causal => (0, q1.min(keys)),
-        }
-    }
 }
 
 impl CustomOp3 for PanelAttention {
@@ -77,7 +68,7 @@ impl CustomOp3 for PanelAttention {
             (0..b * kv_heads).flat_map(|group| (0..s).step_by(QUERY_CHUNK).map(move |q0| (group, q0))).collect();
         tasks.into_par_iter().try_for_each(|(group, q0)| -> candle_core::Result<()> {
             let q1 = (q0 + QUERY_CHUNK).min(s);
-            let (k0, k1) = self.key_range(q0, q1, s_k);
+            let (k0, k1) = self.mask.key_range(q0, q1, s_k);
             let (rows, keys) = (q1 - q0, k1 - k0);
             let padded = keys.next_multiple_of(PANEL);
             let source = (group * s_k + k0) * d..(group * s_k + k1) * d;

@@ -4,6 +4,8 @@
 use candle_core::{CpuStorage, InplaceOp2, Layout};
 use rayon::prelude::*;
 
+use super::linear::{f32_slice, f32_slice_mut};
+
 /// `gate ← silu(gate) · up` for contiguous f32 tensors of one shape.
 #[derive(Debug, Clone, Copy)]
 pub struct SiluMul;
@@ -23,16 +25,11 @@ impl InplaceOp2 for SiluMul {
         up: &CpuStorage,
         up_l: &Layout,
     ) -> candle_core::Result<()> {
-        let (CpuStorage::F32(gate), CpuStorage::F32(up)) = (gate, up) else {
-            candle_core::bail!("silu-mul takes f32 tensors")
-        };
-        let (Some((g0, g1)), Some((u0, u1))) = (gate_l.contiguous_offsets(), up_l.contiguous_offsets()) else {
-            candle_core::bail!("silu-mul takes contiguous tensors")
-        };
         if gate_l.shape() != up_l.shape() {
             candle_core::bail!("silu-mul: gate {:?} and up {:?} differ", gate_l.shape(), up_l.shape())
         }
-        gate[g0..g1].par_chunks_mut(CHUNK).zip(up[u0..u1].par_chunks(CHUNK)).for_each(|(g, u)| {
+        let (gate, up) = (f32_slice_mut(gate, gate_l, self.name())?, f32_slice(up, up_l, self.name())?);
+        gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(g, u)| {
             for (g, u) in g.iter_mut().zip(u) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
