@@ -241,8 +241,8 @@ impl AudioTokenizer {
         let hidden = h.dim(3)?;
         let special = self.special_token.reshape((1, 1, 1, hidden))?.broadcast_as((b, t5, 1, hidden))?;
         let h = Tensor::cat(&[&special, &h], 2)?.reshape((b * t5, p + 1, hidden))?;
-        let h = self.stack.forward(&h, &self.rope)?;
-        Ok(h.narrow(1, 0, 1)?.reshape((b, t5, hidden))?)
+        let h = self.stack.forward_first(&h, &self.rope, 1)?;
+        Ok(h.reshape((b, t5, hidden))?)
     }
 
     /// Latents `[B, T, C]` → FSQ indices and quantized vectors at the 5 Hz token rate.

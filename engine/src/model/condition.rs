@@ -31,11 +31,11 @@ impl EmbeddedStack {
         })
     }
 
-    /// `[B, L, input_dim]` → `[B, L, hidden]`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `[B, L, input_dim]` → the first `outputs` positions of the encoded sequence, `[B, outputs, hidden]`.
+    fn forward(&self, x: &Tensor, outputs: usize) -> Result<Tensor> {
         let h = self.embed_tokens.forward(x)?;
         let rope = Rope::new(self.head_dim, self.rope_theta, h.dim(1)?, h.dtype(), h.device())?;
-        self.stack.forward(&h, &rope)
+        self.stack.forward_first(&h, &rope, outputs)
     }
 }
 
@@ -96,7 +96,7 @@ impl ConditionEncoder {
     /// The lyric encoder on the lyric token embeddings `[1, L_lyr, text_hidden_dim]` → `[1, L_lyr, hidden]`.
     pub fn encode_lyrics(&self, lyric_hidden: &Tensor) -> Result<Tensor> {
         check_input("lyric embeddings", lyric_hidden, self.text_dim)?;
-        self.lyric_encoder.forward(lyric_hidden)
+        self.lyric_encoder.forward(lyric_hidden, lyric_hidden.dim(1)?)
     }
 
     /// Timbre embeddings of `N` reference latents `[N, frames, timbre_hidden_dim]` → `[1, N, hidden]`: each
@@ -106,9 +106,9 @@ impl ConditionEncoder {
     pub fn timbre(&self, refs: &Tensor) -> Result<Tensor> {
         check_input("reference latents", refs, self.timbre_dim)?;
         let (refs_n, _, _) = refs.dims3()?;
-        let h = self.timbre_encoder.forward(refs)?;
+        let h = self.timbre_encoder.forward(refs, 1)?;
         let hidden = h.dim(2)?;
-        Ok(h.narrow(1, 0, 1)?.reshape((1, refs_n, hidden))?)
+        Ok(h.reshape((1, refs_n, hidden))?)
     }
 
     /// The whole encoder: `[1, L_lyr + N_ref + L_txt, hidden]` from the caption hidden states, the lyric token

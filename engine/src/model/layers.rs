@@ -180,7 +180,13 @@ impl Attention {
 
     /// Self-attention over `x` `[B, S, hidden]` with RoPE and the given mask.
     pub fn forward_self(&self, x: &Tensor, rope: &Rope, mask: AttnMask) -> Result<Tensor> {
-        let q = rope.apply(&self.heads(x, &self.q_proj, Some(&self.q_norm), self.dims.heads)?)?;
+        self.forward_self_first(x, x.dim(1)?, rope, mask)
+    }
+
+    /// Self-attention over `x` `[B, S, hidden]` for the queries at the first `queries` positions only (every
+    /// position is still a key): `[B, queries, hidden]`, equal to the first rows of [`Attention::forward_self`].
+    pub fn forward_self_first(&self, x: &Tensor, queries: usize, rope: &Rope, mask: AttnMask) -> Result<Tensor> {
+        let q = rope.apply(&self.heads(&first(x, queries)?, &self.q_proj, Some(&self.q_norm), self.dims.heads)?)?;
         let kv = self.key_values(x, Some(rope))?;
         self.finish(&q, &kv, mask)
     }
@@ -322,9 +328,11 @@ impl EncoderLayer {
         })
     }
 
-    /// `h + attn(norm(h))`, then `h + mlp(norm(h))`.
-    pub fn forward(&self, h: &Tensor, rope: &Rope) -> Result<Tensor> {
-        let h = (h + self.self_attn.forward_self(&self.input_layernorm.forward(h)?, rope, self.mask)?)?;
+    /// `h + attn(norm(h))`, then `h + mlp(norm(h))`, for the first `outputs` positions of `h` `[B, S, hidden]`
+    /// (all `S` serve as keys): `[B, outputs, hidden]`.
+    pub fn forward(&self, h: &Tensor, rope: &Rope, outputs: usize) -> Result<Tensor> {
+        let attn = self.self_attn.forward_self_first(&self.input_layernorm.forward(h)?, outputs, rope, self.mask)?;
+        let h = (first(h, outputs)? + attn)?;
         Ok((&h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?)?)
     }
 }
@@ -350,11 +358,27 @@ impl TransformerStack {
 
     /// Runs every layer with positions `0..S`, then the final norm.
     pub fn forward(&self, h: &Tensor, rope: &Rope) -> Result<Tensor> {
+        self.forward_first(h, rope, h.dim(1)?)
+    }
+
+    /// The first `outputs` positions of [`TransformerStack::forward`], `[B, outputs, hidden]`: the last layer
+    /// computes only those (the timbre encoder and the attention pooler keep position 0 alone).
+    pub fn forward_first(&self, h: &Tensor, rope: &Rope, outputs: usize) -> Result<Tensor> {
         let mut h = h.clone();
-        for layer in &self.layers {
-            h = layer.forward(&h, rope)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let rows = if i + 1 == self.layers.len() { outputs } else { h.dim(1)? };
+            h = layer.forward(&h, rope, rows)?;
         }
-        Ok(self.norm.forward(&h)?)
+        Ok(self.norm.forward(&first(&h, outputs)?)?)
+    }
+}
+
+/// The first `rows` positions of `x` `[B, S, ..]` (`x` itself when that is all of them).
+fn first(x: &Tensor, rows: usize) -> candle_core::Result<Tensor> {
+    if rows == x.dim(1)? {
+        Ok(x.clone())
+    } else {
+        x.narrow(1, 0, rows)
     }
 }
 
@@ -405,6 +429,22 @@ mod tests {
                 let want = naive_attention(&q, &k, &v, |i, j| mask.sees(i, j));
                 assert!(max_diff(&got, &want) < 1e-5, "{mask:?}, d {d}: {}", max_diff(&got, &want));
             }
+        }
+    }
+
+    #[test]
+    fn a_stack_computing_only_its_first_outputs_matches_the_full_stack() {
+        let dims = TransformerDims { hidden: 128, intermediate: 192, heads: 4, kv_heads: 2, head_dim: 64, eps: 1e-6 };
+        let masks = [AttnMask::Sliding(3), AttnMask::Full, AttnMask::Sliding(3)];
+        let stack = TransformerStack::new(&Weights::random(3, DType::F32, &Device::Cpu), dims, &masks).unwrap();
+        // 70 positions: the panel attention on AVX-512 CPUs; 2 sequences, as the pooler and timbre batches.
+        let h = Tensor::randn(0f32, 1., (2, 70, dims.hidden), &Device::Cpu).unwrap();
+        let rope = Rope::new(dims.head_dim, 10000.0, 70, DType::F32, &Device::Cpu).unwrap();
+        let full = stack.forward(&h, &rope).unwrap();
+        for outputs in [1, 5] {
+            let got = stack.forward_first(&h, &rope, outputs).unwrap();
+            assert_eq!(got.dims(), [2, outputs, dims.hidden]);
+            assert!(max_diff(&got, &full.narrow(1, 0, outputs).unwrap()) < 1e-5, "{outputs} outputs");
         }
     }
 
