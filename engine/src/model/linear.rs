@@ -125,20 +125,24 @@ impl candle_core::CustomOp1 for PanelProduct {
         }
         let x = f32_slice(x, layout, self.name())?;
         let rows = x.len() / inputs;
-        let mut out = vec![0f32; rows * outputs];
         let panels = outputs / PANEL;
         let per_task = panels.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1));
-        let dst = SendPtr(out.as_mut_ptr());
-        rayon::scope(|scope| {
-            for p0 in (0..panels).step_by(per_task) {
-                let dst = &dst;
-                // SAFETY: `x` is `[rows, inputs]`, `out` is `[rows, outputs]` and alive for the scope; each task
-                // writes only the columns of its own panels.
-                scope.spawn(move |_| unsafe {
-                    self.0.multiply(x.as_ptr(), inputs, rows, p0..(p0 + per_task).min(panels), dst.0, outputs)
-                });
-            }
-        });
+        let fill = |out: *mut f32| {
+            let dst = SendPtr(out);
+            rayon::scope(|scope| {
+                for p0 in (0..panels).step_by(per_task) {
+                    let dst = &dst;
+                    // SAFETY: `x` is `[rows, inputs]`, `out` is `[rows, outputs]` and alive for the scope; each task
+                    // writes only the columns of its own panels.
+                    scope.spawn(move |_| unsafe {
+                        self.0.multiply(x.as_ptr(), inputs, rows, p0..(p0 + per_task).min(panels), dst.0, outputs)
+                    });
+                }
+            });
+            Ok(())
+        };
+        // SAFETY: the tasks together write every column of every row: all `rows · outputs` values.
+        let out = unsafe { written(rows * outputs, fill)? };
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("checked above") = outputs;
         Ok((CpuStorage::F32(out), Shape::from(shape)))
@@ -227,6 +231,22 @@ impl CustomOp2 for ColumnSplitMatmul {
         *shape.last_mut().expect("checked above") = n;
         Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
+}
+
+/// A vector of `len` values that `fill` writes through the pointer it is given, not zeroed first (zeroing the
+/// megabytes of a layer's output ran on the calling thread while the pool's threads waited).
+///
+/// # Safety
+/// When `fill` returns `Ok`, it has written all `len` values.
+pub(crate) unsafe fn written(
+    len: usize,
+    fill: impl FnOnce(*mut f32) -> candle_core::Result<()>,
+) -> candle_core::Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(len);
+    fill(out.spare_capacity_mut().as_mut_ptr().cast())?;
+    // SAFETY: the caller's contract.
+    unsafe { out.set_len(len) };
+    Ok(out)
 }
 
 /// The output pointer shared by the column tasks.

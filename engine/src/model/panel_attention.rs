@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
 use super::layers::{AttnMask, QUERY_CHUNK};
-use super::linear::{f32_slice, SendPtr};
+use super::linear::{f32_slice, written, SendPtr};
 use super::masked_softmax::MaskedSoftmax;
 use super::panels::{self, PanelMatrix, PANEL};
 
@@ -61,41 +61,68 @@ impl CustomOp3 for PanelAttention {
             f32_slice(k, k_layout, self.name())?,
             f32_slice(v, v_layout, self.name())?,
         );
-        let rep = heads / kv_heads;
-        let mut out = vec![0f32; b * heads * s * d];
-        let dst = SendPtr(out.as_mut_ptr());
+        let sizes = Sizes { heads, kv_heads, queries: s, keys: s_k, width: d };
         let tasks: Vec<(usize, usize)> =
             (0..b * kv_heads).flat_map(|group| (0..s).step_by(QUERY_CHUNK).map(move |q0| (group, q0))).collect();
-        tasks.into_par_iter().try_for_each(|(group, q0)| -> candle_core::Result<()> {
-            let q1 = (q0 + QUERY_CHUNK).min(s);
-            let (k0, k1) = self.mask.key_range(q0, q1, s_k);
-            let (rows, keys) = (q1 - q0, k1 - k0);
-            let padded = keys.next_multiple_of(PANEL);
-            let source = (group * s_k + k0) * d..(group * s_k + k1) * d;
-            let (Some(keys_t), Some(values)) = (
-                PanelMatrix::from_rows(&k[source.clone()], keys, d, padded),
-                PanelMatrix::from_columns(&v[source], keys, padded, d),
-            ) else {
-                candle_core::bail!("panel-attention could not pack {keys} keys of width {d}")
-            };
-            let softmax = MaskedSoftmax { scale: self.scale, mask: self.mask, q0, rows, k0 };
-            let mut scores = vec![0f32; rows * padded];
-            let dst = &dst;
-            for head in group * rep..(group + 1) * rep {
-                let first = (head * s + q0) * d;
-                // SAFETY: the query rows `q0..q1` of `head` lie inside `q`; `scores` is `[rows, padded]`; the output
-                // rows `q0..q1` of `head` lie inside `out` (alive until the iteration ends) and belong to this task
-                // alone, since a task owns one KV group's heads and one query chunk.
-                unsafe {
-                    keys_t.multiply(q[first..].as_ptr(), d, rows, 0..padded / PANEL, scores.as_mut_ptr(), padded);
-                    for (i, row) in scores.chunks_exact_mut(padded).enumerate() {
-                        softmax.normalise(q0 + i, row, keys);
-                    }
-                    values.multiply(scores.as_ptr(), padded, rows, 0..d / PANEL, dst.0.add(first), d);
-                }
-            }
-            Ok(())
-        })?;
+        let fill = |out: *mut f32| {
+            let dst = SendPtr(out);
+            tasks.into_par_iter().try_for_each(|(group, q0)| self.chunk(sizes, (q, k, v), group, q0, &dst))
+        };
+        // SAFETY: the tasks cover every (head, query) row, each writing all `d` values of its rows.
+        let out = unsafe { written(b * heads * s * d, fill)? };
         Ok((CpuStorage::F32(out), q_layout.shape().clone()))
+    }
+}
+
+/// Sizes of one [`PanelAttention`] call.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    heads: usize,
+    kv_heads: usize,
+    queries: usize,
+    keys: usize,
+    width: usize,
+}
+
+impl PanelAttention {
+    /// The query rows `q0..q0 + QUERY_CHUNK` of the heads of KV group `group` (batch item · KV head), written
+    /// into `out`.
+    fn chunk(
+        &self,
+        sizes: Sizes,
+        (q, k, v): (&[f32], &[f32], &[f32]),
+        group: usize,
+        q0: usize,
+        out: &SendPtr,
+    ) -> candle_core::Result<()> {
+        let Sizes { heads, kv_heads, queries, keys: s_k, width: d } = sizes;
+        let rep = heads / kv_heads;
+        let q1 = (q0 + QUERY_CHUNK).min(queries);
+        let (k0, k1) = self.mask.key_range(q0, q1, s_k);
+        let (rows, keys) = (q1 - q0, k1 - k0);
+        let padded = keys.next_multiple_of(PANEL);
+        let source = (group * s_k + k0) * d..(group * s_k + k1) * d;
+        let (Some(keys_t), Some(values)) = (
+            PanelMatrix::from_rows(&k[source.clone()], keys, d, padded),
+            PanelMatrix::from_columns(&v[source], keys, padded, d),
+        ) else {
+            candle_core::bail!("panel-attention could not pack {keys} keys of width {d}")
+        };
+        let softmax = MaskedSoftmax { scale: self.scale, mask: self.mask, q0, rows, k0 };
+        let mut scores = vec![0f32; rows * padded];
+        for head in group * rep..(group + 1) * rep {
+            let first = (head * queries + q0) * d;
+            // SAFETY: the query rows `q0..q1` of `head` lie inside `q`; `scores` is `[rows, padded]`; the output rows
+            // `q0..q1` of `head` lie inside `out` (alive for the call) and belong to this task alone, since a task
+            // owns one KV group's heads and one query chunk.
+            unsafe {
+                keys_t.multiply(q[first..].as_ptr(), d, rows, 0..padded / PANEL, scores.as_mut_ptr(), padded);
+                for (i, row) in scores.chunks_exact_mut(padded).enumerate() {
+                    softmax.normalise(q0 + i, row, keys);
+                }
+                values.multiply(scores.as_ptr(), padded, rows, 0..d / PANEL, out.0.add(first), d);
+            }
+        }
+        Ok(())
     }
 }
