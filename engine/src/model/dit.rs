@@ -6,6 +6,7 @@
 use crate::model::linear::Linear;
 use candle_core::{DType, Device, Module, Tensor};
 
+use super::adaln::{gated_residual, modulated_norm};
 use super::checkpoint::Checkpoint;
 use super::config::AceStepConfig;
 use super::layers::{linear, Attention, AttnMask, KeyValues, Mlp, RmsNorm, Rope};
@@ -76,11 +77,6 @@ impl TimestepEmbedding {
             self.time_proj.forward(&candle_nn::ops::silu(&temb)?)?.reshape((1, BLOCK_MODULATIONS, self.hidden))?;
         Ok(TimestepCond { temb, proj })
     }
-}
-
-/// AdaLN: `x · (1 + scale) + shift` with `[1, 1, hidden]` rows.
-fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    Ok(x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)?)
 }
 
 /// `[B, T, C]` → `[B, ceil(T/p), p·C]`, zero-padding the end to a whole patch (frame-major within a patch).
@@ -263,7 +259,7 @@ impl DitShell {
     /// then `proj_out` and the crop back to the context's `T` frames → velocity `[B, T, latent]`.
     pub fn project_output(&self, hidden: &Tensor, timestep: &TimestepCond, context: &DitContext) -> Result<Tensor> {
         let table = self.scale_shift_table.broadcast_add(&timestep.temb.unsqueeze(1)?)?;
-        let normed = modulate(&self.norm_out.forward(hidden)?, &table.narrow(1, 0, 1)?, &table.narrow(1, 1, 1)?)?;
+        let normed = modulated_norm(&self.norm_out, hidden, &table.narrow(1, 0, 1)?, &table.narrow(1, 1, 1)?)?;
         self.depatchify(&normed, context.frames)
     }
 
@@ -323,11 +319,11 @@ impl DitBlock {
         let row = |i: usize| table.narrow(1, i, 1);
         let (shift, scale, gate) = (row(0)?, row(1)?, row(2)?);
         let (c_shift, c_scale, c_gate) = (row(3)?, row(4)?, row(5)?);
-        let normed = modulate(&self.self_attn_norm.forward(hidden)?, &shift, &scale)?;
-        let h = (hidden + self.self_attn.forward_self(&normed, rope, self.mask)?.broadcast_mul(&gate)?)?;
+        let normed = modulated_norm(&self.self_attn_norm, hidden, &shift, &scale)?;
+        let h = gated_residual(hidden, self.self_attn.forward_self(&normed, rope, self.mask)?, &gate)?;
         let h = (&h + self.cross_attn.forward_cross(&self.cross_attn_norm.forward(&h)?, cross)?)?;
-        let normed = modulate(&self.mlp_norm.forward(&h)?, &c_shift, &c_scale)?;
-        Ok((&h + self.mlp.forward(&normed)?.broadcast_mul(&c_gate)?)?)
+        let normed = modulated_norm(&self.mlp_norm, &h, &c_shift, &c_scale)?;
+        gated_residual(&h, self.mlp.forward(&normed)?, &c_gate)
     }
 }
 

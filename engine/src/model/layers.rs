@@ -84,6 +84,16 @@ impl RmsNorm {
     pub fn new(vb: &Weights, name: &str, dim: usize, eps: f64) -> Result<Self> {
         Ok(Self { weight: vb.pp(name).get_as(&[dim], "weight", DType::F32)?, eps: eps as f32 })
     }
+
+    /// The per-column weight, `[dim]` in f32.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The epsilon added to the mean square.
+    pub fn eps(&self) -> f32 {
+        self.eps
+    }
 }
 
 impl Module for RmsNorm {

@@ -10,6 +10,8 @@
 //!
 //! Elsewhere (GPU, bf16) the weight is kept as loaded and candle multiplies.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
 
 #[cfg(target_arch = "x86_64")]
@@ -127,8 +129,8 @@ impl candle_core::CustomOp1 for PanelProduct {
         let rows = x.len() / inputs;
         let panels = outputs / PANEL;
         let per_task = panels.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1));
-        let fill = |out: *mut f32| {
-            let dst = SendPtr(out);
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            let dst = SendPtr(out.as_mut_ptr().cast());
             rayon::scope(|scope| {
                 for p0 in (0..panels).step_by(per_task) {
                     let dst = &dst;
@@ -240,10 +242,10 @@ impl CustomOp2 for ColumnSplitMatmul {
 /// When `fill` returns `Ok`, it has written all `len` values.
 pub(crate) unsafe fn written(
     len: usize,
-    fill: impl FnOnce(*mut f32) -> candle_core::Result<()>,
+    fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> candle_core::Result<()>,
 ) -> candle_core::Result<Vec<f32>> {
     let mut out = Vec::with_capacity(len);
-    fill(out.spare_capacity_mut().as_mut_ptr().cast())?;
+    fill(&mut out.spare_capacity_mut()[..len])?;
     // SAFETY: the caller's contract.
     unsafe { out.set_len(len) };
     Ok(out)

@@ -1,5 +1,6 @@
 //! The ACE-Step 1.5 model port: one module per checkpoint component (spec sections in each module doc).
 
+pub mod adaln;
 pub mod audio_tokenizer;
 pub mod checkpoint;
 pub mod condition;

@@ -4,6 +4,8 @@
 //! multiplied by the packed values straight into the output. The tasks run in parallel on the rayon pool. The key
 //! count is padded to whole panels with zero keys, which the softmax never sees.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
@@ -64,8 +66,8 @@ impl CustomOp3 for PanelAttention {
         let sizes = Sizes { heads, kv_heads, queries: s, keys: s_k, width: d };
         let tasks: Vec<(usize, usize)> =
             (0..b * kv_heads).flat_map(|group| (0..s).step_by(QUERY_CHUNK).map(move |q0| (group, q0))).collect();
-        let fill = |out: *mut f32| {
-            let dst = SendPtr(out);
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            let dst = SendPtr(out.as_mut_ptr().cast());
             tasks.into_par_iter().try_for_each(|(group, q0)| self.chunk(sizes, (q, k, v), group, q0, &dst))
         };
         // SAFETY: the tasks cover every (head, query) row, each writing all `d` values of its rows.
