@@ -6,6 +6,7 @@
 use candle_core::{CpuStorage, InplaceOp1, Layout};
 use rayon::prelude::*;
 
+use super::exp;
 use super::layers::AttnMask;
 use super::linear::f32_slice_mut;
 
@@ -37,14 +38,7 @@ impl MaskedSoftmax {
     /// zeroes the rest of the row (keys it may not see, and any padding past `keys`).
     pub fn normalise(&self, query: usize, row: &mut [f32], keys: usize) {
         let (lo, hi) = self.visible(query, keys);
-        let max = row[lo..hi].iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s * self.scale));
-        let mut sum = 0f32;
-        for s in &mut row[lo..hi] {
-            *s = (*s * self.scale - max).exp();
-            sum += *s;
-        }
-        let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
-        row[lo..hi].iter_mut().for_each(|p| *p *= inv);
+        exp::softmax(&mut row[lo..hi], self.scale);
         row[..lo].fill(0.0);
         row[hi..].fill(0.0);
     }

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod condition;
 pub mod config;
 pub mod dit;
+pub mod exp;
 pub mod layers;
 pub mod linear;
 pub mod masked_softmax;

@@ -4,6 +4,7 @@
 use candle_core::{CpuStorage, InplaceOp2, Layout};
 use rayon::prelude::*;
 
+use super::exp;
 use super::linear::{f32_slice, f32_slice_mut};
 
 /// `gate ← silu(gate) · up` for contiguous f32 tensors of one shape.
@@ -29,11 +30,7 @@ impl InplaceOp2 for SiluMul {
             candle_core::bail!("silu-mul: gate {:?} and up {:?} differ", gate_l.shape(), up_l.shape())
         }
         let (gate, up) = (f32_slice_mut(gate, gate_l, self.name())?, f32_slice(up, up_l, self.name())?);
-        gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(g, u)| {
-            for (g, u) in g.iter_mut().zip(u) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
-            }
-        });
+        gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(g, u)| exp::silu_mul(g, u));
         Ok(())
     }
 }
