@@ -2,6 +2,7 @@
 //! RMSNorm, RoPE, GQA attention with full / sliding-band / causal masks (query-chunked, so no S×S mask is
 //! ever built for long inputs), SwiGLU MLP, the pre-norm encoder layer and a stack of them.
 
+use crate::model::head_norm::NormRope;
 use crate::model::linear::{is_cpu_f32, Linear};
 use crate::model::masked_softmax::MaskedSoftmax;
 #[cfg(target_arch = "x86_64")]
@@ -126,10 +127,15 @@ impl Rope {
         })
     }
 
-    /// Rotates `x` `[B, H, S, D]` (contiguous) by positions `0..S`.
+    /// Rotates `x` `[B, H, S, D]` by positions `0..S`.
     pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let len = x.dim(2)?;
-        candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos.narrow(0, 0, len)?, &self.sin.narrow(0, 0, len)?)
+        let (cos, sin) = self.tables(x.dim(2)?)?;
+        candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+    }
+
+    /// The cos and sin tables `[len, D/2]` of positions `0..len`.
+    pub fn tables(&self, len: usize) -> candle_core::Result<(Tensor, Tensor)> {
+        Ok((self.cos.narrow(0, 0, len)?, self.sin.narrow(0, 0, len)?))
     }
 }
 
@@ -167,24 +173,49 @@ impl Attention {
         })
     }
 
-    /// Projects `x` `[B, S, hidden]` to normed heads `[B, heads, S, D]`.
-    fn heads(&self, x: &Tensor, proj: &Linear, norm: Option<&RmsNorm>, heads: usize) -> Result<Tensor> {
+    /// Projects `x` `[B, S, hidden]` to heads `[B, heads, S, D]`, each normed by `norm` and rotated by `rope` when
+    /// given. On the CPU in f32 both run in place on the projection's `[B, S, heads, D]` output ([`NormRope`]) and
+    /// the heads are a transposed view of it; elsewhere they are a contiguous copy.
+    fn heads(
+        &self,
+        x: &Tensor,
+        proj: &Linear,
+        norm: Option<&RmsNorm>,
+        rope: Option<&Rope>,
+        heads: usize,
+    ) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         let y = proj.forward(x)?.reshape((b, s, heads, self.dims.head_dim))?;
+        if is_cpu_f32(&y) {
+            let op = NormRope {
+                weight: norm.map(|n| n.weight().to_vec1()).transpose()?,
+                eps: norm.map_or(0.0, RmsNorm::eps),
+            };
+            match rope {
+                Some(rope) => {
+                    let (cos, sin) = rope.tables(s)?;
+                    y.inplace_op3(&cos, &sin, &op)?;
+                }
+                None if norm.is_some() => y.inplace_op1(&op)?,
+                None => {}
+            }
+            return Ok(y.transpose(1, 2)?);
+        }
         let y = match norm {
             Some(norm) => norm.forward(&y)?,
             None => y,
         };
-        Ok(y.transpose(1, 2)?.contiguous()?)
+        let y = y.transpose(1, 2)?.contiguous()?;
+        Ok(match rope {
+            Some(rope) => rope.apply(&y)?,
+            None => y,
+        })
     }
 
     /// Keys and values of `source` `[B, S_k, hidden]`, rotated by `rope` when given (self-attention).
     pub fn key_values(&self, source: &Tensor, rope: Option<&Rope>) -> Result<KeyValues> {
-        let mut k = self.heads(source, &self.k_proj, Some(&self.k_norm), self.dims.kv_heads)?;
-        if let Some(rope) = rope {
-            k = rope.apply(&k)?;
-        }
-        let v = self.heads(source, &self.v_proj, None, self.dims.kv_heads)?;
+        let k = self.heads(source, &self.k_proj, Some(&self.k_norm), rope, self.dims.kv_heads)?;
+        let v = self.heads(source, &self.v_proj, None, None, self.dims.kv_heads)?;
         Ok(KeyValues { k, v })
     }
 
@@ -196,14 +227,14 @@ impl Attention {
     /// Self-attention over `x` `[B, S, hidden]` for the queries at the first `queries` positions only (every
     /// position is still a key): `[B, queries, hidden]`, equal to the first rows of [`Attention::forward_self`].
     pub fn forward_self_first(&self, x: &Tensor, queries: usize, rope: &Rope, mask: AttnMask) -> Result<Tensor> {
-        let q = rope.apply(&self.heads(&first(x, queries)?, &self.q_proj, Some(&self.q_norm), self.dims.heads)?)?;
+        let q = self.heads(&first(x, queries)?, &self.q_proj, Some(&self.q_norm), Some(rope), self.dims.heads)?;
         let kv = self.key_values(x, Some(rope))?;
         self.finish(&q, &kv, mask)
     }
 
     /// Cross-attention of `x` onto precomputed encoder keys/values (no RoPE, no mask).
     pub fn forward_cross(&self, x: &Tensor, kv: &KeyValues) -> Result<Tensor> {
-        let q = self.heads(x, &self.q_proj, Some(&self.q_norm), self.dims.heads)?;
+        let q = self.heads(x, &self.q_proj, Some(&self.q_norm), None, self.dims.heads)?;
         self.finish(&q, kv, AttnMask::Full)
     }
 
@@ -217,7 +248,8 @@ impl Attention {
 
 /// Scaled dot-product attention with GQA (query head h uses KV head h / (H/KV)), softmax in f32.
 ///
-/// `q` is `[B, H, S, D]`, `k`/`v` are `[B, KV, S_k, D]`; returns `[B, H, S, D]`. Queries are processed in
+/// `q` is `[B, H, S, D]`, `k`/`v` are `[B, KV, S_k, D]` (any layout); returns `[B, H, S, D]`, on the panel path a
+/// transposed view of a `[B, S, H, D]` tensor. Queries are processed in
 /// chunks; sliding and causal masks only visit the keys a chunk can see. On the CPU in f32 the heads run through
 /// [`PanelAttention`] where it applies, else the fused [`MaskedSoftmax`]; elsewhere an additive mask.
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttnMask) -> Result<Tensor> {
@@ -228,9 +260,10 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttnMask) -> Result<Tens
     #[cfg(target_arch = "x86_64")]
     if is_cpu_f32(q) && PanelAttention::applies(d, s_k) {
         let op = PanelAttention { mask, scale: scale as f32 };
-        return Ok(q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?);
+        return Ok(q.apply_op3_no_bwd(k, v, &op)?.transpose(1, 2)?);
     }
-    let q = q.reshape((b, kv_heads, rep, s, d))?;
+    let (k, v) = (k.contiguous()?, v.contiguous()?);
+    let q = q.contiguous()?.reshape((b, kv_heads, rep, s, d))?;
     let mut chunks = Vec::with_capacity(s.div_ceil(QUERY_CHUNK));
     for q0 in (0..s).step_by(QUERY_CHUNK) {
         let q1 = (q0 + QUERY_CHUNK).min(s);
@@ -434,10 +467,14 @@ mod tests {
             let q = Tensor::randn(0f32, 1., (1, 4, s, d), &Device::Cpu).unwrap();
             let k = Tensor::randn(0f32, 1., (1, 2, s, d), &Device::Cpu).unwrap();
             let v = Tensor::randn(0f32, 1., (1, 2, s, d), &Device::Cpu).unwrap();
+            // The heads as the projections leave them on the CPU: transposed views of `[B, S, H, D]`.
+            let view = |t: &Tensor| t.transpose(1, 2).unwrap().contiguous().unwrap().transpose(1, 2).unwrap();
             for mask in [AttnMask::Sliding(5), AttnMask::Causal, AttnMask::Full] {
-                let got = attend(&q, &k, &v, mask).unwrap();
                 let want = naive_attention(&q, &k, &v, |i, j| mask.sees(i, j));
-                assert!(max_diff(&got, &want) < 1e-5, "{mask:?}, d {d}: {}", max_diff(&got, &want));
+                for (q, k, v) in [(q.clone(), k.clone(), v.clone()), (view(&q), view(&k), view(&v))] {
+                    let got = attend(&q, &k, &v, mask).unwrap();
+                    assert!(max_diff(&got, &want) < 1e-5, "{mask:?}, d {d}: {}", max_diff(&got, &want));
+                }
             }
         }
     }

@@ -51,7 +51,7 @@ impl Linear {
         let product = if is_cpu_f32(&weight) {
             let values = weight.flatten_all()?.to_vec1::<f32>()?;
             #[cfg(target_arch = "x86_64")]
-            if let Some(packed) = PanelMatrix::from_rows(&values, outputs, inputs, outputs) {
+            if let Some(packed) = PanelMatrix::from_rows(&values, inputs, outputs, inputs, outputs) {
                 return Ok(Self { product: Product::Panels(std::sync::Arc::new(PanelProduct(packed))), bias });
             }
             let columns = transpose(&values, outputs, inputs);

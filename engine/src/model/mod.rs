@@ -7,6 +7,7 @@ pub mod condition;
 pub mod config;
 pub mod dit;
 pub mod exp;
+pub mod head_norm;
 pub mod layers;
 pub mod linear;
 pub mod masked_softmax;

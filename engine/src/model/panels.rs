@@ -68,15 +68,15 @@ impl PanelMatrix {
         &mut self.values[self.offset..self.offset + self.inputs * self.outputs]
     }
 
-    /// Packs the transpose of `rows` row-major rows of `inputs` values (a linear layer's `[out, in]` weight, or an
-    /// attention's keys): output column `o` is row `o`; columns from `rows` up to `outputs` are zero.
-    pub fn from_rows(src: &[f32], rows: usize, inputs: usize, outputs: usize) -> Option<Self> {
+    /// Packs the transpose of `rows` rows of `inputs` values, `stride` apart in `src` (a linear layer's `[out, in]`
+    /// weight, or an attention's keys): output column `o` is row `o`; columns from `rows` up to `outputs` are zero.
+    pub fn from_rows(src: &[f32], stride: usize, rows: usize, inputs: usize, outputs: usize) -> Option<Self> {
         let mut m = Self::zeroed(inputs, outputs)?;
         const TILE: usize = 64;
         for (panel, dst) in m.packed_mut().chunks_exact_mut(inputs * PANEL).enumerate() {
             for i0 in (0..inputs).step_by(TILE) {
                 for c in 0..PANEL.min(rows.saturating_sub(panel * PANEL)) {
-                    let row = &src[(panel * PANEL + c) * inputs..(panel * PANEL + c + 1) * inputs];
+                    let row = &src[(panel * PANEL + c) * stride..][..inputs];
                     for i in i0..(i0 + TILE).min(inputs) {
                         dst[i * PANEL + c] = row[i];
                     }
@@ -86,13 +86,13 @@ impl PanelMatrix {
         Some(m)
     }
 
-    /// Packs `rows` row-major rows of `outputs` values (an attention's values) as the first `rows` of `inputs`
-    /// features; features from `rows` up to `inputs` are zero.
-    pub fn from_columns(src: &[f32], rows: usize, inputs: usize, outputs: usize) -> Option<Self> {
+    /// Packs `rows` rows of `outputs` values, `stride` apart in `src` (an attention's values), as the first `rows`
+    /// of `inputs` features; features from `rows` up to `inputs` are zero.
+    pub fn from_columns(src: &[f32], stride: usize, rows: usize, inputs: usize, outputs: usize) -> Option<Self> {
         let mut m = Self::zeroed(inputs, outputs)?;
         for (panel, dst) in m.packed_mut().chunks_exact_mut(inputs * PANEL).enumerate() {
             for (i, line) in dst.chunks_exact_mut(PANEL).take(rows).enumerate() {
-                line.copy_from_slice(&src[i * outputs + panel * PANEL..i * outputs + (panel + 1) * PANEL]);
+                line.copy_from_slice(&src[i * stride + panel * PANEL..][..PANEL]);
             }
         }
         Some(m)
