@@ -25,6 +25,11 @@ pub fn softmax(row: &mut [f32], scale: f32) {
         // SAFETY: AVX-512F is available.
         return unsafe { softmax_avx512(row, scale) };
     }
+    softmax_scalar(row, scale);
+}
+
+/// [`softmax`] one element at a time, with libm's e^x.
+fn softmax_scalar(row: &mut [f32], scale: f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s * scale));
     let mut sum = 0f32;
     for s in row.iter_mut() {
@@ -41,6 +46,11 @@ pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
         // SAFETY: AVX-512F is available.
         return unsafe { silu_mul_avx512(gate, up) };
     }
+    silu_mul_scalar(gate, up);
+}
+
+/// [`silu_mul`] one element at a time, with libm's e^x.
+fn silu_mul_scalar(gate: &mut [f32], up: &[f32]) {
     for (g, u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + (-*g).exp()) * u;
     }
@@ -158,23 +168,32 @@ unsafe fn silu_mul_avx512(gate: &mut [f32], up: &[f32]) {
 mod tests {
     use super::*;
 
+    /// A SwiGLU gating loop.
+    type SiluMul = fn(&mut [f32], &[f32]);
+
+    /// Both forms of each loop: the one this CPU runs and the scalar one.
+    const SILU_MULS: [SiluMul; 2] = [silu_mul, silu_mul_scalar];
+    const SOFTMAXES: [fn(&mut [f32], f32); 2] = [softmax, softmax_scalar];
+
     #[test]
     fn exponentials_match_libm_to_a_few_ulps_and_saturate_at_the_ends() {
         let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.0443).chain([-200.0, -104.5, 89.0, 1e30]).collect();
-        let mut row = xs.clone();
         // A softmax with scale 1 over one element at a time is e^(x − x) = 1: use silu instead, which exposes e^−g.
         let ones = vec![1f32; xs.len()];
-        silu_mul(&mut row, &ones);
-        for (got, x) in row.iter().zip(&xs) {
-            let want = *x as f64 / (1.0 + (-*x as f64).exp());
-            let tolerance = 4.0 * f32::EPSILON as f64 * want.abs().max(1e-30);
-            assert!((*got as f64 - want).abs() <= tolerance, "silu({x}) = {got}, want {want}");
+        for silu_mul in SILU_MULS {
+            let mut row = xs.clone();
+            silu_mul(&mut row, &ones);
+            for (got, x) in row.iter().zip(&xs) {
+                let want = *x as f64 / (1.0 + (-*x as f64).exp());
+                let tolerance = 4.0 * f32::EPSILON as f64 * want.abs().max(1e-30);
+                assert!((*got as f64 - want).abs() <= tolerance, "silu({x}) = {got}, want {want}");
+            }
         }
     }
 
     #[test]
     fn softmax_matches_the_f64_softmax_for_every_tail_length() {
-        for len in [1, 5, 16, 17, 40, 300] {
+        for (softmax, len) in SOFTMAXES.into_iter().flat_map(|f| [1, 5, 16, 17, 40, 300].map(|len| (f, len))) {
             let row: Vec<f32> = (0..len).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.7).collect();
             let mut got = row.clone();
             softmax(&mut got, 0.5);
@@ -189,8 +208,10 @@ mod tests {
 
     #[test]
     fn nan_stays_nan() {
-        let mut gate = [f32::NAN, 1.0];
-        silu_mul(&mut gate, &[1.0, 1.0]);
-        assert!(gate[0].is_nan() && gate[1].is_finite());
+        for silu_mul in SILU_MULS {
+            let mut gate = [f32::NAN, 1.0];
+            silu_mul(&mut gate, &[1.0, 1.0]);
+            assert!(gate[0].is_nan() && gate[1].is_finite());
+        }
     }
 }
