@@ -47,7 +47,7 @@ fn check_width(op: &str, values: usize, layout: &Layout, per_column: usize) -> c
     Ok(())
 }
 
-/// `rms_norm(x)·weight·(1 + scale) + shift` per row, computed in f32 in the composed form's order.
+/// `rms_norm(x)·weight·(1 + scale) + shift` per row, in f32.
 struct ModulatedNorm {
     weight: Vec<f32>,
     eps: f32,
