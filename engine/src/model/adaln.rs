@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp1, InplaceOp2, Layout, Module, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::layers::RmsNorm;
+use super::layers::{inverse_rms, RmsNorm};
 use super::linear::{f32_slice, f32_slice_mut, is_cpu_f32, written};
 use crate::error::Result;
 
@@ -71,8 +71,7 @@ impl CustomOp1 for ModulatedNorm {
             out.par_chunks_mut(hidden * ROWS_PER_TASK).zip(x.par_chunks(hidden * ROWS_PER_TASK)).for_each(
                 |(out, x)| {
                     for (out, x) in out.chunks_exact_mut(hidden).zip(x.chunks_exact(hidden)) {
-                        let mean = x.iter().map(|v| v * v).sum::<f32>() / hidden as f32;
-                        let inv = 1.0 / (mean + self.eps).sqrt();
+                        let inv = inverse_rms(x, self.eps);
                         for (i, (o, v)) in out.iter_mut().zip(x).enumerate() {
                             o.write((v * inv * self.weight[i]) * (self.scale[i] + 1.0) + self.shift[i]);
                         }

@@ -6,6 +6,7 @@
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp3, Layout};
 use rayon::prelude::*;
 
+use super::layers::inverse_rms;
 use super::linear::{f32_slice, f32_slice_mut};
 
 /// Per-head RMSNorm `x · rsqrt(mean(x²) + eps) · weight` (when `weight` is given), then, as an [`InplaceOp3`] with
@@ -38,8 +39,7 @@ impl NormRope {
         x.par_chunks_mut(d * ROWS_PER_TASK).enumerate().for_each(|(task, rows)| {
             for (i, row) in rows.chunks_exact_mut(d).enumerate() {
                 if let Some(weight) = &self.weight {
-                    let mean = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
-                    let inv = 1.0 / (mean + self.eps).sqrt();
+                    let inv = inverse_rms(row, self.eps);
                     row.iter_mut().zip(weight).for_each(|(v, w)| *v = *v * inv * w);
                 }
                 if let Some((cos, sin)) = tables {

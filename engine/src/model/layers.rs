@@ -97,6 +97,13 @@ impl RmsNorm {
     }
 }
 
+/// `rsqrt(mean(row²) + eps)`: the factor RMSNorm scales a row by before its weight (the CPU's fused norms).
+#[inline]
+pub(crate) fn inverse_rms(row: &[f32], eps: f32) -> f32 {
+    let mean = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+    1.0 / (mean + eps).sqrt()
+}
+
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dtype = x.dtype();

@@ -12,7 +12,7 @@
 
 use std::mem::MaybeUninit;
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Module, Shape, Tensor};
 
 #[cfg(target_arch = "x86_64")]
 use crate::model::panels::{PanelMatrix, PANEL};
@@ -259,14 +259,18 @@ unsafe impl Sync for SendPtr {}
 
 /// Whether `t` is an f32 tensor in CPU memory, which the CPU fast paths of the model's layers take.
 pub(crate) fn is_cpu_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
+    runs_cpu_f32(t.device(), t.dtype())
+}
+
+/// Whether a model on `device` in `dtype` runs the CPU fast paths (CPU memory, f32).
+pub(crate) fn runs_cpu_f32(device: &Device, dtype: DType) -> bool {
+    device.is_cpu() && dtype == DType::F32
 }
 
 /// The f32 values of a contiguous tensor.
 pub(crate) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(values) = storage else { candle_core::bail!("{op} takes f32 tensors") };
-    let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("{op} takes contiguous tensors") };
-    Ok(&values[start..end])
+    Ok(&values[contiguous_range(layout, op)?])
 }
 
 /// The f32 values of a contiguous tensor, to change in place.
@@ -276,8 +280,15 @@ pub(crate) fn f32_slice_mut<'a>(
     op: &str,
 ) -> candle_core::Result<&'a mut [f32]> {
     let CpuStorage::F32(values) = storage else { candle_core::bail!("{op} takes f32 tensors") };
-    let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("{op} takes contiguous tensors") };
-    Ok(&mut values[start..end])
+    Ok(&mut values[contiguous_range(layout, op)?])
+}
+
+/// Where a contiguous tensor's elements lie in its storage.
+fn contiguous_range(layout: &Layout, op: &str) -> candle_core::Result<std::ops::Range<usize>> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(start..end),
+        None => candle_core::bail!("{op} takes contiguous tensors"),
+    }
 }
 
 #[cfg(test)]

@@ -3,14 +3,13 @@
 //! moment, every transient copy counted once; `e` is the compute dtype's size, attention scores are f32.
 //! `engine/tests/headroom.rs` holds each formula to the peak measured on the CPU.
 
-use candle_core::DType;
-
 use super::inventory::{elements, vae_file};
 use super::Stage;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::VaeConfig;
 use crate::model::dit::BLOCK_MODULATIONS;
 use crate::model::layers::{TransformerDims, QUERY_CHUNK};
+use crate::model::linear::runs_cpu_f32;
 use crate::model::vae::Tiling;
 
 /// Bytes of an f32 activation element (attention scores, RMSNorm, the whole VAE).
@@ -90,8 +89,7 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
     let d = cfg.transformer_dims();
     let vae = &ckpt.vae;
     let vae_live = if ckpt.device().is_cpu() { VAE_LIVE_ACTIVATIONS } else { VAE_LIVE_ACTIVATIONS_GPU };
-    let fused = ckpt.device().is_cpu() && ckpt.dtype() == DType::F32;
-    let sc = if fused { FUSED_SCORE_COPIES } else { SCORE_COPIES };
+    let sc = if runs_cpu_f32(ckpt.device(), ckpt.dtype()) { FUSED_SCORE_COPIES } else { SCORE_COPIES };
     match stage {
         // The longest caption through the Qwen3 layers; every prompt's caption states and lyric embeddings.
         Stage::Text(p) => {
