@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the engine (and the `retake` CLI) with the `cuda` feature on a machine WITHOUT a GPU or a system CUDA
-# toolkit, using NVIDIA's CUDA 13.0 wheels from PyPI (see ../shared/docs/candle.md §1 for why these pins):
+# toolkit, using NVIDIA's CUDA 13.0 wheels from PyPI (see docs/candle.md §1 for why these pins):
 #   - nvcc/ptxas/cicc/headers/runtime/cuBLAS/cuRAND come from pip wheels into target/cuda-toolchain/venv;
 #   - the wheels ship only versioned sonames, so unversioned link names are added;
 #   - there is no libcuda.so on PyPI, so a link-only stub (never shipped, never loaded on a GPU host) is

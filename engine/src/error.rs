@@ -50,7 +50,10 @@ pub enum EngineError {
         file: PathBuf,
     },
     /// A tensor has the wrong shape.
-    #[error("tensor `{name}`: expected shape {expected:?}, found {found:?} (is this an ACE-Step 1.5 checkpoint with a matching config.json?)")]
+    #[error(
+        "tensor `{name}`: expected shape {expected:?}, found {found:?} (is this an ACE-Step 1.5 checkpoint with a
+    #matching config.json?)"
+    )]
     TensorShape {
         /// Full checkpoint key, or the name of an input.
         name: String,

@@ -1,13 +1,17 @@
-//! Retake's engine: ACE-Step 1.5 ported to candle — model components, pipelines (cover, repaint,
-//! text2music), a background job runtime and a VRAM budget. No plugin code lives here.
+//! Retake's engine: ACE-Step 1.5 ported to candle — the model as its spec draws it ([`model`]), the kernels that
+//! run it fast ([`kernels`]), pipelines (cover, repaint, text2music), the weights' residency inside a VRAM budget
+//! ([`residency`]) and a background job runtime. No plugin code lives here.
 
 pub mod audio;
 pub mod bench;
-pub mod device_memory;
 pub mod error;
+pub mod kernels;
 pub mod model;
 pub mod model_source;
 pub mod pipeline;
+pub mod residency;
 pub mod runtime;
+#[cfg(test)]
+mod test_util;
 
 pub use error::{EngineError, Result};

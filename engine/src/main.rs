@@ -1,5 +1,5 @@
 //! `retake`: repaint, cover and text2music on WAV files from the command line, through the engine thread
-//! (spec §13).
+//! (docs/acestep-model.md §13).
 
 mod cli;
 

@@ -1,4 +1,4 @@
-//! Where the model's files (spec §1) come from: a local folder or the Hugging Face repo, resolved to a
+//! Where the model's files (docs/acestep-model.md §1) come from: a local folder or the Hugging Face repo, resolved to a
 //! model root that [`Checkpoint::open`](crate::model::checkpoint::Checkpoint::open) accepts.
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The VRAM budget on the fixture model (issue "Engine runtime" 3): a budgeted run releases units between
+//! The VRAM budget on the fixture model: a budgeted run releases units between
 //! stages, stays within the budget and matches the unbudgeted output bit for bit; a budget below the minimum is
 //! refused with the minimum; a streamed DiT matches the resident one exactly.
 
@@ -15,10 +15,8 @@ use retake_engine::model::resident::{Ledger, Tracked};
 use retake_engine::model::silence::SilenceLatent;
 use retake_engine::model_source::ModelSource;
 use retake_engine::pipeline::request::{GenerationOutput, GenerationRequest, Metas, Mode, Task};
-use retake_engine::pipeline::residency::{
-    dit_resident_blocks, human_bytes, minimum_budget, ResidencyStats, Unit, UnitSizes,
-};
 use retake_engine::pipeline::Generator;
+use retake_engine::residency::{dit_resident_blocks, human_bytes, minimum_budget, ResidencyStats, Unit, UnitSizes};
 use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, EngineStats, Event, SubmitError};
 use retake_engine::EngineError;
 

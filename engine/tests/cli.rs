@@ -1,5 +1,5 @@
-//! The `retake` binary end to end on the tiny fixture model (spec §13): WAV in, WAV out, the original samples
-//! kept outside a repaint, lengths of covers and text2music, readable failures and Ctrl-C.
+//! The `retake` binary end to end on the tiny fixture model (docs/acestep-model.md §13): WAV in, WAV out, the original
+//! samples kept outside a repaint, lengths of covers and text2music, readable failures and Ctrl-C.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

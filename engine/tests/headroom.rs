@@ -1,11 +1,11 @@
-//! The activation headroom booked for each stage (spec §12 memory), measured: every stage runs with its weights
-//! already loaded under a counting global allocator, and the most heap bytes it holds at once beyond those live
-//! before it must stay within `activation_bytes`. On the CPU a tensor's storage is a heap `Vec`, so the count is
+//! The activation headroom booked for each stage (docs/acestep-model.md §12 memory), measured: every stage runs with
+//! its weights already loaded under a counting global allocator, and the most heap bytes it holds at once beyond those
+//! live before it must stay within `activation_bytes`. On the CPU a tensor's storage is a heap `Vec`, so the count is
 //! exact; it covers every thread (rayon and gemm workers included).
 //!
 //! `RETAKE_HEADROOM_DEVICE=cuda:N` runs the real-geometry stages on that GPU instead, in bf16 as the runtime
 //! does there, measured by the driver's count of the device memory pool candle allocates from
-//! (`retake_engine::device_memory`); a CUDA build is needed (`scripts/gpu-check.sh` runs it).
+//! (`retake_engine::kernels::cuda::device_memory`); a CUDA build is needed (`scripts/gpu-check.sh` runs it).
 //!
 //! The shapes are ones whose tensors are many KiB: on a model as narrow as the fixture at a frame or two and a
 //! token or two, ~10 KiB of per-op CPU scratch (gemm packing) and tensor records outweigh the activations.
@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
+use retake_engine::kernels::cuda::device_memory;
 use retake_engine::model::audio_tokenizer::{AudioDetokenizer, AudioTokenizer};
 use retake_engine::model::checkpoint::Checkpoint;
 use retake_engine::model::condition::ConditionEncoder;
@@ -26,10 +27,10 @@ use retake_engine::model::silence::SilenceLatent;
 use retake_engine::model::text_encoder::TextEncoder;
 use retake_engine::model::vae::{Tiling, VaeDecoder, VaeEncoder};
 use retake_engine::pipeline::masks::{chunk_mask, context_latents, fill_with_silence};
-use retake_engine::pipeline::residency::{activation_bytes, human_bytes, PromptShape, Stage};
 use retake_engine::pipeline::{denoise, DenoisePlan, DitCondition, EncodedPrompt, Injection, Phase};
+use retake_engine::residency::{activation_bytes, human_bytes, PromptShape, Stage};
 use retake_engine::runtime::DeviceChoice;
-use retake_engine::{device_memory, Result};
+use retake_engine::Result;
 
 /// `System`, counting the bytes it holds for all threads and the most it has held since the last reset.
 struct Counting;
@@ -93,7 +94,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const RUNS: usize = 3;
 
 /// Where a stage's bytes are counted: the heap on the CPU (the counting allocator), the device's memory pool on a
-/// GPU (`retake_engine::device_memory`).
+/// GPU (`retake_engine::kernels::cuda::device_memory`).
 struct Meter<'a>(&'a Device);
 
 impl Meter<'_> {

@@ -1,5 +1,5 @@
-//! The DiT in the real turbo geometry (spec §2, §6, §12) with seeded random weights: no download needed, so
-//! this catches shape bugs that the tiny fixture config cannot (e.g. GQA 16/8, head_dim 128, 24 blocks).
+//! The DiT in the real turbo geometry (docs/acestep-model.md §2, §6, §12) with seeded random weights: no download
+//! needed, so this catches shape bugs that the tiny fixture config cannot (e.g. GQA 16/8, head_dim 128, 24 blocks).
 
 use candle_core::{DType, Device, Tensor};
 use retake_engine::model::config::AceStepConfig;

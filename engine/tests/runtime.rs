@@ -1,5 +1,5 @@
-//! The engine thread driven through its handle with the real pipelines on the tiny fixture model (spec §13):
-//! event order, FIFO, cancellation, failures, panics, back-pressure, shutdown and source-latent caching.
+//! The engine thread driven through its handle with the real pipelines on the tiny fixture model (docs/acestep-model.md
+//! §13): event order, FIFO, cancellation, failures, panics, back-pressure, shutdown and source-latent caching.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

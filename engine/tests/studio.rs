@@ -1,5 +1,5 @@
-//! Studio-mode pipeline properties on the fixture model (spec §10.3 and §13, official behaviour), and the
-//! pipeline's answers to bad input.
+//! Studio-mode pipeline properties on the fixture model (docs/acestep-model.md §10.3 and §13, official behaviour), and
+//! the pipeline's answers to bad input.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The audio thread's cost per block (issue "Benchmarks": worst-case and median `process()` time as a fraction
+//! The audio thread's cost per block (worst-case and median `process()` time as a fraction
 //! of the block period, target ≤ 1 % at 48 kHz / 64 frames).
 //!
 //! Each block goes through exactly what the plugin's `process()` runs — the host transport converted with
@@ -45,7 +45,7 @@ const BLOCK_SIZES: [usize; 2] = [64, 512];
 const DEFAULT_SECONDS: f64 = 25.0;
 /// Passes per row.
 const DEFAULT_PASSES: usize = 3;
-/// The issue's target: the worst block at 64 frames takes at most this fraction of the block period.
+/// The target (README "Benchmarks"): the worst block at 64 frames takes at most this fraction of the block period.
 const TARGET_FRACTION: f64 = 0.01;
 /// The job region (the host loop while generating), in seconds.
 const REGION_S: (f64, f64) = (2.0, 6.0);

@@ -1,5 +1,4 @@
-//! The capture store: what passed through the plugin while the host played, indexed by host timeline sample
-//! (issue §2).
+//! The capture store: what passed through the plugin while the host played, indexed by host timeline sample.
 //!
 //! Memory is a pool of fixed-size chunks allocated once in `activate()`. The audio thread maps a timeline chunk
 //! to a pool slot the first time it plays there, so loops, jumps and replays overwrite the same place, and the
@@ -24,8 +23,6 @@ use crate::seqlock::SeqCounter;
 pub const CHUNK_FRAMES: usize = 1 << 15;
 /// Timeline positions at or past this frame are never captured (about 24.8 h at 48 kHz).
 pub const TIMELINE_FRAMES: i64 = (CHUNK_FRAMES as i64) << 17;
-/// Default capture capacity: ten minutes at the host rate.
-pub const DEFAULT_MAX_SECONDS: f64 = 600.0;
 
 const WORD_FRAMES: usize = 32;
 const WORDS_PER_CHUNK: usize = CHUNK_FRAMES / WORD_FRAMES;

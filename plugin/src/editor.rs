@@ -1,5 +1,5 @@
 //! The egui editor: captured timeline with region and takes, prompt and lyrics, job controls, progress, the
-//! takes list and status lines (issue §7). It only reads shared state and sends commands, so it never waits
+//! takes list and status lines. It only reads shared state and sends commands, so it never waits
 //! on a job.
 
 use std::ops::Range;

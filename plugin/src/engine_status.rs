@@ -1,8 +1,8 @@
-//! The editor's engine status line (issue §8): what the engine is doing, on which device, with which model and
+//! The editor's engine status line: what the engine is doing, on which device, with which model and
 //! VRAM budget, and how much of the model is resident.
 
 use retake_engine::model_source::ModelSource;
-use retake_engine::pipeline::residency::human_bytes;
+use retake_engine::residency::human_bytes;
 use retake_engine::runtime::{EngineConfig, EngineStats};
 
 /// `engine: <state> · <device> · model <where> · budget <size> · resident <now> (peak <most>)`; the resident
@@ -29,7 +29,7 @@ pub fn status_line(state: &str, config: &EngineConfig, stats: Option<&EngineStat
 mod tests {
     use std::path::PathBuf;
 
-    use retake_engine::pipeline::residency::ResidencyStats;
+    use retake_engine::residency::ResidencyStats;
 
     use retake_engine::runtime::DeviceChoice;
 

@@ -1,6 +1,5 @@
 //! Jobs: turning the region and the parameters into an engine request (region copied from the capture with
-//! context, resampled to 48 kHz, metas from the host), and cutting the engine's result back to the region
-//! (issue §5, §6).
+//! context, resampled to 48 kHz, metas from the host), and cutting the engine's result back to the region.
 
 use nih_plug::prelude::Enum;
 
@@ -16,7 +15,7 @@ use crate::transport::TransportSnapshot;
 
 /// Repaint sends up to this much captured audio on each side of the region as context.
 pub const MAX_CONTEXT_S: f64 = 30.0;
-/// ACE-Step 1.5 turbo: fixed 8 steps, shift 3, no guidance (spec §9).
+/// ACE-Step 1.5 turbo: fixed 8 steps, shift 3, no guidance (docs/acestep-model.md §9).
 const TURBO_STEPS: usize = 8;
 const TURBO_SHIFT: f64 = 3.0;
 

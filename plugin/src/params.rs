@@ -1,4 +1,4 @@
-//! Retake's parameters and persisted fields, with stable ids (issue §4).
+//! Retake's parameters and persisted fields, with stable ids.
 
 use std::sync::atomic::AtomicU32;
 

@@ -1,5 +1,5 @@
 //! In-place playback of the active take, locked to the host timeline, with equal-power crossfades at the
-//! region edges and a short click-free ramp when `monitor` switches (issue §6, §8).
+//! region edges and a short click-free ramp when `monitor` switches.
 //!
 //! Takes reach the audio thread through a fixed-capacity lock-free queue; the take a swap replaces is pushed
 //! onto a second queue and dropped by the sender, never on the audio thread.

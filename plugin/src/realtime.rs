@@ -1,5 +1,5 @@
 //! The audio thread's work for one block: publish the transport, capture the input, play the take in place,
-//! and fall back to passing audio through if anything panics (issue §1, §2, §6, §8).
+//! and fall back to passing audio through if anything panics.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Which part of the host timeline a job works on: the host loop range with `follow_loop`, otherwise the
-//! `start`/`end` parameters (issue §3).
+//! `start`/`end` parameters.
 
 use std::ops::Range;
 

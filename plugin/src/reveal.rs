@@ -1,4 +1,4 @@
-//! Showing a take's file in the system's file manager, so it can be dragged into the host (issue §6). Runs on
+//! Showing a take's file in the system's file manager, so it can be dragged into the host. Runs on
 //! the editor thread; the file manager is started and never waited for.
 
 use std::io;

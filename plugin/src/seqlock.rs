@@ -1,5 +1,5 @@
 //! A single-writer sequence counter (seqlock) over atomics: the audio thread publishes without ever waiting,
-//! readers on other threads detect that a write overlapped their read and try again (issue §2, §8).
+//! readers on other threads detect that a write overlapped their read and try again.
 
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 

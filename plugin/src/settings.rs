@@ -1,4 +1,4 @@
-//! Engine settings (issue §5): the model folder, the device and the VRAM budget, each from its environment
+//! Engine settings: the model folder, the device and the VRAM budget, each from its environment
 //! variable (`RETAKE_MODEL_DIR`, `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET`), else from the settings file
 //! `$XDG_CONFIG_HOME/retake/settings.json` that the editor writes, else the default.
 

@@ -1,5 +1,5 @@
 //! State shared by the audio thread, the job worker and the editor, each part with the access rules of the
-//! thread that writes it (issue §5, §7, §8).
+//! thread that writes it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

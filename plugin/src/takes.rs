@@ -1,5 +1,5 @@
 //! Takes: the persisted takes list, their WAV files under `$XDG_DATA_HOME/retake/takes/<project-id>/`, and
-//! loading them back as playable audio at the host rate, reporting missing or altered files (issue §6).
+//! loading them back as playable audio at the host rate, reporting missing or altered files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};

@@ -1,5 +1,5 @@
 //! The host transport as the audio thread last saw it, published lock-free for the job builder and the editor
-//! (issue §2, §3, §5: position, loop range, tempo and time signature).
+//! (position, loop range, tempo and time signature).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 

@@ -1,6 +1,6 @@
 //! The job worker: a thread of its own (never the audio thread) that starts jobs on Generate, drives the
 //! ACE-Step engine (`retake_engine::runtime`), turns finished results into takes and keeps the takes list,
-//! its files and the playing take in step with the host (issue §5, §6).
+//! its files and the playing take in step with the host.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam::channel::{never, select, Receiver};
 
 use retake_engine::audio::Audio;
-use retake_engine::runtime::{Engine, EngineConfig, EngineHandle, Event, JobId};
+use retake_engine::runtime::{panic_message, Engine, EngineConfig, EngineHandle, Event, JobId};
 use retake_engine::{EngineError, Result};
 
 use crate::engine_status::status_line;
@@ -163,13 +163,8 @@ impl Worker {
     /// Runs `work`, turning a panic into an error line instead of a dead worker.
     fn guarded(&mut self, work: impl FnOnce(&mut Self)) {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(self))) {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|text| text.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
             self.job = None;
-            self.fail(format!("internal error in the job worker: {message}"));
+            self.fail(format!("internal error in the job worker: {}", panic_message(panic.as_ref())));
         }
     }
 

@@ -1,4 +1,4 @@
--- Ardour 7 headless session with Retake (plugin-hosting.md §3c): one stereo track, Ardour's "ACE Noise" as the
+-- Ardour 7 headless session with Retake (docs/plugin-hosting.md §3c): one stereo track, Ardour's "ACE Noise" as the
 -- source, Retake.vst3 after it, a tempo, an export of a few seconds and a saved session.
 -- Run with `ardour7-lua ardour_export.lua`; settings come from the environment:
 --   RETAKE_ARDOUR_DIR      folder for the session (created)

@@ -1,5 +1,5 @@
 """Helpers shared by the Python host tests: bundle paths, the test signal, and reading what Retake saves
-(nice-plug state JSON inside a JUCE VST3 state or an Ardour session, take WAV files) (plugin-hosting.md §3)."""
+(nice-plug state JSON inside a JUCE VST3 state or an Ardour session, take WAV files) (docs/plugin-hosting.md §3)."""
 
 import base64
 import json

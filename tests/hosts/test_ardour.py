@@ -1,4 +1,4 @@
-"""Retake.vst3 in Ardour 7 run headless by `ardour7-lua` (plugin-hosting.md §3c): install and pre-scan the
+"""Retake.vst3 in Ardour 7 run headless by `ardour7-lua` (docs/plugin-hosting.md §3c): install and pre-scan the
 bundle, build a session with a noise source and Retake on one track, export a few seconds, save the session;
 then check the WAV and Retake's state in the session file. Ardour 7 has no CLAP support.
 

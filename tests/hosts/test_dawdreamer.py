@@ -1,4 +1,4 @@
-"""Retake.vst3 in DawDreamer 0.9.0 (a JUCE VST3 host with a playing transport; plugin-hosting.md §3a):
+"""Retake.vst3 in DawDreamer 0.9.0 (a JUCE VST3 host with a playing transport; docs/plugin-hosting.md §3a):
 pass-through, the parameter list, state save/load, and a repaint round trip triggered by the Generate
 parameter. DawDreamer reports no loop range, so the region comes from the Start/End parameters."""
 

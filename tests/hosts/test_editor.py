@@ -1,4 +1,4 @@
-"""Retake's egui editor rendered by DawDreamer under Xvfb + openbox (plugin-hosting.md §5): the window
+"""Retake's egui editor rendered by DawDreamer under Xvfb + openbox (docs/plugin-hosting.md §5): the window
 appears, a screenshot of it lands in target/editor.png, and it is not blank."""
 
 import os

@@ -1,4 +1,4 @@
-//! Where the host tests find the plugin bundles and the fixture model (README "Set-up"; plugin-hosting.md §2).
+//! Where the host tests find the plugin bundles and the fixture model (README "Set-up"; docs/plugin-hosting.md §2).
 
 use std::path::PathBuf;
 

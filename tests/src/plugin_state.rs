@@ -1,5 +1,5 @@
 //! nice-plug's saved state as the CLAP wrapper writes it: a little-endian `u64` length, then JSON with
-//! `params` and `fields` (each `#[persist]` field as a JSON string) (plugin-hosting.md §3d, "State").
+//! `params` and `fields` (each `#[persist]` field as a JSON string) (docs/plugin-hosting.md §3d, "State").
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

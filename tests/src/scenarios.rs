@@ -1,4 +1,4 @@
-//! The CLAP round trips of the issue "Real hosts in CI": repaint (with `monitor = Original`), cover, and a
+//! The CLAP round trips of the real-host tests: repaint (with `monitor = Original`), cover, and a
 //! state restore into a fresh instance. Each returns what it verified, or the first thing that was wrong.
 //! They expect `RETAKE_MODEL_DIR` (the model) and `XDG_DATA_HOME` (where takes are written) to be set for the
 //! process, so they run in a child process: `retake-clap-host <scenario> <bundle.clap>`.

@@ -1,5 +1,5 @@
 //! Retake's CLAP bundle in a real (headless) CLAP host: pass-through, parameters, state and the round trips
-//! (issue "Real hosts in CI"). Needs `target/bundled/Retake.clap` (`cargo xtask bundle retake --release`) and,
+//!. Needs `target/bundled/Retake.clap` (`cargo xtask bundle retake --release`) and,
 //! for the allocation check, `target/alloc-check/Retake.clap` (`scripts/test.sh` builds both).
 
 use std::path::Path;

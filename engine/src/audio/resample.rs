@@ -1,4 +1,5 @@
-//! Sample-rate conversion with rubato's windowed-sinc resampler (spec §10.0: sources are brought to 48 kHz).
+//! Sample-rate conversion with rubato's windowed-sinc resampler (docs/acestep-model.md §10.0: sources are brought to 48
+//! kHz).
 
 use rubato::audioadapter_buffers::direct::SequentialSliceOfVecs;
 use rubato::{Async, FixedAsync, Resampler, SincInterpolationParameters, WindowFunction};

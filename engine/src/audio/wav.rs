@@ -1,4 +1,5 @@
-//! WAV files in and out of [`Audio`] via `hound` (spec §10.0: the CLI's source audio and rendered takes).
+//! WAV files in and out of [`Audio`] via `hound` (docs/acestep-model.md §10.0: the CLI's source audio and rendered
+//! takes).
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
-//! The component workloads (spec §12): Qwen3 on a caption, the condition encoder, single DiT steps, a full
-//! turbo diffusion, and the VAE's encode and decode of a clip, each on the real geometry. The DiT comes from the
-//! engine's components, as in a job: under a VRAM budget it streams the blocks that do not fit (issue 8).
+//! The component workloads (docs/acestep-model.md §12): Qwen3 on a caption, the condition encoder, single DiT steps, a
+//! full turbo diffusion, and the VAE's encode and decode of a clip, each on the real geometry. The DiT comes from the
+//! engine's components, as in a job: under a VRAM budget it streams the blocks that do not fit.
 
 use std::ops::ControlFlow;
 
@@ -17,8 +17,8 @@ use crate::model::dit::Dit;
 use crate::model::scheduler::{euler_step, Schedule};
 use crate::model::text_encoder::TextEncoder;
 use crate::model::vae::{Tiling, VaeDecoder, VaeEncoder};
-use crate::pipeline::residency::{ResidencyStats, Shared, Stage};
 use crate::pipeline::Components;
+use crate::residency::{ResidencyStats, Shared, Stage};
 
 /// `count` token ids spread over the vocabulary (the values do not change the work).
 fn token_ids(count: usize, vocab: usize) -> Vec<u32> {

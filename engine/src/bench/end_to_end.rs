@@ -1,6 +1,6 @@
-//! End-to-end cover and repaint of a clip through the [`Generator`] (spec §10), in reference mode so each run
-//! does exactly the work of DiffSynth's pipeline: VAE encode, prompts, condition, 8 steps, VAE decode — under
-//! the VRAM budget if one is given (issue 8), releasing units between stages and streaming DiT blocks.
+//! End-to-end cover and repaint of a clip through the [`Generator`] (docs/acestep-model.md §10), in reference mode so
+//! each run does exactly the work of DiffSynth's pipeline: VAE encode, prompts, condition, 8 steps, VAE decode — under
+//! the VRAM budget if one is given, releasing units between stages and streaming DiT blocks.
 
 use std::ops::ControlFlow;
 
@@ -8,8 +8,8 @@ use super::{checkpoint, silence, test_clip, BenchOptions, Timer, CLIP_SECONDS, S
 use crate::error::{EngineError, Result};
 use crate::model::prompt::PromptTokenizer;
 use crate::pipeline::request::{GenerationRequest, Metas, Mode, Task};
-use crate::pipeline::residency::ResidencyStats;
 use crate::pipeline::Generator;
+use crate::residency::ResidencyStats;
 
 /// The style caption of the end-to-end runs (mirrored in `bench/reference.py`).
 pub const CAPTION: &str = "an upbeat synth-pop song with bright analog pads, punchy electronic drums, a warm \

@@ -1,37 +1,11 @@
 //! Wall-clock statistics over repeated runs and the process's resident memory as the kernel reports it
-//! (`/proc/self/status`), with the peak mark reset between operation groups (spec §12 "Memory").
+//! (`/proc/self/status`), with the peak mark reset between operation groups (docs/acestep-model.md §12 "Memory").
 
 use std::time::Instant;
 
-use candle_core::Device;
-use serde::Serialize;
-
-use super::report::OpReport;
+use super::report::{OpReport, Stats};
 use crate::error::Result;
-
-/// Seconds taken by the timed runs of one operation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Stats {
-    /// Median (mean of the two middle runs for an even count).
-    pub median_s: f64,
-    /// Fastest run.
-    pub min_s: f64,
-    /// Slowest run.
-    pub max_s: f64,
-    /// Every timed run, in order.
-    pub samples_s: Vec<f64>,
-}
-
-impl Stats {
-    /// Statistics of `samples` (at least one).
-    pub fn from_samples(samples: Vec<f64>) -> Self {
-        let mut sorted = samples.clone();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
-        Self { median_s: median, min_s: sorted[0], max_s: sorted[n - 1], samples_s: samples }
-    }
-}
+use candle_core::Device;
 
 /// Times the operations of one group: one untimed warm-up, then `runs` timed runs each, waiting for the
 /// device to finish before the clock stops. Operations not selected by the name filter are skipped.
@@ -128,15 +102,6 @@ fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts_and_extremes() {
-        let odd = Stats::from_samples(vec![3.0, 1.0, 2.0]);
-        assert_eq!((odd.median_s, odd.min_s, odd.max_s), (2.0, 1.0, 3.0));
-        assert_eq!(odd.samples_s, vec![3.0, 1.0, 2.0]);
-        let even = Stats::from_samples(vec![4.0, 1.0, 2.0, 10.0]);
-        assert_eq!((even.median_s, even.min_s, even.max_s), (3.0, 1.0, 10.0));
-    }
 
     #[test]
     fn status_fields_are_read_in_kib() {

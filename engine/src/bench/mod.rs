@@ -1,6 +1,6 @@
-//! `retake bench` (spec §12): the engine timed operation by operation on the real ACE-Step 1.5 geometry with
-//! seeded random weights, each group's model built, run and dropped in turn, with its peak resident memory.
-//! The DiT and end-to-end groups run through the engine's residency (issue 8), under the VRAM budget if one is
+//! `retake bench` (docs/acestep-model.md §12): the engine timed operation by operation on the real ACE-Step 1.5
+//! geometry with seeded random weights, each group's model built, run and dropped in turn, with its peak resident
+//! memory. The DiT and end-to-end groups run through the engine's residency, under the VRAM budget if one is
 //! given, and report its accounting beside the RSS. `bench/compare.sh` sets these numbers beside the PyTorch
 //! reference's (`bench/reference.py`).
 
@@ -15,21 +15,21 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, DeviceLocation, Shape, Tensor};
 
 pub use end_to_end::{CAPTION, LYRICS, REPAINT_RANGE};
-pub use measure::Stats;
-pub use report::{BenchReport, GroupReport, OpReport, ResidencyReport};
+pub use report::{BenchReport, GroupReport, OpReport, ResidencyReport, Stats};
 
 use measure::{current_rss, peak_rss, release_free_memory, reset_peak_rss, selected, Timer};
 
 use crate::audio::{Audio, MODEL_SAMPLE_RATE};
-use crate::device_memory;
 use crate::error::{EngineError, Result};
+use crate::kernels::cuda::device_memory;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{AceStepConfig, VaeConfig};
 use crate::model::silence::SilenceLatent;
 use crate::model::weights::Weights;
-use crate::pipeline::residency::{check_budget, Inventory, UnitSizes};
+use crate::residency::{check_budget, Inventory, UnitSizes};
 
-/// Caption tokens through the text encoder (a typical caption prompt: spec §12's measured runs use 70).
+/// Caption tokens through the text encoder (a typical caption prompt: docs/acestep-model.md §12's measured runs use
+/// 70).
 pub const CAPTION_TOKENS: usize = 70;
 /// Lyric tokens; with one timbre reference and the caption they pack into [`ENCODER_STATES`] states.
 pub const LYRIC_TOKENS: usize = 229;
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn each_group_counts_the_parameters_its_part_of_the_checkpoint_stores() {
         let counts = Group::ALL.map(Group::parameters);
-        // Spec §1 (the VAE as DiffSynth 2.1.12 counts it); end to end is all three files.
+        // docs/acestep-model.md §1 (the VAE as DiffSynth 2.1.12 counts it); end to end is all three files.
         assert_eq!(
             counts,
             [595_776_512, 608_369_664, 1_575_458_880, 168_695_426, 2_393_872_518 + 168_695_426 + 595_776_512]

@@ -5,8 +5,31 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::measure::Stats;
-use crate::pipeline::residency::ResidencyStats;
+use crate::residency::ResidencyStats;
+
+/// Seconds taken by the timed runs of one operation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// Median (mean of the two middle runs for an even count).
+    pub median_s: f64,
+    /// Fastest run.
+    pub min_s: f64,
+    /// Slowest run.
+    pub max_s: f64,
+    /// Every timed run, in order.
+    pub samples_s: Vec<f64>,
+}
+
+impl Stats {
+    /// Statistics of `samples` (at least one).
+    pub fn from_samples(samples: Vec<f64>) -> Self {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+        Self { median_s: median, min_s: sorted[0], max_s: sorted[n - 1], samples_s: samples }
+    }
+}
 
 /// One timed operation.
 #[derive(Debug, Clone, Serialize)]
@@ -174,6 +197,15 @@ impl fmt::Display for BenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts_and_extremes() {
+        let odd = Stats::from_samples(vec![3.0, 1.0, 2.0]);
+        assert_eq!((odd.median_s, odd.min_s, odd.max_s), (2.0, 1.0, 3.0));
+        assert_eq!(odd.samples_s, vec![3.0, 1.0, 2.0]);
+        let even = Stats::from_samples(vec![4.0, 1.0, 2.0, 10.0]);
+        assert_eq!((even.median_s, even.min_s, even.max_s), (3.0, 1.0, 10.0));
+    }
 
     fn report() -> BenchReport {
         BenchReport {

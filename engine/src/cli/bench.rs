@@ -1,5 +1,5 @@
-//! `retake bench` (spec §12): times the engine on the real ACE-Step 1.5 geometry with random weights, optionally
-//! under a VRAM budget (issue 8), prints the table and optionally writes the JSON that
+//! `retake bench` (docs/acestep-model.md §12): times the engine on the real ACE-Step 1.5 geometry with random weights,
+//! optionally under a VRAM budget, prints the table and optionally writes the JSON that
 //! `bench/reference.py --compare` sets beside the PyTorch reference.
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! The source WAV on its way into the engine (stereo, 48 kHz) and the engine's result on its way back to
-//! the source's rate (spec §10.0).
+//! the source's rate (docs/acestep-model.md §10.0).
 //!
 //! At 48 kHz nothing is resampled, so a spliced repaint keeps every sample outside the region and its
 //! crossfade bit for bit. At any other rate the engine hears the resampled clip, and a spliced result of the

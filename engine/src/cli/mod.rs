@@ -1,5 +1,5 @@
-//! The `retake` command line (spec §13): parses the arguments, reads the source WAV, runs one job through the
-//! engine thread, writes the result as 24-bit WAV and prints a one-line JSON summary on stdout.
+//! The `retake` command line (docs/acestep-model.md §13): parses the arguments, reads the source WAV, runs one job
+//! through the engine thread, writes the result as 24-bit WAV and prints a one-line JSON summary on stdout.
 
 mod args;
 mod bench;

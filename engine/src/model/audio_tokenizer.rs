@@ -1,5 +1,5 @@
-//! Audio tokenizer, FSQ and detokenizer (`tokenizer.*`, `detokenizer.*`, spec §7): 25 Hz latents are pooled
-//! into 5 Hz vectors and quantized to FSQ codes; codes (or an LM audio-code string) are detokenized back into
+//! Audio tokenizer, FSQ and detokenizer (`tokenizer.*`, `detokenizer.*`, docs/acestep-model.md §7): 25 Hz latents are
+//! pooled into 5 Hz vectors and quantized to FSQ codes; codes (or an LM audio-code string) are detokenized back into
 //! the 25 Hz hints of the cover context.
 
 use crate::model::linear::Linear;

@@ -1,5 +1,5 @@
-//! A model folder in the layout of the HF repo `ACE-Step/Ace-Step1.5` (spec §1): configs parsed up front,
-//! weights memory-mapped lazily per component so a caller can keep only one component resident.
+//! A model folder in the layout of the HF repo `ACE-Step/Ace-Step1.5` (docs/acestep-model.md §1): configs parsed up
+//! front, weights memory-mapped lazily per component so a caller can keep only one component resident.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,5 @@
-//! The condition encoder (`encoder.*` + `null_condition_emb`, spec §5): text projector, lyric encoder, timbre
-//! encoder and the packed `[lyric ‖ timbre refs ‖ text]` sequence the DiT cross-attends to.
+//! The condition encoder (`encoder.*` + `null_condition_emb`, docs/acestep-model.md §5): text projector, lyric encoder,
+//! timbre encoder and the packed `[lyric ‖ timbre refs ‖ text]` sequence the DiT cross-attends to.
 
 use crate::model::linear::Linear;
 use candle_core::{Module, Tensor};
@@ -158,15 +158,12 @@ mod tests {
     use candle_core::{DType, Device};
 
     use super::*;
+    use crate::test_util::max_diff;
 
     fn fixture_encoder() -> (ConditionEncoder, AceStepConfig) {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
         let ckpt = Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap();
         (ConditionEncoder::load(&ckpt).unwrap(), ckpt.acestep)
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
     #[test]

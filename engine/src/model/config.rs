@@ -1,4 +1,4 @@
-//! Config structs that mirror the checkpoints' `config.json` files field for field (spec §2).
+//! Config structs that mirror the checkpoints' `config.json` files field for field (docs/acestep-model.md §2).
 
 use std::path::Path;
 
@@ -84,8 +84,8 @@ fn one() -> usize {
 }
 
 impl AceStepConfig {
-    /// The real `acestep-v15-turbo/config.json` values (spec §2), for building the full geometry without a
-    /// download (random-weight tests and benchmarks).
+    /// The real `acestep-v15-turbo/config.json` values (docs/acestep-model.md §2), for building the full geometry
+    /// without a download (random-weight tests and benchmarks).
     pub fn turbo() -> Self {
         Self {
             model_version: Some("turbo".into()),
@@ -132,8 +132,9 @@ impl AceStepConfig {
     }
 
     /// Attention masks of the first `layers` layers of a stack: every stack indexes the same `layer_types`
-    /// (spec §2, §4; `sliding_attention` = bidirectional band of `sliding_window`). [`AceStepConfig::validate`]
-    /// guarantees `layer_types` covers every stack, so the result has `layers` entries for a validated config.
+    /// (docs/acestep-model.md §2, §4; `sliding_attention` = bidirectional band of `sliding_window`).
+    /// [`AceStepConfig::validate`] guarantees `layer_types` covers every stack, so the result has `layers` entries for
+    /// a validated config.
     pub fn layer_masks(&self, layers: usize) -> Vec<AttnMask> {
         self.layer_types
             .iter()
@@ -209,7 +210,7 @@ pub struct VaeConfig {
 }
 
 impl VaeConfig {
-    /// The real ACE-Step 1.5 VAE (`vae/config.json` of ACE-Step/Ace-Step1.5, spec §2): 48 kHz stereo,
+    /// The real ACE-Step 1.5 VAE (`vae/config.json` of ACE-Step/Ace-Step1.5, docs/acestep-model.md §2): 48 kHz stereo,
     /// 64 latent channels at 25 Hz (hop 1920).
     pub fn oobleck_48k() -> Self {
         Self {
@@ -271,8 +272,8 @@ pub struct Qwen3Config {
 }
 
 impl Qwen3Config {
-    /// The real `Qwen3-Embedding-0.6B/config.json` values (spec §3.1), for building the full text-encoder
-    /// geometry without a download (benchmarks).
+    /// The real `Qwen3-Embedding-0.6B/config.json` values (docs/acestep-model.md §3.1), for building the full
+    /// text-encoder geometry without a download (benchmarks).
     pub fn embedding_0_6b() -> Self {
         Self {
             vocab_size: 151_669,

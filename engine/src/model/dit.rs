@@ -1,7 +1,7 @@
-//! The DiT (`decoder.*`, spec §6, §12, §14): timestep embeddings, a patch embedding split into a per-run context
-//! part and a per-step latent part, AdaLN blocks with per-condition cached cross-attention K/V, and the
+//! The DiT (`decoder.*`, docs/acestep-model.md §6, §12, §14): timestep embeddings, a patch embedding split into a
+//! per-run context part and a per-step latent part, AdaLN blocks with per-condition cached cross-attention K/V, and the
 //! de-patchifying output head. Blocks are separate values, so a DiT over a VRAM budget keeps a prefix of them
-//! resident and streams the rest: each is loaded, run and dropped in turn (candle.md §3.4).
+//! resident and streams the rest: each is loaded, run and dropped in turn (docs/candle.md §3.4).
 
 use crate::model::linear::Linear;
 use candle_core::{DType, Device, Module, Tensor};
@@ -475,6 +475,7 @@ impl Dit {
 mod tests {
     use super::*;
     use crate::model::resident::ResidentBytes;
+    use crate::test_util::max_diff;
 
     fn tiny_config() -> AceStepConfig {
         AceStepConfig {
@@ -487,10 +488,6 @@ mod tests {
             sliding_window: 2,
             ..AceStepConfig::turbo()
         }
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
     #[test]

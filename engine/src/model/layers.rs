@@ -1,20 +1,20 @@
-//! Building blocks shared by every transformer in ACE-Step 1.5 and by the Qwen3 text encoder (spec §4):
-//! RMSNorm, RoPE, GQA attention with full / sliding-band / causal masks (query-chunked, so no S×S mask is
+//! Building blocks shared by every transformer in ACE-Step 1.5 and by the Qwen3 text encoder (docs/acestep-model.md
+//! §4): RMSNorm, RoPE, GQA attention with full / sliding-band / causal masks (query-chunked, so no S×S mask is
 //! ever built for long inputs), SwiGLU MLP, the pre-norm encoder layer and a stack of them.
 
-use crate::model::head_norm::NormRope;
-use crate::model::linear::{is_cpu_f32, Linear};
-use crate::model::masked_softmax::MaskedSoftmax;
-#[cfg(target_arch = "x86_64")]
-use crate::model::panel_attention::PanelAttention;
-use crate::model::swiglu::SiluMul;
 use candle_core::{DType, Device, Module, Tensor};
 
+use super::linear::Linear;
 use super::weights::Weights;
 use crate::error::Result;
-
-/// Query rows processed at once by [`attend`]; bounds the score matrix to `QUERY_CHUNK × keys`.
-pub(crate) const QUERY_CHUNK: usize = 512;
+use crate::kernels::cpu::masked_softmax::MaskedSoftmax;
+use crate::kernels::cpu::norm_rope::NormRope;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::cpu::panel_attention::PanelAttention;
+use crate::kernels::cpu::silu_mul::SiluMul;
+pub use crate::kernels::mask::AttnMask;
+use crate::kernels::mask::{band_mask, QUERY_CHUNK};
+use crate::kernels::storage::is_cpu_f32;
 
 /// Widths of one transformer stack.
 #[derive(Debug, Clone, Copy)]
@@ -31,37 +31,6 @@ pub struct TransformerDims {
     pub head_dim: usize,
     /// RMSNorm epsilon.
     pub eps: f64,
-}
-
-/// Which keys a query may see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttnMask {
-    /// Every key.
-    Full,
-    /// Keys with |i − j| ≤ window (bidirectional band).
-    Sliding(usize),
-    /// Keys with j ≤ i.
-    Causal,
-}
-
-impl AttnMask {
-    /// Whether the query at position `i` sees the key at position `j`.
-    pub fn sees(self, i: usize, j: usize) -> bool {
-        match self {
-            Self::Full => true,
-            Self::Sliding(w) => i.abs_diff(j) <= w,
-            Self::Causal => j <= i,
-        }
-    }
-
-    /// Keys `k0..k1` of `0..keys` that some query of `q0..q1` sees.
-    pub fn key_range(self, q0: usize, q1: usize, keys: usize) -> (usize, usize) {
-        match self {
-            Self::Full => (0, keys),
-            Self::Sliding(w) => (q0.saturating_sub(w), (q1 + w).min(keys)),
-            Self::Causal => (0, q1.min(keys)),
-        }
-    }
 }
 
 /// A bias-free or biased linear layer `[out, in]` loaded with shape checks (re-laid out for the CPU by
@@ -95,13 +64,6 @@ impl RmsNorm {
     pub fn eps(&self) -> f32 {
         self.eps
     }
-}
-
-/// `rsqrt(mean(row²) + eps)`: the factor RMSNorm scales a row by before its weight (the CPU's fused norms).
-#[inline]
-pub(crate) fn inverse_rms(row: &[f32], eps: f32) -> f32 {
-    let mean = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
-    1.0 / (mean + eps).sqrt()
 }
 
 impl Module for RmsNorm {
@@ -301,29 +263,6 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: AttnMask) -> Result<Tens
     Ok(Tensor::cat(&chunks, 3)?.reshape((b, heads, s, d))?)
 }
 
-/// Additive mask `[rows, keys]` (0 visible, −∞ hidden) for queries `q0..q1` against keys `k0..k1`,
-/// or `None` when every key in the range is visible.
-pub(crate) fn band_mask(
-    mask: AttnMask,
-    q0: usize,
-    q1: usize,
-    k0: usize,
-    k1: usize,
-    device: &Device,
-) -> Result<Option<Tensor>> {
-    if mask == AttnMask::Full {
-        return Ok(None);
-    }
-    let values: Vec<f32> = (q0..q1)
-        .flat_map(|i| (k0..k1).map(move |j| (i, j)))
-        .map(|(i, j)| if mask.sees(i, j) { 0.0 } else { f32::NEG_INFINITY })
-        .collect();
-    if values.iter().all(|v| *v == 0.0) {
-        return Ok(None);
-    }
-    Ok(Some(Tensor::from_vec(values, (q1 - q0, k1 - k0), device)?))
-}
-
 /// Qwen3 SwiGLU MLP: `down(silu(gate(x)) · up(x))`, no biases.
 #[derive(Debug, Clone)]
 pub struct Mlp {
@@ -442,6 +381,7 @@ crate::model::resident::resident_fields!(TransformerStack { layers, norm });
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::max_diff;
 
     fn naive_attention(q: &Tensor, k: &Tensor, v: &Tensor, visible: impl Fn(usize, usize) -> bool) -> Tensor {
         let (_, heads, s, d) = q.dims4().unwrap();
@@ -459,8 +399,24 @@ mod tests {
         p.matmul(&v).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    #[test]
+    fn in_place_norm_and_rope_equal_candles_norm_transpose_and_rope() {
+        let (b, s, heads, d) = (2, 77, 3, 16);
+        let norm = RmsNorm::new(&Weights::random(8, DType::F32, &Device::Cpu), "norm", d, 1e-6).unwrap();
+        let rope = Rope::new(d, 10000.0, 100, DType::F32, &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 2., (b, s, heads, d), &Device::Cpu).unwrap();
+        let op = NormRope { weight: Some(norm.weight().to_vec1().unwrap()), eps: norm.eps() };
+        let normed = norm.forward(&x).unwrap();
+
+        let got = x.copy().unwrap();
+        let (cos, sin) = rope.tables(s).unwrap();
+        got.inplace_op3(&cos, &sin, &op).unwrap();
+        let want = rope.apply(&normed.transpose(1, 2).unwrap()).unwrap().transpose(1, 2).unwrap();
+        assert!(max_diff(&got, &want) < 1e-5, "norm and rope: {}", max_diff(&got, &want));
+
+        let got = x.copy().unwrap();
+        got.inplace_op1(&op).unwrap();
+        assert!(max_diff(&got, &normed) < 1e-5, "norm alone: {}", max_diff(&got, &normed));
     }
 
     #[test]
@@ -513,15 +469,6 @@ mod tests {
             let want = x.broadcast_matmul(&weight.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
             assert!(max_diff(&layer.forward(&x).unwrap(), &want) < 1e-5, "{out} outputs");
         }
-    }
-
-    #[test]
-    fn sliding_band_is_inclusive_of_the_window_edge() {
-        let m = band_mask(AttnMask::Sliding(2), 0, 5, 0, 5, &Device::Cpu).unwrap().unwrap();
-        let m: Vec<Vec<f32>> = m.to_vec2().unwrap();
-        assert_eq!(m[0][2], 0.0);
-        assert_eq!(m[0][3], f32::NEG_INFINITY);
-        assert_eq!(m[4][2], 0.0);
     }
 
     #[test]

@@ -1,26 +1,19 @@
-//! Linear layers `y = x·Wᵀ + b` (spec §14, CPU fast path). On the CPU in f32 the weight is re-laid out once at
-//! load for the product the CPU runs fastest:
+//! Linear layers `y = x·Wᵀ + b` (docs/acestep-model.md §4, §14). The layout of the weight is chosen once at load
+//! for the device, and `forward` picks the kernel for it. On the CPU in f32:
 //! - with AVX-512 and a width that is a whole number of 64-column panels (every transformer projection here),
-//!   packed panels multiplied by this crate's own kernel ([`crate::model::panels`]), which packs nothing per
-//!   call;
-//! - otherwise the transposed `[in, out]` matrix: inputs of up to a few hundred rows run as one single-threaded
-//!   GEMM per core over a slice of the output columns, up to 3× faster than one GEMM split by the GEMM library
-//!   itself, which scales badly at so few rows; every output element is computed by the same kernel with the
-//!   same summation order, so results do not change.
+//!   packed panels ([`PanelProduct`]), which packs nothing per call;
+//! - otherwise the transposed `[in, out]` matrix, multiplied by [`ColumnSplitMatmul`] up to a few hundred input
+//!   rows and by candle's GEMM above.
 //!
 //! Elsewhere (GPU, bf16) the weight is kept as loaded and candle multiplies.
 
-use std::mem::MaybeUninit;
-
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Module, Shape, Tensor};
+use candle_core::{Module, Tensor};
 
 #[cfg(target_arch = "x86_64")]
-use crate::model::panels::{PanelMatrix, PANEL};
-
+use crate::kernels::cpu::matmul::PanelProduct;
+use crate::kernels::cpu::matmul::{transpose, ColumnSplitMatmul};
+use crate::kernels::storage::is_cpu_f32;
 use crate::model::resident::ResidentBytes;
-
-/// Output columns per task are a multiple of this (one AVX-512 register of f32).
-const COLUMN_ALIGN: usize = 16;
 /// Inputs with more rows than this go to candle's own GEMM, which then splits rows as well and packs each input
 /// block once instead of once per column block (measured on 2 cores: the column split wins at 70, 125, 229 and
 /// 375 rows — the 30 s DiT step 6 % faster — and loses on the 750-row timbre encoder).
@@ -51,8 +44,8 @@ impl Linear {
         let product = if is_cpu_f32(&weight) {
             let values = weight.flatten_all()?.to_vec1::<f32>()?;
             #[cfg(target_arch = "x86_64")]
-            if let Some(packed) = PanelMatrix::from_rows(&values, inputs, outputs, inputs, outputs) {
-                return Ok(Self { product: Product::Panels(std::sync::Arc::new(PanelProduct(packed))), bias });
+            if let Some(packed) = PanelProduct::from_weight_rows(&values, outputs, inputs) {
+                return Ok(Self { product: Product::Panels(std::sync::Arc::new(packed)), bias });
             }
             let columns = transpose(&values, outputs, inputs);
             Product::Matrix(Tensor::from_vec(columns, (inputs, outputs), weight.device())?.t()?)
@@ -98,210 +91,18 @@ impl ResidentBytes for Linear {
         let weight = match &self.product {
             Product::Matrix(weight) => weight.resident_bytes(),
             #[cfg(target_arch = "x86_64")]
-            Product::Panels(panels) => panels.0.bytes(),
+            Product::Panels(panels) => panels.bytes(),
         };
         weight + self.bias.as_ref().map_or(0, Tensor::resident_bytes)
     }
 }
 
-/// `[.., in] · W` for a weight packed into panels: the panels are shared out among the rayon pool's threads.
-#[cfg(target_arch = "x86_64")]
-#[derive(Debug)]
-struct PanelProduct(PanelMatrix);
-
-/// Tasks per pool thread, so that a core slowed by anything else is balanced by the others taking its panels.
-#[cfg(target_arch = "x86_64")]
-const TASKS_PER_THREAD: usize = 4;
-
-#[cfg(target_arch = "x86_64")]
-impl candle_core::CustomOp1 for PanelProduct {
-    fn name(&self) -> &'static str {
-        "panel-matmul"
-    }
-
-    fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (inputs, outputs) = (self.0.inputs(), self.0.outputs());
-        let dims = layout.shape().dims();
-        if dims.last() != Some(&inputs) {
-            candle_core::bail!("panel-matmul: input {:?} does not end in the weight's {inputs} inputs", dims)
-        }
-        let x = f32_slice(x, layout, self.name())?;
-        let rows = x.len() / inputs;
-        let panels = outputs / PANEL;
-        let per_task = panels.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1));
-        let fill = |out: &mut [MaybeUninit<f32>]| {
-            let dst = SendPtr(out.as_mut_ptr().cast());
-            rayon::scope(|scope| {
-                for p0 in (0..panels).step_by(per_task) {
-                    let dst = &dst;
-                    // SAFETY: `x` is `[rows, inputs]`, `out` is `[rows, outputs]` and alive for the scope; each task
-                    // writes only the columns of its own panels.
-                    scope.spawn(move |_| unsafe {
-                        self.0.multiply(x.as_ptr(), inputs, rows, p0..(p0 + per_task).min(panels), dst.0, outputs)
-                    });
-                }
-            });
-            Ok(())
-        };
-        // SAFETY: the tasks together write every column of every row: all `rows · outputs` values.
-        let out = unsafe { written(rows * outputs, fill)? };
-        let mut shape = dims.to_vec();
-        *shape.last_mut().expect("checked above") = outputs;
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
-    }
-}
-
-/// The row-major transpose of a row-major `[rows, cols]` matrix, copied in cache-sized tiles (a strided tensor
-/// copy walks the source column by column, several times slower on the multi-megabyte weights).
-fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
-    let mut dst = vec![0f32; rows * cols];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
-    }
-    dst
-}
-
-/// `[.., K] · [K, N]` → `[.., N]` for contiguous f32 operands: the `N` columns are cut into one block per
-/// thread of the rayon pool, each multiplied by a single-threaded GEMM.
-struct ColumnSplitMatmul;
-
-impl CustomOp2 for ColumnSplitMatmul {
-    fn name(&self) -> &'static str {
-        "column-split-matmul"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        w: &CpuStorage,
-        w_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (k, n) = w_layout.shape().dims2()?;
-        let dims = x_layout.shape().dims();
-        if dims.last() != Some(&k) {
-            candle_core::bail!("column-split-matmul: input {:?} does not end in the weight's {k} rows", dims)
-        }
-        let m = x_layout.shape().elem_count() / k.max(1);
-        let (x, w) = (f32_slice(x, x_layout, self.name())?, f32_slice(w, w_layout, self.name())?);
-        let mut out = vec![0f32; m * n];
-        let block = n.div_ceil(rayon::current_num_threads().max(1)).next_multiple_of(COLUMN_ALIGN);
-        // Column block `c0..c0 + cols` of every row: disjoint strided regions of `out`, handed out through a raw
-        // pointer because they interleave in memory.
-        let dst = SendPtr(out.as_mut_ptr());
-        rayon::scope(|scope| {
-            for c0 in (0..n).step_by(block) {
-                let cols = block.min(n - c0);
-                let dst = &dst;
-                scope.spawn(move |_| {
-                    // SAFETY: `x` is `[m, k]`, `w` is `[k, n]` and `out` is `[m, n]`, all row-major and alive for the
-                    // scope; each task writes only columns `c0..c0 + cols` of `out`, which no other task touches.
-                    unsafe {
-                        gemm::gemm(
-                            m,
-                            cols,
-                            k,
-                            dst.0.add(c0),
-                            1,
-                            n as isize,
-                            false,
-                            x.as_ptr(),
-                            1,
-                            k as isize,
-                            w.as_ptr().add(c0),
-                            1,
-                            n as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        )
-                    }
-                });
-            }
-        });
-        let mut shape = dims.to_vec();
-        *shape.last_mut().expect("checked above") = n;
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
-    }
-}
-
-/// A vector of `len` values that `fill` writes through the pointer it is given, not zeroed first (zeroing the
-/// megabytes of a layer's output ran on the calling thread while the pool's threads waited).
-///
-/// # Safety
-/// When `fill` returns `Ok`, it has written all `len` values.
-pub(crate) unsafe fn written(
-    len: usize,
-    fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> candle_core::Result<()>,
-) -> candle_core::Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(len);
-    fill(&mut out.spare_capacity_mut()[..len])?;
-    // SAFETY: the caller's contract.
-    unsafe { out.set_len(len) };
-    Ok(out)
-}
-
-/// The output pointer shared by the column tasks.
-pub(crate) struct SendPtr(pub(crate) *mut f32);
-
-// SAFETY: the tasks write disjoint column blocks (see `ColumnSplitMatmul::cpu_fwd`, `PanelProduct::cpu_fwd`).
-unsafe impl Sync for SendPtr {}
-
-/// Whether `t` is an f32 tensor in CPU memory, which the CPU fast paths of the model's layers take.
-pub(crate) fn is_cpu_f32(t: &Tensor) -> bool {
-    runs_cpu_f32(t.device(), t.dtype())
-}
-
-/// Whether a model on `device` in `dtype` runs the CPU fast paths (CPU memory, f32).
-pub(crate) fn runs_cpu_f32(device: &Device, dtype: DType) -> bool {
-    device.is_cpu() && dtype == DType::F32
-}
-
-/// The f32 values of a contiguous tensor.
-pub(crate) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(values) = storage else { candle_core::bail!("{op} takes f32 tensors") };
-    Ok(&values[contiguous_range(layout, op)?])
-}
-
-/// The f32 values of a contiguous tensor, to change in place.
-pub(crate) fn f32_slice_mut<'a>(
-    storage: &'a mut CpuStorage,
-    layout: &Layout,
-    op: &str,
-) -> candle_core::Result<&'a mut [f32]> {
-    let CpuStorage::F32(values) = storage else { candle_core::bail!("{op} takes f32 tensors") };
-    Ok(&mut values[contiguous_range(layout, op)?])
-}
-
-/// Where a contiguous tensor's elements lie in its storage.
-fn contiguous_range(layout: &Layout, op: &str) -> candle_core::Result<std::ops::Range<usize>> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(start..end),
-        None => candle_core::bail!("{op} takes contiguous tensors"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use candle_core::Device;
+    use candle_core::DType;
 
     use super::*;
-
-    fn ramp(shape: &[usize], seed: usize) -> Tensor {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|i| ((i * 7919 + seed) % 211) as f32 / 105.0 - 1.0).collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
+    use crate::test_util::ramp;
 
     /// `x·wᵀ + b` in f64, element by element.
     fn reference(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Vec<f64> {

@@ -1,4 +1,5 @@
-//! The ACE-Step 1.5 model port: one module per checkpoint component (spec sections in each module doc).
+//! ACE-Step 1.5 as docs/acestep-model.md draws it: one module per checkpoint component, each citing its section.
+//! A model file picks a kernel from [`crate::kernels`] where a device has a faster way, and never implements one.
 
 pub mod adaln;
 pub mod audio_tokenizer;
@@ -6,20 +7,12 @@ pub mod checkpoint;
 pub mod condition;
 pub mod config;
 pub mod dit;
-pub mod exp;
-pub mod head_norm;
 pub mod layers;
 pub mod linear;
-pub mod masked_softmax;
-#[cfg(target_arch = "x86_64")]
-pub mod panel_attention;
-#[cfg(target_arch = "x86_64")]
-pub mod panels;
 pub mod prompt;
 pub mod resident;
 pub mod scheduler;
 pub mod silence;
-pub mod swiglu;
 pub mod text_encoder;
 pub mod vae;
 pub mod weights;

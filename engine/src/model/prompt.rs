@@ -1,12 +1,13 @@
-//! Caption and lyric prompt templates and their tokenizer (spec §3.2, §3.3; official "N/A" metas, §13).
+//! Caption and lyric prompt templates and their tokenizer (docs/acestep-model.md §3.2, §3.3; official "N/A" metas,
+//! §13).
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use tokenizers::{PostProcessor, Tokenizer, TruncationDirection};
 
 use super::checkpoint::{Checkpoint, TEXT_DIR};
 use crate::error::{EngineError, Result};
-use crate::pipeline::request::{Metas, Task};
 
 /// Token budget of the caption prompt, appended `<|endoftext|>` included.
 pub const CAPTION_MAX_TOKENS: usize = 256;
@@ -44,14 +45,17 @@ impl Instruction {
     }
 }
 
-impl From<&Task> for Instruction {
-    fn from(task: &Task) -> Self {
-        match task {
-            Task::Text2Music { .. } => Self::Text2Music,
-            Task::Cover { .. } => Self::Cover,
-            Task::Repaint { .. } => Self::Repaint,
-        }
-    }
+/// Musical metadata written into the caption prompt's metas block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metas {
+    /// Tempo in beats per minute.
+    pub bpm: Option<f64>,
+    /// Time signature numerator as the model expects it ("4", "3", …).
+    pub time_signature: Option<String>,
+    /// Key and scale ("D minor").
+    pub key: Option<String>,
+    /// Duration in seconds written into the prompt; studio mode derives it from the source when absent.
+    pub duration_s: Option<f64>,
 }
 
 /// Checks that an optional number is finite and not negative.
@@ -210,12 +214,10 @@ mod tests {
     }
 
     #[test]
-    fn instruction_follows_the_task() {
-        let cover = Task::Cover { cover_strength: 1.0, noise_strength: 0.0, audio_codes: None };
-        let repaint = Task::Repaint { ranges: vec![(0.0, 1.0)], strength: 1.0, splice_crossfade_ms: None };
-        assert_eq!(Instruction::from(&cover).text(), "Generate audio semantic tokens based on the given conditions:");
-        assert_eq!(Instruction::from(&repaint), Instruction::Repaint);
-        assert_eq!(Instruction::from(&Task::Text2Music { duration_s: 10.0 }), Instruction::Text2Music);
+    fn instruction_texts_are_the_reference_ones() {
+        assert_eq!(Instruction::Cover.text(), "Generate audio semantic tokens based on the given conditions:");
+        assert_eq!(Instruction::Repaint.text(), "Repaint the mask area based on the given conditions:");
+        assert_eq!(Instruction::Text2Music.text(), "Fill the audio semantic mask based on the given conditions:");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Device-memory accounting of loaded components (spec §12 memory; candle.md §3): how many bytes of tensors a
-//! component holds, and a ledger that books every loaded component and DiT block for as long as it is alive.
+//! Device-memory accounting of loaded components (docs/acestep-model.md §12 memory; docs/candle.md §3): how many bytes
+//! of tensors a component holds, and a ledger that books every loaded component and DiT block for as long as it is
+//! alive.
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! Flow-matching schedules and the Euler sampler (spec §9, §13): DiffSynth's generic schedule (bit-exact
-//! float32), the official turbo tables with their cover-noise start, and the noising / Euler helpers.
+//! Flow-matching schedules and the Euler sampler (docs/acestep-model.md §9, §13): DiffSynth's generic schedule
+//! (bit-exact float32), the official turbo tables with their cover-noise start, and the noising / Euler helpers.
 //!
 //! Convention: σ = t ∈ (0, 1], `x_t = σ·ε + (1 − σ)·x0`, the DiT predicts `v ≈ ε − x0`.
 

@@ -1,5 +1,5 @@
-//! The VAE latent of silence shipped with the checkpoint (`silence_latent.pt`, spec §1, §7, §10.1): the
-//! context for text2music, the fill for repainted frames and the pad of the audio tokenizer.
+//! The VAE latent of silence shipped with the checkpoint (`silence_latent.pt`, docs/acestep-model.md §1, §7, §10.1):
+//! the context for text2music, the fill for repainted frames and the pad of the audio tokenizer.
 
 use std::io::Read;
 use std::path::Path;

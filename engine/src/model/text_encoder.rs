@@ -1,5 +1,5 @@
 //! Qwen3-Embedding-0.6B as a stateless text encoder: caption → `last_hidden_state`, lyrics → embeddings
-//! only (spec §3.1).
+//! only (docs/acestep-model.md §3.1).
 
 use candle_core::{Module, Tensor};
 use candle_nn::Embedding;
@@ -80,14 +80,11 @@ mod tests {
     use candle_core::{DType, Device};
 
     use super::*;
+    use crate::test_util::max_diff;
 
     fn encoder() -> TextEncoder {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
         TextEncoder::load(&Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap()).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
     #[test]

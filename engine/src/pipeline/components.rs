@@ -1,4 +1,4 @@
-//! The model components a pipeline uses (issue "Engine runtime" 3, candle.md §3): loaded on first use from one
+//! The model components a pipeline uses (docs/candle.md §3): loaded on first use from one
 //! checkpoint and booked while resident; under a VRAM budget, released before a stage that needs their room,
 //! with the DiT's blocks streamed when it does not fit whole.
 
@@ -6,9 +6,6 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use super::residency::{
-    activation_bytes, dit_resident_blocks, Requirement, Residency, ResidencyStats, Shared, Stage, Unit, UnitSizes,
-};
 use crate::error::{EngineError, Result};
 use crate::model::audio_tokenizer::{AudioDetokenizer, AudioTokenizer};
 use crate::model::checkpoint::Checkpoint;
@@ -19,6 +16,9 @@ use crate::model::resident::resident_fields;
 use crate::model::silence::SilenceLatent;
 use crate::model::text_encoder::TextEncoder;
 use crate::model::vae::{VaeDecoder, VaeEncoder};
+use crate::residency::{
+    activation_bytes, dit_resident_blocks, Requirement, Residency, ResidencyStats, Shared, Stage, Unit, UnitSizes,
+};
 
 /// The condition encoder and the timbre embedding used when no reference audio is given (the first
 /// `timbre_fix_frame` frames of the silence latent through the timbre encoder), derived when it loads.
@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn a_stage_that_cannot_fit_is_refused_with_its_requirement() {
         let ckpt = fixture(DType::F32);
-        let minimum = super::super::residency::minimum_budget(&ckpt).unwrap().total();
+        let minimum = crate::residency::minimum_budget(&ckpt).unwrap().total();
         let mut components = Components::new(ckpt, Some(minimum)).unwrap();
         let err = components.enter(Stage::Decode { frames: 10_000 }).unwrap_err();
         assert!(matches!(err, EngineError::BudgetTooSmall(_)), "{err}");

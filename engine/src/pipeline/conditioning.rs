@@ -1,4 +1,4 @@
-//! Prompt → encoder states (spec §3, §5): caption through the whole text encoder, lyrics through its
+//! Prompt → encoder states (docs/acestep-model.md §3, §5): caption through the whole text encoder, lyrics through its
 //! embedding table, both through the condition encoder with the default timbre; and the DiT-side condition
 //! (projected context, cross-attention K/V, the null condition for CFG) built once per phase.
 
@@ -6,10 +6,10 @@ use candle_core::Tensor;
 
 use super::components::Components;
 use super::request::Metas;
-use super::residency::{PromptShape, Stage};
 use crate::error::Result;
 use crate::model::dit::{CrossCache, Dit, DitContext};
 use crate::model::prompt::{caption_prompt, lyric_prompt, Instruction, CAPTION_MAX_TOKENS, LYRIC_MAX_TOKENS};
+use crate::residency::{PromptShape, Stage};
 
 /// What goes into the two prompts.
 #[derive(Debug, Clone, Copy)]

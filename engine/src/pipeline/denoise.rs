@@ -1,5 +1,5 @@
-//! The sampling loop (spec §9): Euler steps over a schedule with per-phase conditions, optional CFG, and
-//! the two ways of keeping audio outside a repaint region — DiffSynth's per-step velocity replacement
+//! The sampling loop (docs/acestep-model.md §9): Euler steps over a schedule with per-phase conditions, optional CFG,
+//! and the two ways of keeping audio outside a repaint region — DiffSynth's per-step velocity replacement
 //! (reference mode) and the official early-step injection of the noised source (studio mode).
 
 use std::ops::ControlFlow;

@@ -1,5 +1,6 @@
 //! The front door of the pipelines: validates a [`GenerationRequest`], prepares the task (text2music, cover,
-//! repaint) in the requested [`Mode`], runs the sampling loop, decodes and post-processes (spec §10, §13).
+//! repaint) in the requested [`Mode`], runs the sampling loop, decodes and post-processes (docs/acestep-model.md §10,
+//! §13).
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
@@ -16,7 +17,6 @@ use super::masks::{
 use super::noise::initial_noise;
 use super::output::{splice, to_audio, Level};
 use super::request::{GenerationOutput, GenerationRequest, Metas, Mode, Progress, ProgressFn, Task};
-use super::residency::{ResidencyStats, Stage, Unit};
 use crate::audio::{check_finite, content_hash, to_stereo, Audio, MODEL_SAMPLE_RATE};
 use crate::error::{EngineError, Result};
 use crate::model::audio_tokenizer::parse_audio_codes;
@@ -25,6 +25,7 @@ use crate::model::prompt::{Instruction, PromptTokenizer};
 use crate::model::scheduler::{add_noise, Schedule};
 use crate::model::silence::SilenceLatent;
 use crate::model::vae::Tiling;
+use crate::residency::{ResidencyStats, Stage, Unit};
 
 /// Frames of the official boundary crossfade after a repaint (0.4 s).
 const REPAINT_CROSSFADE_FRAMES: usize = 10;
@@ -84,7 +85,7 @@ struct Splice {
 impl Generator {
     /// A generator on `checkpoint`; components load on first use. With a `budget` (bytes of device memory for
     /// weights and activations together) each stage releases what it needs room from and the DiT streams blocks
-    /// when it does not fit whole; a budget below the model's minimum ([`super::residency::minimum_budget`]) is
+    /// when it does not fit whole; a budget below the model's minimum ([`crate::residency::minimum_budget`]) is
     /// refused here, before anything loads, with an error that states the minimum.
     pub fn new(checkpoint: Checkpoint, budget: Option<u64>) -> Result<Self> {
         Ok(Self { components: Components::new(checkpoint, budget)?, source_cache: VecDeque::new(), vae_encodes: 0 })

@@ -1,5 +1,5 @@
-//! Repaint bookkeeping (spec §10.3, §13; fixtures README item 7): outpaint padding, seconds → latent frames,
-//! DiffSynth's strength mask (reference mode), the official 0/1 chunk mask and boundary crossfade (studio
+//! Repaint bookkeeping (docs/acestep-model.md §10.3, §13; fixtures README item 7): outpaint padding, seconds → latent
+//! frames, DiffSynth's strength mask (reference mode), the official 0/1 chunk mask and boundary crossfade (studio
 //! mode), per-frame mixing of latents, and the DiT context `[src ‖ mask]`.
 
 use candle_core::{Tensor, D};

@@ -1,5 +1,5 @@
 //! The three tasks Retake offers — cover, repaint, text2music — assembled from the model components
-//! (spec §9, §10, §13). `request` holds the API types.
+//! (docs/acestep-model.md §9, §10, §13). `request` holds the API types.
 
 mod components;
 mod conditioning;
@@ -9,7 +9,6 @@ pub mod masks;
 mod noise;
 mod output;
 pub mod request;
-pub mod residency;
 
 pub(crate) use components::Components;
 pub use conditioning::{DitCondition, EncodedPrompt};

@@ -6,6 +6,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::audio::Audio;
+pub use crate::model::prompt::Metas;
 
 /// Which pipeline glue to use. Both share every model component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -47,19 +48,6 @@ pub enum Task {
         /// Length of the result.
         duration_s: f64,
     },
-}
-
-/// Musical metadata written into the caption prompt's metas block.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metas {
-    /// Tempo in beats per minute.
-    pub bpm: Option<f64>,
-    /// Time signature numerator as the model expects it ("4", "3", …).
-    pub time_signature: Option<String>,
-    /// Key and scale ("D minor").
-    pub key: Option<String>,
-    /// Duration in seconds written into the prompt; studio mode derives it from the source when absent.
-    pub duration_s: Option<f64>,
 }
 
 /// A full generation request.

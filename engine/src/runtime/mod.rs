@@ -7,4 +7,4 @@ mod thread;
 
 pub use events::{Event, JobId, Take};
 pub use parse::parse_size;
-pub use thread::{DeviceChoice, Engine, EngineConfig, EngineHandle, EngineStats, SubmitError};
+pub use thread::{panic_message, DeviceChoice, Engine, EngineConfig, EngineHandle, EngineStats, SubmitError};

@@ -1,4 +1,4 @@
-//! The engine settings as people write them (spec §13 `--device`, `--vram-budget`; the plugin's
+//! The engine settings as people write them (docs/acestep-model.md §13 `--device`, `--vram-budget`; the plugin's
 //! `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET` and settings file): devices `cpu`, `cuda`, `cuda:N` and byte sizes
 //! `3GiB`, `512MB`, `1.5G`, `2000000`.
 

@@ -18,8 +18,8 @@ use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model_source::ModelSource;
 use crate::pipeline::request::{GenerationRequest, Progress};
-use crate::pipeline::residency::{check_model_budget, ResidencyStats};
 use crate::pipeline::Generator;
+use crate::residency::{check_model_budget, ResidencyStats};
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -292,13 +292,14 @@ impl Worker {
         let id = job.id;
         let started = Instant::now();
         let mut first_step: Option<Instant> = None;
-        let mut encoding = false;
+        let mut last = None;
         let mut on_progress = |progress: Progress| {
             cancelled.extend(cancels.try_iter());
-            let was_encoding = std::mem::replace(&mut encoding, progress == Progress::Encoding);
+            let repeated = last.replace(progress) == Some(progress);
             let event = match progress {
-                // The pipeline also reports each encoder tile, as a chance to cancel: announce the phase once.
-                Progress::Encoding if was_encoding => None,
+                // The pipeline reports the same encoding or decoding progress again between layers and tiles, as a
+                // chance to cancel: announce each change once.
+                Progress::Encoding | Progress::Decoding { .. } if repeated => None,
                 Progress::Encoding => Some(Event::Encoding { job: id }),
                 Progress::Step { k, n } => {
                     // Steps after the first are timed without the encoding that preceded them.
@@ -387,16 +388,19 @@ fn guarded(job: JobId, work: impl FnOnce() -> Result<Take>) -> (Event, bool) {
         Ok(Ok(take)) => (Event::Done { job, take: Arc::new(take) }, false),
         Ok(Err(EngineError::Cancelled)) => (Event::Cancelled { job }, false),
         Ok(Err(e)) => (Event::Failed { job, error: e.to_string() }, false),
-        Err(panic) => (Event::Failed { job, error: format!("internal error: {}", panic_message(&panic)) }, true),
+        Err(panic) => {
+            (Event::Failed { job, error: format!("internal error: {}", panic_message(panic.as_ref())) }, true)
+        }
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// The text a caught panic carried (`panic!("…")` with a literal or a formatted message), or a generic line.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "the job panicked".into())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 #[cfg(test)]

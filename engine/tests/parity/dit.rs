@@ -1,4 +1,4 @@
-//! Kinds `conditioner` and `dit_forward`: the condition encoder and one DiT evaluation (spec §5, §6).
+//! Kinds `conditioner` and `dit_forward`: the condition encoder and one DiT evaluation (docs/acestep-model.md §5, §6).
 
 use candle_core::{DType, Device, Tensor};
 use retake_engine::model::checkpoint::Checkpoint;

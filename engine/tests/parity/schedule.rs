@@ -1,5 +1,5 @@
 //! Kinds `scheduler`, `silence_tiling` and `repaint_masks`: DiffSynth's sigma schedule, the silence latent
-//! slice and the reference-mode repaint bookkeeping (spec §9, §10.3, §13).
+//! slice and the reference-mode repaint bookkeeping (docs/acestep-model.md §9, §10.3, §13).
 
 use candle_core::Tensor;
 use retake_engine::model::checkpoint::Checkpoint;

@@ -1,5 +1,5 @@
 //! Kinds `tokenizer` and `prompt_embedder`: the prompt templates, the tokenizer and the Qwen3 text encoder
-//! (spec §3).
+//! (docs/acestep-model.md §3).
 
 use candle_core::{Device, Tensor};
 use retake_engine::model::checkpoint::Checkpoint;

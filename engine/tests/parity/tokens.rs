@@ -1,5 +1,5 @@
 //! Kinds `audio_tokenizer`, `audio_detokenizer` and `audio_codes_to_latents`: the cover path's 5 Hz tokens
-//! (spec §7).
+//! (docs/acestep-model.md §7).
 
 use candle_core::{DType, Tensor};
 use retake_engine::model::audio_tokenizer::{parse_audio_codes, AudioDetokenizer, AudioTokenizer};

@@ -1,4 +1,5 @@
-//! Kinds `vae_encode` and `vae_decode`: the Oobleck VAE (spec §8), encoder posterior mean and raw decoder output.
+//! Kinds `vae_encode` and `vae_decode`: the Oobleck VAE (docs/acestep-model.md §8), encoder posterior mean and raw
+//! decoder output.
 
 use retake_engine::model::vae::{VaeDecoder, VaeEncoder};
 

@@ -1,4 +1,4 @@
-//! What can go wrong while hosting a CLAP plugin (plugin-hosting.md §3d).
+//! What can go wrong while hosting a CLAP plugin (docs/plugin-hosting.md §3d).
 
 use std::path::PathBuf;
 

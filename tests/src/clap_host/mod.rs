@@ -1,4 +1,4 @@
-//! A headless CLAP host on `clack-host` (plugin-hosting.md §3d): loads a `.clap`, activates it at a sample rate
+//! A headless CLAP host on `clack-host` (docs/plugin-hosting.md §3d): loads a `.clap`, activates it at a sample rate
 //! and block size, processes blocks with a transport and parameter events, and saves / loads state.
 //!
 //! The harness is single-threaded: the thread that owns a [`HostedPlugin`] is both the plugin's main thread

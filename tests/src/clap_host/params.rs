@@ -1,5 +1,5 @@
 //! The plugin's parameters as the CLAP `params` extension lists them, looked up by display name
-//! (plugin-hosting.md §3d).
+//! (docs/plugin-hosting.md §3d).
 
 use clack_extensions::params::{ParamInfoBuffer, ParamInfoFlags, PluginParams};
 use clack_host::prelude::PluginMainThreadHandle;

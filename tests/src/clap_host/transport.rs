@@ -1,5 +1,5 @@
 //! The host timeline a test plays: tempo, time signature and loop range, turned into the CLAP transport event
-//! of each block (plugin-hosting.md §3d).
+//! of each block (docs/plugin-hosting.md §3d).
 
 use clack_host::events::event_types::{TransportEvent, TransportFlags};
 use clack_host::events::{EventFlags, EventHeader};

@@ -1,5 +1,6 @@
-//! Weight-normed Conv1d / ConvTranspose1d of the Oobleck VAE (spec §8) on channels-last `[time, channels]`
-//! activations, each computed as GEMMs over row windows instead of candle's im2col or naive paths (candle.md §2).
+//! Weight-normed Conv1d / ConvTranspose1d of the Oobleck VAE (docs/acestep-model.md §8) on channels-last `[time,
+//! channels]` activations, each computed as GEMMs over row windows instead of candle's im2col or naive paths
+//! (docs/candle.md §2).
 
 use candle_core::{DType, Tensor};
 
@@ -171,7 +172,7 @@ fn row_conv(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() {
         let tf32 = w.dtype() != DType::F32;
-        return super::cuda_taps::accumulate(x, taps, gap, m, &w.to_dtype(DType::F32)?, tf32);
+        return crate::kernels::cuda::tap_conv::accumulate(x, taps, gap, m, &w.to_dtype(DType::F32)?, tf32);
     }
     let w = w.to_dtype(DType::F32)?;
     if x.device().is_cpu() {
@@ -217,7 +218,7 @@ fn phased_gemm(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Res
 }
 
 /// Any device: one GEMM per tap on contiguous row slices, summed (CUDA accumulates in place instead, see
-/// `cuda_taps`; this runs on other GPUs and where the CPU's fast paths do not apply).
+/// [`crate::kernels::cuda::tap_conv`]; this runs on other GPUs and where the CPU's fast paths do not apply).
 fn per_tap_gemm(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result<Tensor> {
     let width = x.dim(1)?;
     let x = x.contiguous()?;
@@ -236,21 +237,12 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
-
-    fn ramp(shape: &[usize], scale: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|i| ((i * 7919 % 101) as f32 / 50.0 - 1.0) * scale).collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-    }
+    use crate::test_util::{max_diff, ramp};
 
     #[test]
     fn weight_norm_matches_a_direct_computation() {
         let (o, i, k) = (3, 4, 5);
-        let v = ramp(&[o, i, k], 0.7);
+        let v = (ramp(&[o, i, k], 0) * 0.7).unwrap();
         let g = Tensor::new(&[0.5f32, -2.0, 3.0], &Device::Cpu).unwrap().reshape((o, 1, 1)).unwrap();
         let folded = weight_norm(&g, &v).unwrap().to_vec3::<f32>().unwrap();
         let (vv, gv) = (v.to_vec3::<f32>().unwrap(), [0.5f64, -2.0, 3.0]);
@@ -294,7 +286,7 @@ mod tests {
         let weights = Weights::random(3, DType::F32, &Device::Cpu);
         let conv = Conv1d::load(&weights.pp("c"), spec, false).unwrap();
         let w = load_folded(&weights.pp("c"), [spec.out_channels, spec.in_channels, spec.kernel]).unwrap();
-        let x = ramp(&[spec.in_channels, len], 1.0);
+        let x = ramp(&[spec.in_channels, len], 0);
         let got = conv.forward(&x.t().unwrap()).unwrap().t().unwrap().to_vec2::<f32>().unwrap();
         let expected = reference_conv(&x.to_vec2().unwrap(), &w.to_vec3().unwrap(), spec);
         assert_eq!((got.len(), got[0].len()), (expected.len(), expected[0].len()), "{spec:?}");
@@ -322,7 +314,7 @@ mod tests {
             let conv = ConvTranspose1d::load(&weights.pp("t"), cin, cout, stride).unwrap();
             let w = load_folded(&weights.pp("t"), [cin, cout, 2 * stride]).unwrap().to_vec3::<f32>().unwrap();
             let bias = weights.pp("t").get(&[cout], "bias").unwrap().to_vec1::<f32>().unwrap();
-            let x = ramp(&[len, cin], 1.0);
+            let x = ramp(&[len, cin], 0);
             let got = conv.forward_padded(&x.pad_with_zeros(0, 1, 1).unwrap()).unwrap().to_vec2::<f32>().unwrap();
             // PyTorch: out[o, t·s + j − p] += x[c, t]·W[c, o, j].
             let pad = stride.div_ceil(2);
@@ -351,8 +343,8 @@ mod tests {
 
     #[test]
     fn cpu_fast_paths_equal_the_plain_per_tap_sum() {
-        let x = ramp(&[80, 6], 1.0);
-        let w = ramp(&[7 * 6, 5], 0.3);
+        let x = ramp(&[80, 6], 0);
+        let w = (ramp(&[7 * 6, 5], 0) * 0.3).unwrap();
         for gap in [1, 3, 9] {
             let m = 80 - gap * 6;
             let fast = if gap == 1 { windowed_gemm(&x, 7, m, &w) } else { phased_gemm(&x, 7, gap, m, &w) };

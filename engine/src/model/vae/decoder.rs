@@ -1,4 +1,4 @@
-//! The Oobleck decoder (spec §8): latents `[B, 64, T]` → audio `[B, 2, 1920·T]`, untiled or tiled.
+//! The Oobleck decoder (docs/acestep-model.md §8): latents `[B, 64, T]` → audio `[B, 2, 1920·T]`, untiled or tiled.
 
 use std::ops::ControlFlow;
 
@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use super::conv::{Conv1d, ConvSpec, ConvTranspose1d};
 use super::residual::ResidualUnit;
 use super::snake::Snake;
-use super::tiling::{Ticker, TileProgress, Tiling};
+use super::tiling::{run_tiles, Poll, TileProgress, Tiling};
 use super::{check_finite, check_geometry, check_tileable, exact_hop, input_dims, multiple};
 use crate::error::{EngineError, Result};
 use crate::model::config::VaeConfig;
@@ -33,11 +33,14 @@ impl DecoderBlock {
     }
 
     /// Consumes its input so that it is freed as soon as the upsampling conv has used it.
-    fn forward(&self, x: Tensor) -> Result<Tensor> {
+    fn forward(&self, x: Tensor, poll: Poll) -> Result<Tensor> {
         let pad = ConvTranspose1d::PADDING;
         let h = self.conv_t1.forward_padded(&self.snake1.forward(&x, pad, pad)?)?;
         drop(x);
-        self.res_units.iter().try_fold(h, |h, unit| unit.forward(h))
+        self.res_units.iter().try_fold(h, |h, unit| {
+            poll()?;
+            unit.forward(h)
+        })
     }
 }
 
@@ -100,7 +103,7 @@ impl VaeDecoder {
     /// [`VaeDecoder::decode`] in overlap-discard tiles of `tiling` frames (bounded memory for long audio),
     /// reporting each finished tile to `progress`, which can cancel between tiles ([`EngineError::Cancelled`]).
     pub fn decode_tiled(&self, latents: &Tensor, tiling: Tiling, progress: TileProgress) -> Result<Tensor> {
-        let (batch, frames) = input_dims(latents, "latents for the VAE decoder", self.latent_channels)?;
+        let (_, frames) = input_dims(latents, "latents for the VAE decoder", self.latent_channels)?;
         if frames == 0 {
             return Err(EngineError::invalid("latents for the VAE decoder have no frames; pass at least one"));
         }
@@ -108,26 +111,14 @@ impl VaeDecoder {
         let tiles = tiling.plan(frames)?;
         check_tileable(self.exact_hop, tiles.len())?;
         let latents = latents.to_device(&self.device)?.to_dtype(DType::F32)?;
-        let mut ticker = Ticker::new(batch * tiles.len(), progress);
-        let mut items = Vec::with_capacity(batch);
-        for item in 0..batch {
-            let x = latents.get(item)?.t()?.contiguous()?;
-            let mut cores = Vec::with_capacity(tiles.len());
-            for tile in &tiles {
-                let audio = self.forward(&x.narrow(0, tile.window.start, tile.window.len())?)?;
-                let core = tile.core_in_window(self.hop);
-                cores.push(if tiles.len() == 1 { audio } else { audio.narrow(0, core.start, core.len())? });
-                ticker.tick()?;
-            }
-            items.push(Tensor::cat(&cores, 0)?.t()?);
-        }
-        Ok(Tensor::stack(&items, 0)?)
+        run_tiles(&latents, &tiles, self.hop, |tile| tile.window.clone(), |x, poll| self.forward(x, poll), progress)
     }
 
-    /// Channels-last `[T, latent_channels]` → `[samples, audio_channels]`.
-    fn forward(&self, latents: &Tensor) -> Result<Tensor> {
+    /// Channels-last `[T, latent_channels]` → `[samples, audio_channels]`, polling between layers.
+    fn forward(&self, latents: &Tensor, poll: Poll) -> Result<Tensor> {
         let h = self.conv1.forward(latents)?;
-        let h = self.blocks.iter().try_fold(h, |h, block| block.forward(h))?;
+        let h = self.blocks.iter().try_fold(h, |h, block| block.forward(h, poll))?;
+        poll()?;
         let pad = self.conv2.padding();
         self.conv2.forward_padded(&self.snake1.forward(&h, pad, pad)?)
     }
@@ -175,15 +166,20 @@ mod tests {
     }
 
     #[test]
-    fn cancelling_between_tiles_stops_the_decode() {
+    fn a_cancel_stops_the_decode_between_layers_inside_the_first_tile() {
         let decoder = VaeDecoder::load(&small_config(), &Weights::random(2, DType::F32, &Device::Cpu)).unwrap();
-        let mut tiles_run = 0;
-        let result = decoder.decode_tiled(&latents(150), Tiling { chunk: 60, overlap: 20 }, &mut |done, _| {
-            tiles_run = done;
-            ControlFlow::Break(())
+        let mut calls = Vec::new();
+        let result = decoder.decode_tiled(&latents(150), Tiling { chunk: 60, overlap: 20 }, &mut |done, total| {
+            calls.push((done, total));
+            if calls.len() == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         });
         assert!(matches!(result, Err(EngineError::Cancelled)));
-        assert_eq!(tiles_run, 1);
+        // Polled with no tile done yet, and stopped at the second poll: still inside the first of 8 tiles.
+        assert_eq!(calls, vec![(0, 8), (0, 8)]);
     }
 
     #[test]

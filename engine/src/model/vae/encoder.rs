@@ -1,5 +1,5 @@
-//! The Oobleck encoder (spec §8): audio `[B, 2, N]` → posterior mean `[B, 64, ⌊N/1920⌋]` (DiffSynth 2.1.12 and
-//! the fixtures use the mean; spec §13), untiled or tiled.
+//! The Oobleck encoder (docs/acestep-model.md §8): audio `[B, 2, N]` → posterior mean `[B, 64, ⌊N/1920⌋]` (DiffSynth
+//! 2.1.12 and the fixtures use the mean; docs/acestep-model.md §13), untiled or tiled.
 
 use std::ops::ControlFlow;
 
@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use super::conv::{Conv1d, ConvSpec};
 use super::residual::ResidualUnit;
 use super::snake::Snake;
-use super::tiling::{Ticker, TileProgress, Tiling};
+use super::tiling::{run_tiles, Poll, Tile, TileProgress, Tiling};
 use super::{check_finite, check_geometry, check_tileable, exact_hop, input_dims, multiple};
 use crate::error::{EngineError, Result};
 use crate::model::config::VaeConfig;
@@ -32,8 +32,11 @@ impl EncoderBlock {
     }
 
     /// Consumes its input so that it is freed as soon as the residual units have used it.
-    fn forward(&self, x: Tensor) -> Result<Tensor> {
-        let h = self.res_units.iter().try_fold(x, |h, unit| unit.forward(h))?;
+    fn forward(&self, x: Tensor, poll: Poll) -> Result<Tensor> {
+        let h = self.res_units.iter().try_fold(x, |h, unit| {
+            poll()?;
+            unit.forward(h)
+        })?;
         let pad = self.conv1.padding();
         self.conv1.forward_padded(&self.snake1.forward(&h, pad, pad)?)
     }
@@ -113,7 +116,7 @@ impl VaeEncoder {
     }
 
     fn moments(&self, audio: &Tensor, tiling: Tiling, progress: TileProgress) -> Result<Tensor> {
-        let (batch, samples) = input_dims(audio, "audio for the VAE encoder", self.audio_channels)?;
+        let (_, samples) = input_dims(audio, "audio for the VAE encoder", self.audio_channels)?;
         if samples < self.hop {
             return Err(EngineError::invalid(format!(
                 "audio for the VAE encoder has {samples} samples, less than one latent frame ({} samples); \
@@ -126,29 +129,19 @@ impl VaeEncoder {
         let tiles = tiling.plan(frames)?;
         check_tileable(self.exact_hop, tiles.len())?;
         let audio = audio.to_device(&self.device)?.to_dtype(DType::F32)?;
-        let mut ticker = Ticker::new(batch * tiles.len(), progress);
-        let mut items = Vec::with_capacity(batch);
-        for item in 0..batch {
-            let x = audio.get(item)?.t()?.contiguous()?;
-            let mut cores = Vec::with_capacity(tiles.len());
-            for tile in &tiles {
-                // The last window runs to the true end, so its edge matches the untiled encode.
-                let start = tile.window.start * self.hop;
-                let end = if tile.window.end == frames { samples } else { tile.window.end * self.hop };
-                let latents = self.forward(&x.narrow(0, start, end - start)?)?;
-                let core = tile.core_in_window(1);
-                cores.push(if tiles.len() == 1 { latents } else { latents.narrow(0, core.start, core.len())? });
-                ticker.tick()?;
-            }
-            items.push(Tensor::cat(&cores, 0)?.t()?);
-        }
-        Ok(Tensor::stack(&items, 0)?)
+        // The last window runs to the true end, so its edge matches the untiled encode.
+        let rows = |tile: &Tile| {
+            let end = if tile.window.end == frames { samples } else { tile.window.end * self.hop };
+            tile.window.start * self.hop..end
+        };
+        run_tiles(&audio, &tiles, 1, rows, |x, poll| self.forward(x, poll), progress)
     }
 
-    /// Channels-last `[samples, audio_channels]` → `[frames, 2·latent_channels]`.
-    fn forward(&self, audio: &Tensor) -> Result<Tensor> {
+    /// Channels-last `[samples, audio_channels]` → `[frames, 2·latent_channels]`, polling between layers.
+    fn forward(&self, audio: &Tensor, poll: Poll) -> Result<Tensor> {
         let h = self.conv1.forward(audio)?;
-        let h = self.blocks.iter().try_fold(h, |h, block| block.forward(h))?;
+        let h = self.blocks.iter().try_fold(h, |h, block| block.forward(h, poll))?;
+        poll()?;
         let pad = self.conv2.padding();
         self.conv2.forward_padded(&self.snake1.forward(&h, pad, pad)?)
     }

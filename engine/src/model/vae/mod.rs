@@ -1,12 +1,9 @@
-//! The ACE-Step VAE, diffusers `AutoencoderOobleck` (spec §8, §12, §14): audio ↔ 25 Hz latents, run in f32
-//! on channels-last activations, with overlap-discard tiling for long audio.
+//! The ACE-Step VAE, diffusers `AutoencoderOobleck` (docs/acestep-model.md §8, §12, §14): audio ↔ 25 Hz latents, run in
+//! f32 on channels-last activations, with overlap-discard tiling for long audio.
 
 mod conv;
-#[cfg(feature = "cuda")]
-mod cuda_taps;
 mod decoder;
 mod encoder;
-mod kernels;
 mod residual;
 mod snake;
 mod tiling;

@@ -1,11 +1,12 @@
-//! The Oobleck residual unit (spec §8): `y = x + conv2(snake2(conv1(snake1(x))))`, conv1 k=7 dilated, conv2 k=1.
+//! The Oobleck residual unit (docs/acestep-model.md §8): `y = x + conv2(snake2(conv1(snake1(x))))`, conv1 k=7 dilated,
+//! conv2 k=1.
 
 use candle_core::{DType, Tensor};
 
 use super::conv::{Conv1d, ConvSpec};
-use super::kernels::ResidualAdd;
 use super::snake::Snake;
 use crate::error::Result;
+use crate::kernels::cpu::snake_residual::ResidualAdd;
 use crate::model::weights::Weights;
 
 /// Dilations of `res_unit1..3` in every encoder and decoder block.

@@ -1,10 +1,11 @@
-//! Snake1d of the Oobleck VAE (spec §8): `y = x + sin²(e^α·x) / (e^β + 1e-9)` per channel, in f32. On the CPU it
-//! is one fused, multi-threaded pass that also adds the previous conv's bias and the next conv's zero padding.
+//! Snake1d of the Oobleck VAE (docs/acestep-model.md §8): `y = x + sin²(e^α·x) / (e^β + 1e-9)` per channel, in f32. On
+//! the CPU it is one fused, multi-threaded pass that also adds the previous conv's bias and the next conv's zero
+//! padding.
 
 use candle_core::{DType, Tensor};
 
-use super::kernels::FusedSnake;
 use crate::error::{EngineError, Result};
+use crate::kernels::cpu::snake_residual::FusedSnake;
 use crate::model::weights::Weights;
 
 /// A Snake1d with `e^α` and `1/(e^β + 1e-9)` precomputed at load.

@@ -1,12 +1,18 @@
-//! Overlap-discard tiling of long VAE jobs (spec §8 "Tiling", §12 memory): each tile is computed over a window
-//! reaching `overlap` latent frames past its core on both sides, and only the core is kept.
+//! Overlap-discard tiling of long VAE jobs (docs/acestep-model.md §8 "Tiling", §12 memory): each tile is computed over
+//! a window reaching `overlap` latent frames past its core on both sides, and only the core is kept.
 
 use std::ops::{ControlFlow, Range};
 
+use candle_core::Tensor;
+
 use crate::error::{EngineError, Result};
 
-/// Called after each tile with `(tiles done, tiles in the job)`; returning `Break` cancels the job.
+/// Called after each tile with `(tiles done, tiles in the job)`, and with the same count between the layers of a
+/// tile, so that a cancel takes effect within one layer, not one tile; returning `Break` cancels the job.
 pub type TileProgress<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
+
+/// Asked between the layers of a tile whether to go on: [`EngineError::Cancelled`] stops the job.
+pub(super) type Poll<'a> = &'a mut dyn FnMut() -> Result<()>;
 
 /// Tile sizes, in latent frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +69,39 @@ impl Tile {
     }
 }
 
+/// One overlap-discard pass over a batch `input` `[batch, channels, length]`: for each item and tile, `forward` maps
+/// the item's channels-last rows `rows(tile)` to output rows, of which the tile's core (`per_frame` output rows per
+/// latent frame) is kept; `forward` calls the poll it is given between its layers. Returns `[batch, output
+/// channels, kept rows]`; each finished tile and each poll is reported to `progress`, whose `Break` ends the pass
+/// with [`EngineError::Cancelled`].
+pub(super) fn run_tiles(
+    input: &Tensor,
+    tiles: &[Tile],
+    per_frame: usize,
+    rows: impl Fn(&Tile) -> Range<usize>,
+    forward: impl Fn(&Tensor, Poll) -> Result<Tensor>,
+    progress: TileProgress,
+) -> Result<Tensor> {
+    let batch = input.dim(0)?;
+    let mut ticker = Ticker::new(batch * tiles.len(), progress);
+    let mut items = Vec::with_capacity(batch);
+    for item in 0..batch {
+        let x = input.get(item)?.t()?.contiguous()?;
+        let mut cores = Vec::with_capacity(tiles.len());
+        for tile in tiles {
+            let rows = rows(tile);
+            let out = forward(&x.narrow(0, rows.start, rows.len())?, &mut || ticker.poll())?;
+            let core = tile.core_in_window(per_frame);
+            cores.push(if tiles.len() == 1 { out } else { out.narrow(0, core.start, core.len())? });
+            ticker.tick()?;
+        }
+        items.push(Tensor::cat(&cores, 0)?.t()?);
+    }
+    Ok(Tensor::stack(&items, 0)?)
+}
+
 /// Counts finished tiles across a job and reports them, turning a `Break` into [`EngineError::Cancelled`].
-pub(super) struct Ticker<'a> {
+struct Ticker<'a> {
     done: usize,
     total: usize,
     progress: TileProgress<'a>,
@@ -72,13 +109,18 @@ pub(super) struct Ticker<'a> {
 
 impl<'a> Ticker<'a> {
     /// A job of `total` tiles.
-    pub fn new(total: usize, progress: TileProgress<'a>) -> Self {
+    fn new(total: usize, progress: TileProgress<'a>) -> Self {
         Self { done: 0, total, progress }
     }
 
     /// Records one finished tile.
-    pub fn tick(&mut self) -> Result<()> {
+    fn tick(&mut self) -> Result<()> {
         self.done += 1;
+        self.poll()
+    }
+
+    /// Reports the tiles done so far again, as a chance to cancel inside a tile.
+    fn poll(&mut self) -> Result<()> {
         match (self.progress)(self.done, self.total) {
             ControlFlow::Continue(()) => Ok(()),
             ControlFlow::Break(()) => Err(EngineError::Cancelled),

@@ -1,6 +1,6 @@
-//! e^x sixteen lanes at a time on AVX-512, and the two CPU loops built on it (spec §14, CPU fast path): a softmax
-//! row and the SwiGLU gating `silu(gate) · up`. The attention's and the MLP's exponentials were one scalar libm
-//! call per element. Without AVX-512 both loops run the scalar form.
+//! e^x sixteen lanes at a time on AVX-512, and the two CPU loops built on it (docs/acestep-model.md §14, CPU fast
+//! path): a softmax row and the SwiGLU gating `silu(gate) · up`. The attention's and the MLP's exponentials were one
+//! scalar libm call per element. Without AVX-512 both loops run the scalar form.
 //!
 //! The exponential is the Cephes single-precision one (relative error below 2·10⁻⁷): `x = n·ln 2 + r` with
 //! `|r| ≤ ln 2 / 2`, a degree-6 polynomial for e^r, and `vscalefps` for the 2^n, which also flushes results below

@@ -1,14 +1,14 @@
-//! The attention's scaled, masked softmax on the CPU in one pass over the scores, in place (spec §14, CPU fast
-//! path): `softmax(scale · scores)` over the keys each query may see, 0 for the others. The composed form (scale,
-//! add an additive −∞ band mask, softmax) walks the score matrix three times and allocates twice; at the DiT's 375
-//! tokens the scores are the largest tensors of a layer.
+//! The attention's scaled, masked softmax on the CPU in one pass over the scores, in place (docs/acestep-model.md §14,
+//! CPU fast path): `softmax(scale · scores)` over the keys each query may see, 0 for the others. The composed form
+//! (scale, add an additive −∞ band mask, softmax) walks the score matrix three times and allocates twice; at the DiT's
+//! 375 tokens the scores are the largest tensors of a layer.
 
 use candle_core::{CpuStorage, InplaceOp1, Layout};
 use rayon::prelude::*;
 
 use super::exp;
-use super::layers::AttnMask;
-use super::linear::f32_slice_mut;
+use crate::kernels::mask::AttnMask;
+use crate::kernels::storage::f32_slice_mut;
 
 /// Scores `[.., rows_per_query_block, keys]` of queries `q0..q0 + rows` against keys `k0..k0 + keys`; the second
 /// last dimension repeats the `rows` queries once per query head sharing a KV head.
@@ -67,7 +67,7 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::*;
-    use crate::model::layers::band_mask;
+    use crate::kernels::mask::band_mask;
 
     #[test]
     fn equals_scale_then_additive_mask_then_softmax() {

@@ -1,4 +1,5 @@
-//! Audio buffers as the engine exchanges them, and the source preparation of spec §10.0 (stereo, 48 kHz).
+//! Audio buffers as the engine exchanges them, and the source preparation of docs/acestep-model.md §10.0 (stereo, 48
+//! kHz).
 
 mod resample;
 mod wav;

@@ -1,4 +1,4 @@
-//! The VRAM budget (issue "Engine runtime" 3, candle.md §3): the stages of a job and the units each needs, what
+//! The VRAM budget (docs/candle.md §3): the stages of a job and the units each needs, what
 //! a stage requires (its units, the pinned silence latent and its activation headroom), how many DiT blocks
 //! stay resident, the smallest budget a model accepts, and the statistics that make the accounting observable.
 

@@ -1,6 +1,6 @@
-//! Attention on AVX-512 CPUs through the panel kernel (spec §14, CPU fast path): for each batch item, KV head and
-//! query chunk, the keys and values are packed into panels once and shared by the query heads of the group; each
-//! head's scores come from one panel product, are normalised in place by [`MaskedSoftmax::normalise`] and are
+//! Attention on AVX-512 CPUs through the panel kernel (docs/acestep-model.md §14, CPU fast path): for each batch item,
+//! KV head and query chunk, the keys and values are packed into panels once and shared by the query heads of the group;
+//! each head's scores come from one panel product, are normalised in place by [`MaskedSoftmax::normalise`] and are
 //! multiplied by the packed values straight into the output. The tasks run in parallel on the rayon pool. The key
 //! count is padded to whole panels with zero keys, which the softmax never sees.
 
@@ -9,10 +9,10 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
-use super::layers::{AttnMask, QUERY_CHUNK};
-use super::linear::{written, SendPtr};
 use super::masked_softmax::MaskedSoftmax;
 use super::panels::{self, PanelMatrix, PANEL};
+use crate::kernels::mask::{AttnMask, QUERY_CHUNK};
+use crate::kernels::storage::{written, SendPtr};
 
 /// `softmax(scale · q·kᵀ + mask) · v` for `q` `[B, H, S, D]` and `k`, `v` `[B, KV, S_k, D]` (f32, rows of `D`
 /// contiguous, any strides above), returned as `[B, S, H, D]`: the layout the output projection reads.

@@ -1,7 +1,7 @@
-//! Bytes each unit of the model holds once loaded, from the safetensors headers (spec §1, §12) or, for random
-//! weights, from the tensors their geometry stores: every stored tensor in the dtype its loader keeps it in, minus
-//! what loading consumes, plus the constant tables loading precomputes. The tests hold these numbers to the loaded
-//! components' own tensors.
+//! Bytes each unit of the model holds once loaded, from the safetensors headers (docs/acestep-model.md §1, §12) or, for
+//! random weights, from the tensors their geometry stores: every stored tensor in the dtype its loader keeps it in,
+//! minus what loading consumes, plus the constant tables loading precomputes. The tests hold these numbers to the
+//! loaded components' own tensors.
 
 use std::fmt;
 

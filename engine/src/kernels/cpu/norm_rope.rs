@@ -1,13 +1,13 @@
 //! The attention heads' RMSNorm and RoPE on the CPU in one in-place pass over a projection's output `[B, S, H, D]`
-//! (spec §4, §14 CPU fast path). The composed form normalises into a new tensor, copies it into `[B, H, S, D]`
-//! order and rotates it into a third; here the heads stay where the projection wrote them and the attention reads
-//! them through a transposed view.
+//! (docs/acestep-model.md §4, §14 CPU fast path). The composed form normalises into a new tensor, copies it into `[B,
+//! H, S, D]` order and rotates it into a third; here the heads stay where the projection wrote them and the attention
+//! reads them through a transposed view.
 
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp3, Layout};
 use rayon::prelude::*;
 
-use super::layers::inverse_rms;
-use super::linear::{f32_slice, f32_slice_mut};
+use super::rms::inverse_rms;
+use crate::kernels::storage::{f32_slice, f32_slice_mut};
 
 /// Per-head RMSNorm `x · rsqrt(mean(x²) + eps) · weight` (when `weight` is given), then, as an [`InplaceOp3`] with
 /// the `[len ≥ S, D/2]` cos and sin tables, the rotation of position `s` ("rotate half" form), on every `D`-wide
@@ -87,35 +87,9 @@ impl InplaceOp3 for NormRope {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{DType, Device, Module, Tensor};
+    use candle_core::{DType, Device, Tensor};
 
     use super::*;
-    use crate::model::layers::{RmsNorm, Rope};
-    use crate::model::weights::Weights;
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
-
-    #[test]
-    fn in_place_norm_and_rope_equal_candles_norm_transpose_and_rope() {
-        let (b, s, heads, d) = (2, 77, 3, 16);
-        let norm = RmsNorm::new(&Weights::random(8, DType::F32, &Device::Cpu), "norm", d, 1e-6).unwrap();
-        let rope = Rope::new(d, 10000.0, 100, DType::F32, &Device::Cpu).unwrap();
-        let x = Tensor::randn(0f32, 2., (b, s, heads, d), &Device::Cpu).unwrap();
-        let op = NormRope { weight: Some(norm.weight().to_vec1().unwrap()), eps: norm.eps() };
-        let normed = norm.forward(&x).unwrap();
-
-        let got = x.copy().unwrap();
-        let (cos, sin) = rope.tables(s).unwrap();
-        got.inplace_op3(&cos, &sin, &op).unwrap();
-        let want = rope.apply(&normed.transpose(1, 2).unwrap()).unwrap().transpose(1, 2).unwrap();
-        assert!(max_diff(&got, &want) < 1e-5, "norm and rope: {}", max_diff(&got, &want));
-
-        let got = x.copy().unwrap();
-        got.inplace_op1(&op).unwrap();
-        assert!(max_diff(&got, &normed) < 1e-5, "norm alone: {}", max_diff(&got, &normed));
-    }
 
     #[test]
     fn a_weight_of_the_wrong_width_is_an_error() {

@@ -1,5 +1,6 @@
-//! The tensors each weight file of the original checkpoint layout stores, keys and shapes (spec §1): read from a
-//! model folder's safetensors headers, or derived from the geometry for random-weight checkpoints, which have none.
+//! The tensors each weight file of the original checkpoint layout stores, keys and shapes (docs/acestep-model.md §1):
+//! read from a model folder's safetensors headers, or derived from the geometry for random-weight checkpoints, which
+//! have none.
 
 use crate::error::Result;
 use crate::model::checkpoint::Checkpoint;
@@ -288,8 +289,8 @@ mod tests {
 
     #[test]
     fn the_real_geometry_stores_the_published_parameter_totals() {
-        // Spec §1: the turbo model file and its DiT part, Qwen3-Embedding-0.6B, and DiffSynth 2.1.12's
-        // `AceStepVAE()` parameter count (spec §1 prints 168,660,608, 34,818 short of it).
+        // docs/acestep-model.md §1: the turbo model file and its DiT part, Qwen3-Embedding-0.6B, and DiffSynth 2.1.12's
+        // `AceStepVAE()` parameter count (docs/acestep-model.md §1 prints 168,660,608, 34,818 short of it).
         let inventory = Inventory::from_geometry(
             &AceStepConfig::turbo(),
             &VaeConfig::oobleck_48k(),

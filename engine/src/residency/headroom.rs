@@ -1,15 +1,16 @@
-//! Activation headroom of each stage (spec §12 memory): an analytic estimate from the job's shapes, booked next
-//! to the resident weights against the VRAM budget. Each formula adds up the tensors alive at the stage's widest
-//! moment, every transient copy counted once; `e` is the compute dtype's size, attention scores are f32.
+//! Activation headroom of each stage (docs/acestep-model.md §12 memory): an analytic estimate from the job's shapes,
+//! booked next to the resident weights against the VRAM budget. Each formula adds up the tensors alive at the stage's
+//! widest moment, every transient copy counted once; `e` is the compute dtype's size, attention scores are f32.
 //! `engine/tests/headroom.rs` holds each formula to the peak measured on the CPU.
 
 use super::inventory::{elements, vae_file};
 use super::Stage;
+use crate::kernels::mask::QUERY_CHUNK;
+use crate::kernels::storage::runs_cpu_f32;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::VaeConfig;
 use crate::model::dit::BLOCK_MODULATIONS;
-use crate::model::layers::{TransformerDims, QUERY_CHUNK};
-use crate::model::linear::runs_cpu_f32;
+use crate::model::layers::TransformerDims;
 use crate::model::vae::Tiling;
 
 /// Bytes of an f32 activation element (attention scores, RMSNorm, the whole VAE).

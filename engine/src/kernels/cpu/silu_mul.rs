@@ -1,11 +1,11 @@
-//! The SwiGLU gating `silu(gate) · up` on the CPU in one parallel pass, in place in `gate` (spec §14, CPU fast
-//! path): the composed form allocates and walks the MLP's widest activations twice.
+//! The SwiGLU gating `silu(gate) · up` on the CPU in one parallel pass, in place in `gate` (docs/acestep-model.md §14,
+//! CPU fast path): the composed form allocates and walks the MLP's widest activations twice.
 
 use candle_core::{CpuStorage, InplaceOp2, Layout};
 use rayon::prelude::*;
 
 use super::exp;
-use super::linear::{f32_slice, f32_slice_mut};
+use crate::kernels::storage::{f32_slice, f32_slice_mut};
 
 /// `gate ← silu(gate) · up` for contiguous f32 tensors of one shape.
 #[derive(Debug, Clone, Copy)]

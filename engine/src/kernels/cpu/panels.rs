@@ -1,5 +1,5 @@
-//! Matrix products on AVX-512 against a right-hand side packed into panels (spec §14, CPU fast path): the CPU f32
-//! linear layers (weights packed once at load) and attention (keys and values packed per call).
+//! Matrix products on AVX-512 against a right-hand side packed into panels (docs/acestep-model.md §14, CPU fast path):
+//! the CPU f32 linear layers (weights packed once at load) and attention (keys and values packed per call).
 //!
 //! The right-hand side `[inputs, outputs]` is stored as panels of [`PANEL`] output columns, each panel
 //! `[inputs, PANEL]` contiguous, so the kernel streams a panel with aligned loads and reads the left-hand side

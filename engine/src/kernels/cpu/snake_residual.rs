@@ -1,16 +1,16 @@
-//! CPU kernels for the VAE's elementwise steps (spec §8, §14): Snake fused with a bias and zero padding, and the
-//! residual add fused with a bias; each is one multi-threaded pass over channels-last rows.
+//! CPU kernels for the VAE's elementwise steps (docs/acestep-model.md §8, §14): Snake fused with a bias and zero
+//! padding, and the residual add fused with a bias; each is one multi-threaded pass over channels-last rows.
 
 use candle_core::{CpuStorage, CustomOp2, InplaceOp3, Layout, Shape};
 
-use crate::model::linear::f32_slice;
+use crate::kernels::storage::f32_slice;
 
 /// Below this many values a thread costs more than it saves.
 const MIN_VALUES_PER_THREAD: usize = 1 << 15;
 
 /// `[rows, C]` → `[pad_left + rows + pad_right, C]`: `y = v + sin²(a·v)·ib` with `v = x + bias`, zero rows around.
 /// The second operand is `[3, C]`: `a = e^α`, `ib = 1/(e^β + 1e-9)`, `bias`.
-pub(super) struct FusedSnake {
+pub struct FusedSnake {
     /// Zero rows before the output.
     pub pad_left: usize,
     /// Zero rows after the output.
@@ -55,7 +55,7 @@ impl CustomOp2 for FusedSnake {
 
 /// `h ← x + h + bias` in place, for `h`, `x` `[rows, C]` and `bias` `[C]`: the residual sum takes the place of
 /// the branch output, so no third activation of the level's size is allocated.
-pub(super) struct ResidualAdd;
+pub struct ResidualAdd;
 
 impl InplaceOp3 for ResidualAdd {
     fn name(&self) -> &'static str {

@@ -11,7 +11,7 @@ use crate::error::Result;
 
 /// `Σ_i x[i·gap .. i·gap + m] · w_i` for `x` `[rows, width]` and the taps' stacked `w` `[taps·width, n]`, both
 /// f32 on a CUDA device; `tf32` allows TF32 tensor cores. Returns `[m, n]` f32.
-pub(super) fn accumulate(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor, tf32: bool) -> Result<Tensor> {
+pub fn accumulate(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor, tf32: bool) -> Result<Tensor> {
     let op = TapConv { taps, gap, m, tf32 };
     Ok(x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op)?)
 }
