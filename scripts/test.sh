@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What a fresh machine lacks (Debian and Python packages, Rust components); the host tests run from its venv.
+scripts/install-deps.sh
+export PATH="$PWD/target/host-venv/bin:$PATH"
+
 step() { printf '\n=== %s ===\n' "$*"; }
 summary=()
 run() {

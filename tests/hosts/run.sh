@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Host stage: Retake.vst3 in DawDreamer, the editor under Xvfb, and Ardour 7 (docs/plugin-hosting.md §3, §5).
-# Needs target/bundled/Retake.vst3, the packages .ci/run installs, and tests/hosts/requirements.txt.
+# Needs target/bundled/Retake.vst3 and what scripts/install-deps.sh installs (scripts/test.sh runs both).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

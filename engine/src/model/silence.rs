@@ -49,24 +49,20 @@ impl SilenceLatent {
             .map_err(|e| corrupt(format!("not a torch zip: {e}")))?;
         let names: Vec<String> = archive.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
         let entry = |suffix: &str| names.iter().find(|n| n.ends_with(suffix)).cloned();
+        let mut read = |name: &str| -> Result<Vec<u8>> {
+            let mut bytes = Vec::new();
+            let mut file = archive.by_name(name).map_err(|e| corrupt(e.to_string()))?;
+            file.read_to_end(&mut bytes).map_err(|e| corrupt(e.to_string()))?;
+            Ok(bytes)
+        };
         if let Some(order) = entry("/byteorder") {
-            let mut text = String::new();
-            archive
-                .by_name(&order)
-                .map_err(|e| corrupt(e.to_string()))?
-                .read_to_string(&mut text)
-                .map_err(|e| corrupt(e.to_string()))?;
+            let text = String::from_utf8_lossy(&read(&order)?).into_owned();
             if text.trim() != "little" {
                 return Err(corrupt(format!("tensor data is stored `{}`-endian, expected little", text.trim())));
             }
         }
         let data = entry("/data/0").ok_or_else(|| corrupt("no `data/0` entry: not a saved tensor".into()))?;
-        let mut bytes = Vec::new();
-        archive
-            .by_name(&data)
-            .map_err(|e| corrupt(e.to_string()))?
-            .read_to_end(&mut bytes)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let bytes = read(&data)?;
         let frame_bytes = channels * DType::F32.size_in_bytes();
         if channels == 0 || bytes.is_empty() || bytes.len() % frame_bytes != 0 {
             return Err(corrupt(format!(

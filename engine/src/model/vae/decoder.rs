@@ -2,13 +2,13 @@
 
 use std::ops::ControlFlow;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 
 use super::conv::{Conv1d, ConvSpec, ConvTranspose1d};
 use super::residual::ResidualUnit;
 use super::snake::Snake;
 use super::tiling::{run_tiles, Poll, TileProgress, Tiling};
-use super::{check_finite, check_geometry, check_tileable, exact_hop, input_dims, multiple};
+use super::{check_finite, check_geometry, input_dims, multiple, Framing};
 use crate::error::{EngineError, Result};
 use crate::model::config::VaeConfig;
 use crate::model::weights::Weights;
@@ -52,10 +52,7 @@ pub struct VaeDecoder {
     snake1: Snake,
     /// `decoder.conv2`, without bias.
     conv2: Conv1d,
-    latent_channels: usize,
-    hop: usize,
-    exact_hop: bool,
-    device: Device,
+    framing: Framing,
 }
 
 impl VaeDecoder {
@@ -83,16 +80,13 @@ impl VaeDecoder {
                 ConvSpec::same(cfg.decoder_channels, cfg.audio_channels, 7, 1),
                 false,
             )?,
-            latent_channels: cfg.decoder_input_channels,
-            hop: cfg.hop(),
-            exact_hop: exact_hop(cfg),
-            device: weights.device().clone(),
+            framing: Framing::new(cfg, weights.device()),
         })
     }
 
     /// Audio samples per latent frame.
     pub fn hop(&self) -> usize {
-        self.hop
+        self.framing.hop
     }
 
     /// Decodes `[batch, latent_channels, T]` latents to `[batch, audio_channels, hop·T]` f32 audio in one pass.
@@ -103,15 +97,21 @@ impl VaeDecoder {
     /// [`VaeDecoder::decode`] in overlap-discard tiles of `tiling` frames (bounded memory for long audio),
     /// reporting each finished tile to `progress`, which can cancel between tiles ([`EngineError::Cancelled`]).
     pub fn decode_tiled(&self, latents: &Tensor, tiling: Tiling, progress: TileProgress) -> Result<Tensor> {
-        let (_, frames) = input_dims(latents, "latents for the VAE decoder", self.latent_channels)?;
+        let (_, frames) = input_dims(latents, "latents for the VAE decoder", self.framing.latent_channels)?;
         if frames == 0 {
             return Err(EngineError::invalid("latents for the VAE decoder have no frames; pass at least one"));
         }
         check_finite(latents, "latents for the VAE decoder")?;
-        let tiles = tiling.plan(frames)?;
-        check_tileable(self.exact_hop, tiles.len())?;
-        let latents = latents.to_device(&self.device)?.to_dtype(DType::F32)?;
-        run_tiles(&latents, &tiles, self.hop, |tile| tile.window.clone(), |x, poll| self.forward(x, poll), progress)
+        let tiles = self.framing.tiles(tiling, frames)?;
+        let latents = self.framing.input(latents)?;
+        run_tiles(
+            &latents,
+            &tiles,
+            self.framing.hop,
+            |tile| tile.window.clone(),
+            |x, poll| self.forward(x, poll),
+            progress,
+        )
     }
 
     /// Channels-last `[T, latent_channels]` → `[samples, audio_channels]`, polling between layers.
@@ -131,6 +131,7 @@ crate::model::resident::resident_fields!(VaeDecoder { conv1, blocks, snake1, con
 mod tests {
     use super::*;
     use crate::model::vae::small_config;
+    use candle_core::Device;
 
     fn latents(frames: usize) -> Tensor {
         let values: Vec<f32> = (0..4 * frames).map(|i| ((i * 37 % 29) as f32 - 14.0) * 0.1).collect();

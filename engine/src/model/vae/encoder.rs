@@ -3,13 +3,13 @@
 
 use std::ops::ControlFlow;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 
 use super::conv::{Conv1d, ConvSpec};
 use super::residual::ResidualUnit;
 use super::snake::Snake;
 use super::tiling::{run_tiles, Poll, Tile, TileProgress, Tiling};
-use super::{check_finite, check_geometry, check_tileable, exact_hop, input_dims, multiple};
+use super::{check_finite, check_geometry, input_dims, multiple, Framing};
 use crate::error::{EngineError, Result};
 use crate::model::config::VaeConfig;
 use crate::model::weights::Weights;
@@ -49,10 +49,7 @@ pub struct VaeEncoder {
     snake1: Snake,
     conv2: Conv1d,
     audio_channels: usize,
-    latent_channels: usize,
-    hop: usize,
-    exact_hop: bool,
-    device: Device,
+    framing: Framing,
 }
 
 impl VaeEncoder {
@@ -85,16 +82,13 @@ impl VaeEncoder {
             snake1: Snake::load(&vb.pp("snake1"), deepest, carried_bias)?,
             conv2: Conv1d::load(&vb.pp("conv2"), ConvSpec::same(deepest, hidden, 3, 1), true)?,
             audio_channels: cfg.audio_channels,
-            latent_channels: cfg.decoder_input_channels,
-            hop: cfg.hop(),
-            exact_hop: exact_hop(cfg),
-            device: weights.device().clone(),
+            framing: Framing::new(cfg, weights.device()),
         })
     }
 
     /// Audio samples per latent frame.
     pub fn hop(&self) -> usize {
-        self.hop
+        self.framing.hop
     }
 
     /// Encodes `[batch, audio_channels, N]` 48 kHz audio to the posterior mean `[batch, latent_channels, T]`
@@ -106,7 +100,7 @@ impl VaeEncoder {
     /// [`VaeEncoder::encode`] in overlap-discard tiles of `tiling` latent frames (windows aligned to the hop),
     /// reporting each finished tile to `progress`, which can cancel between tiles ([`EngineError::Cancelled`]).
     pub fn encode_tiled(&self, audio: &Tensor, tiling: Tiling, progress: TileProgress) -> Result<Tensor> {
-        Ok(self.moments(audio, tiling, progress)?.narrow(1, 0, self.latent_channels)?)
+        Ok(self.moments(audio, tiling, progress)?.narrow(1, 0, self.framing.latent_channels)?)
     }
 
     /// The raw encoder output `[batch, 2·latent_channels, T]`: posterior mean ‖ scale (std = softplus(scale)
@@ -117,22 +111,21 @@ impl VaeEncoder {
 
     fn moments(&self, audio: &Tensor, tiling: Tiling, progress: TileProgress) -> Result<Tensor> {
         let (_, samples) = input_dims(audio, "audio for the VAE encoder", self.audio_channels)?;
-        if samples < self.hop {
+        if samples < self.framing.hop {
             return Err(EngineError::invalid(format!(
                 "audio for the VAE encoder has {samples} samples, less than one latent frame ({} samples); \
                  pass a longer clip",
-                self.hop
+                self.framing.hop
             )));
         }
         check_finite(audio, "audio for the VAE encoder")?;
-        let frames = samples / self.hop;
-        let tiles = tiling.plan(frames)?;
-        check_tileable(self.exact_hop, tiles.len())?;
-        let audio = audio.to_device(&self.device)?.to_dtype(DType::F32)?;
+        let frames = samples / self.framing.hop;
+        let tiles = self.framing.tiles(tiling, frames)?;
+        let audio = self.framing.input(audio)?;
         // The last window runs to the true end, so its edge matches the untiled encode.
         let rows = |tile: &Tile| {
-            let end = if tile.window.end == frames { samples } else { tile.window.end * self.hop };
-            tile.window.start * self.hop..end
+            let end = if tile.window.end == frames { samples } else { tile.window.end * self.framing.hop };
+            tile.window.start * self.framing.hop..end
         };
         run_tiles(&audio, &tiles, 1, rows, |x, poll| self.forward(x, poll), progress)
     }
@@ -154,6 +147,7 @@ crate::model::resident::resident_fields!(VaeEncoder { conv1, blocks, snake1, con
 mod tests {
     use super::*;
     use crate::model::vae::small_config;
+    use candle_core::Device;
 
     fn audio(samples: usize) -> Tensor {
         let values: Vec<f32> = (0..2 * samples).map(|i| ((i as f32) * 0.013).sin() * 0.5).collect();

@@ -10,10 +10,11 @@ mod tiling;
 
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 
 pub use decoder::VaeDecoder;
 pub use encoder::VaeEncoder;
+use tiling::Tile;
 pub use tiling::{TileProgress, Tiling};
 
 use crate::error::{EngineError, Result};
@@ -29,20 +30,42 @@ fn multiple(cfg: &VaeConfig, level: usize) -> usize {
     level.checked_sub(1).map_or(1, |i| cfg.channel_multiples[i])
 }
 
-/// Whether every stride is even, so that T latent frames are exactly `hop·T` samples both ways, which tiling
-/// relies on to cut cores (all ACE-Step VAEs; odd strides run untiled only).
-fn exact_hop(cfg: &VaeConfig) -> bool {
-    cfg.downsampling_ratios.iter().all(|s| s % 2 == 0)
+/// What the encoder and the decoder share about latent frames: the latent channels, the audio samples per frame,
+/// and the device their weights and activations live on.
+struct Framing {
+    latent_channels: usize,
+    hop: usize,
+    /// Whether every stride is even, so that T latent frames are exactly `hop·T` samples both ways, which tiling
+    /// relies on to cut cores (all ACE-Step VAEs; odd strides run untiled only).
+    exact_hop: bool,
+    device: Device,
 }
 
-/// Fails unless a job of `tiles` tiles can be cut exactly (see [`exact_hop`]).
-fn check_tileable(exact_hop: bool, tiles: usize) -> Result<()> {
-    if tiles > 1 && !exact_hop {
-        return Err(EngineError::UnsupportedModel(
-            "tiled VAE runs need even downsampling_ratios; run this VAE untiled".into(),
-        ));
+impl Framing {
+    fn new(cfg: &VaeConfig, device: &Device) -> Self {
+        Self {
+            latent_channels: cfg.decoder_input_channels,
+            hop: cfg.hop(),
+            exact_hop: cfg.downsampling_ratios.iter().all(|s| s % 2 == 0),
+            device: device.clone(),
+        }
     }
-    Ok(())
+
+    /// The tiles of a job of `frames` latent frames; more than one needs an exact hop.
+    fn tiles(&self, tiling: Tiling, frames: usize) -> Result<Vec<Tile>> {
+        let tiles = tiling.plan(frames)?;
+        if tiles.len() > 1 && !self.exact_hop {
+            return Err(EngineError::UnsupportedModel(
+                "tiled VAE runs need even downsampling_ratios; run this VAE untiled".into(),
+            ));
+        }
+        Ok(tiles)
+    }
+
+    /// `x` on the VAE's device, in f32.
+    fn input(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.to_device(&self.device)?.to_dtype(DType::F32)?)
+    }
 }
 
 /// `[batch, channels, length]` of `x`, checking the rank, the channel count and a non-empty batch.
