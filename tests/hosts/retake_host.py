@@ -36,13 +36,25 @@ def stereo_signal(sample_rate: int, seconds: float) -> np.ndarray:
 _JUCE_BASE64 = ".ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+"
 
 
+_JUCE_DIGIT = {char: value for value, char in enumerate(_JUCE_BASE64)}
+
+
 def juce_base64_decode(text: str) -> bytes:
-    """Decodes JUCE's own base64 variant ("154.6Ihck...")."""
-    size, _, chars = text.strip().partition(".")
-    value = 0
-    for position, char in enumerate(chars):
-        value |= _JUCE_BASE64.index(char) << (6 * position)
-    return (value & ((1 << (8 * int(size))) - 1)).to_bytes(int(size), "little")
+    """Decodes JUCE's own base64 variant ("154.6Ihck..."), in one pass over the characters."""
+    size_text, _, chars = text.strip().partition(".")
+    size = int(size_text)
+    out = bytearray()
+    bits = pending = 0
+    for char in chars:
+        bits |= _JUCE_DIGIT[char] << pending
+        pending += 6
+        if pending >= 8:
+            out.append(bits & 0xFF)
+            bits >>= 8
+            pending -= 8
+    if pending:
+        out.append(bits)
+    return bytes(out[:size]).ljust(size, b"\0")
 
 
 def nice_plug_json(payload: bytes) -> dict:
