@@ -142,9 +142,10 @@ fn events_arrive_in_order_and_done_carries_audio_latents_and_request() {
     let labels = labels_of(&seen, job);
     let decoding: Vec<&String> = labels.iter().filter(|l| l.starts_with("decoding")).collect();
     assert!(!decoding.is_empty(), "{labels:?}");
-    let tiles = decoding.len();
+    // Decoding is announced when it starts (0 tiles done), then after each tile.
+    let tiles = decoding.len() - 1;
     let mut want: Vec<String> = ["queued 0", "encoding", "step 1/3", "step 2/3", "step 3/3"].map(String::from).into();
-    want.extend((1..=tiles).map(|t| format!("decoding {t}/{tiles}")));
+    want.extend((0..=tiles).map(|t| format!("decoding {t}/{tiles}")));
     want.push("done".into());
     assert_eq!(labels, want);
     assert!(seen.iter().all(|e| job_of(e) == Some(job)), "events of other kinds: {:?}", seen.iter().map(label));
