@@ -2,7 +2,7 @@
 
 use std::ops::ControlFlow;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use super::conv::{Conv1d, ConvSpec, ConvTranspose1d};
 use super::residual::ResidualUnit;
@@ -131,7 +131,7 @@ crate::model::resident::resident_fields!(VaeDecoder { conv1, blocks, snake1, con
 mod tests {
     use super::*;
     use crate::model::vae::small_config;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     fn latents(frames: usize) -> Tensor {
         let values: Vec<f32> = (0..4 * frames).map(|i| ((i * 37 % 29) as f32 - 14.0) * 0.1).collect();
