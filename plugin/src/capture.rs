@@ -15,7 +15,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
-use retake_engine::{EngineError, Result};
+use crate::error::{PluginError, Result};
 
 use crate::seqlock::SeqCounter;
 
@@ -292,18 +292,14 @@ impl CaptureStore {
     /// Refuses, with a message naming the first gap, a `range` with any frame never captured.
     pub fn ensure_captured(&self, range: Range<i64>) -> Result<()> {
         if range.start >= range.end {
-            return Err(EngineError::invalid("the region is empty"));
+            return Err(PluginError::EmptyRegion);
         }
         let Some(gap) = self.first_gap(range.clone()) else { return Ok(()) };
         let seconds = |t: i64| t as f64 / f64::from(self.sample_rate);
-        Err(EngineError::invalid(format!(
-            "the region {:.2}–{:.2} s is not fully captured (nothing recorded at {:.2}–{:.2} s): play that part \
-             through once with Retake on the track, then generate again",
-            seconds(range.start),
-            seconds(range.end),
-            seconds(gap.start),
-            seconds(gap.end),
-        )))
+        Err(PluginError::NotCaptured {
+            region_s: (seconds(range.start), seconds(range.end)),
+            gap_s: (seconds(gap.start), seconds(gap.end)),
+        })
     }
 
     /// Copies `range` (timeline frames) out of the store. Refuses a range with any frame never captured, and
@@ -317,9 +313,7 @@ impl CaptureStore {
             let chunk = t / CHUNK_FRAMES as i64;
             let offset = (t % CHUNK_FRAMES as i64) as usize;
             let run = ((range.end - t) as usize).min(CHUNK_FRAMES - offset);
-            let slot = self
-                .slot_for_read(chunk)
-                .ok_or_else(|| EngineError::invalid("the capture changed while it was being copied: generate again"))?;
+            let slot = self.slot_for_read(chunk).ok_or(PluginError::CaptureChanged)?;
             let at = (t - range.start) as usize;
             self.sequences[slot]
                 .read_retrying(|| {
@@ -330,12 +324,7 @@ impl CaptureStore {
                         }
                     }
                 })
-                .ok_or_else(|| {
-                    EngineError::invalid(
-                        "the region is being re-recorded right now and could not be copied consistently: stop the \
-                         transport or move it out of the region, then generate again",
-                    )
-                })?;
+                .ok_or(PluginError::CaptureBusy)?;
             t += run as i64;
         }
         Ok(out)
@@ -443,7 +432,11 @@ mod tests {
         write_in_blocks(&store, 0, &ramp(0, 48_000, 2, 0.0), 512);
         write_in_blocks(&store, 72_000, &ramp(72_000, 24_000, 2, 0.0), 512);
         let err = store.read(24_000..96_000).unwrap_err().to_string();
-        assert!(err.contains("1.00–1.50 s"), "{err}");
+        // A plugin condition: no "invalid input:" prefix of the engine.
+        assert!(
+            err.starts_with("the region 0.50–2.00 s is not fully captured (nothing recorded at 1.00–1.50 s)"),
+            "{err}"
+        );
         assert!(store.read(72_000..96_000).is_ok());
     }
 

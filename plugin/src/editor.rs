@@ -13,7 +13,8 @@ use nice_plug_egui::widgets::ParamSlider;
 use nih_plug::context::gui::GuiContext;
 use nih_plug::prelude::ParamSetter;
 
-use crate::params::{Monitor, RetakeParams};
+use crate::error::PluginError;
+use crate::params::{Monitor, RetakeParams, CAPTURE_MINUTES};
 use crate::region::select_region;
 use crate::reveal;
 use crate::settings::{self, EngineSettings};
@@ -68,7 +69,7 @@ struct Overview {
 
 /// The engine settings form: the settings file's content being edited, and the outcome of the last save.
 struct SettingsForm {
-    path: std::result::Result<PathBuf, String>,
+    path: std::result::Result<PathBuf, Arc<PluginError>>,
     draft: EngineSettings,
     note: Option<std::result::Result<String, String>>,
 }
@@ -76,10 +77,10 @@ struct SettingsForm {
 impl SettingsForm {
     /// The settings file as it is now (a file that cannot be read is reported, and the form starts empty).
     fn load() -> Self {
-        let path = settings::settings_file().map_err(|err| err.to_string());
+        let path = settings::settings_file().map_err(Arc::new);
         let loaded = path
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(ToString::to_string)
             .and_then(|path| EngineSettings::load(path).map_err(|err| err.to_string()));
         let (draft, note) = match loaded {
             Ok(draft) => (draft, None),
@@ -91,8 +92,8 @@ impl SettingsForm {
     /// Checks the draft and writes it to the settings file; returns whether it was saved.
     fn save(&mut self) -> bool {
         let saved = self.draft.engine_config().and_then(|_| match &self.path {
-            Ok(path) => self.draft.save(path).map(|()| path.clone()),
-            Err(err) => Err(retake_engine::EngineError::invalid(err.clone())),
+            Ok(path) => self.draft.save(path).map(|()| path.clone()).map_err(PluginError::from),
+            Err(err) => Err(PluginError::Setup(err.clone())),
         });
         self.note = Some(
             saved
@@ -431,7 +432,7 @@ impl RetakeEditor {
         let mut value = minutes.load(std::sync::atomic::Ordering::Relaxed);
         ui.horizontal(|ui| {
             ui.label("Capture size (minutes, applies on next activation)");
-            if ui.add(egui::DragValue::new(&mut value).range(1..=120)).changed() {
+            if ui.add(egui::DragValue::new(&mut value).range(CAPTURE_MINUTES)).changed() {
                 minutes.store(value, std::sync::atomic::Ordering::Relaxed);
             }
         });

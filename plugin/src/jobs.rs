@@ -5,9 +5,9 @@ use nih_plug::prelude::Enum;
 
 use retake_engine::audio::{self, Audio, MODEL_SAMPLE_RATE};
 use retake_engine::pipeline::request::{GenerationRequest, Metas, Mode, Task};
-use retake_engine::{EngineError, Result};
 
 use crate::capture::CaptureStore;
+use crate::error::{PluginError, Result};
 use crate::params::{RetakeParams, TaskMode};
 use crate::region::Region;
 use crate::takes;
@@ -106,9 +106,7 @@ pub fn prepare_job(
     transport: &TransportSnapshot,
 ) -> Result<PreparedJob> {
     if region.sample_rate != capture.sample_rate() {
-        return Err(EngineError::invalid(
-            "the host sample rate changed since the audio was captured: play the region again",
-        ));
+        return Err(PluginError::RateChangedSinceCapture);
     }
     capture.ensure_captured(region.range())?;
     let range = source_range(capture, region, settings.mode);

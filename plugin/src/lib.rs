@@ -17,6 +17,7 @@ extern crate nih_plug as nice_plug;
 pub mod capture;
 pub mod editor;
 pub mod engine_status;
+pub mod error;
 pub mod jobs;
 pub mod params;
 pub mod playback;
@@ -104,6 +105,10 @@ impl Plugin for Retake {
         self.params.clone()
     }
 
+    fn filter_state(state: &mut PluginState) {
+        params::sanitize_state(state);
+    }
+
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
         create_egui_editor(
             EguiEditorState::from_size(LogicalSize::new(860.0, 720.0), 1.0),
@@ -121,7 +126,11 @@ impl Plugin for Retake {
     ) -> bool {
         let channels = audio_io_layout.main_output_channels.map_or(2, NonZeroU32::get) as usize;
         let sample_rate = buffer_config.sample_rate.round() as u32;
-        let minutes = self.params.capture_minutes.load(Ordering::Relaxed).max(1);
+        let minutes = self
+            .params
+            .capture_minutes
+            .load(Ordering::Relaxed)
+            .clamp(*params::CAPTURE_MINUTES.start(), *params::CAPTURE_MINUTES.end());
         let shape = (channels, sample_rate, minutes);
         let current = self.shared.capture().filter(|_| self.capture_shape == Some(shape));
         let capture = current.unwrap_or_else(|| {

@@ -1,7 +1,9 @@
 //! Retake's parameters and persisted fields, with stable ids.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::AtomicU32;
 
+use nih_plug::plugin::ParamValue;
 use nih_plug::prelude::*;
 use parking_lot::RwLock;
 
@@ -121,6 +123,8 @@ const MAX_REGION_SECONDS: f32 = 3600.0;
 
 /// Default capture capacity in minutes.
 pub const DEFAULT_CAPTURE_MINUTES: u32 = 10;
+/// The capture capacities the editor offers, in minutes (README "How it works").
+pub const CAPTURE_MINUTES: RangeInclusive<u32> = 1..=120;
 
 /// Everything the host automates and saves.
 #[derive(Params)]
@@ -198,9 +202,123 @@ impl Default for RetakeParams {
     }
 }
 
+/// Brings a saved state into the ranges the parameters and persisted numbers allow, before nice-plug applies it
+/// (called from [`Plugin::filter_state`]; a project file is text anyone can edit). nice-plug stores a float or
+/// integer as given and an enum index unchecked, and panics where the host later asks for the text of an index
+/// past the last variant, in a callback that cannot unwind. So: a NaN float and an enum index out of range
+/// become the default (an out-of-range index has no nearest variant); other floats and integers are clamped to
+/// their range; `capture_minutes` is clamped to [`CAPTURE_MINUTES`] (default when it is not a number); a
+/// `takes` field that is not JSON becomes `null`, which the takes list reports as unreadable instead of nice-plug
+/// dropping it without a word.
+pub fn sanitize_state(state: &mut PluginState) {
+    let defaults = RetakeParams::default();
+    for (id, ptr, _) in defaults.param_map() {
+        let Some(value) = state.params.get_mut(&id) else { continue };
+        // SAFETY: `ptr` points into `defaults`, which lives until the end of this function.
+        let (low, high, default) =
+            unsafe { (ptr.preview_plain(0.0), ptr.preview_plain(1.0), ptr.default_plain_value()) };
+        let (min, max) = (low.min(high), low.max(high));
+        match (ptr, value) {
+            (ParamPtr::FloatParam(_), ParamValue::F32(plain)) => {
+                *plain = if plain.is_nan() { default } else { plain.clamp(min, max) };
+            }
+            (ParamPtr::IntParam(_), ParamValue::I32(plain)) => *plain = (*plain).clamp(min as i32, max as i32),
+            (ParamPtr::EnumParam(_), ParamValue::I32(index)) if !(min as i32..=max as i32).contains(index) => {
+                *index = default as i32;
+            }
+            _ => {}
+        }
+    }
+    if let Some(text) = state.fields.get_mut("capture_minutes") {
+        let minutes = match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Number(number)) if number.as_i64().is_some() || number.as_u64().is_some() => {
+                let whole = number.as_i64().unwrap_or(i64::MAX);
+                whole.clamp(i64::from(*CAPTURE_MINUTES.start()), i64::from(*CAPTURE_MINUTES.end())) as u32
+            }
+            _ => DEFAULT_CAPTURE_MINUTES,
+        };
+        *text = minutes.to_string();
+    }
+    if let Some(text) = state.fields.get_mut("takes") {
+        if serde_json::from_str::<serde_json::Value>(text).is_err() {
+            *text = "null".to_string();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    fn state(params: &[(&str, ParamValue)], fields: &[(&str, &str)]) -> PluginState {
+        PluginState {
+            version: String::new(),
+            params: params.iter().map(|(id, value)| (id.to_string(), value.clone())).collect(),
+            fields: fields.iter().map(|(key, text)| (key.to_string(), text.to_string())).collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn param<'a>(state: &'a PluginState, id: &str) -> &'a ParamValue {
+        &state.params[id]
+    }
+
+    #[test]
+    fn out_of_range_enum_indices_become_the_default_and_valid_ones_stay() {
+        let mut hostile =
+            state(&[("key", ParamValue::I32(25)), ("mode", ParamValue::I32(-1)), ("monitor", ParamValue::I32(0))], &[]);
+        sanitize_state(&mut hostile);
+        assert!(matches!(param(&hostile, "key"), ParamValue::I32(0)));
+        assert!(matches!(param(&hostile, "mode"), ParamValue::I32(0)));
+        assert!(matches!(param(&hostile, "monitor"), ParamValue::I32(0)), "index 0 (Original) is valid and kept");
+        let mut by_id = state(&[("key", ParamValue::String("zz-minor".into()))], &[]);
+        sanitize_state(&mut by_id);
+        assert!(
+            matches!(param(&by_id, "key"), ParamValue::String(id) if id == "zz-minor"),
+            "nice-plug ignores unknown ids"
+        );
+    }
+
+    #[test]
+    fn floats_are_clamped_to_their_range_and_nan_becomes_the_default() {
+        let mut hostile = state(
+            &[
+                ("xfade_ms", ParamValue::F32(3e38)),
+                ("start", ParamValue::F32(-5.0)),
+                ("end", ParamValue::F32(f32::INFINITY)),
+                ("strength", ParamValue::F32(f32::NAN)),
+                ("seed", ParamValue::I32(-7)),
+                ("follow_loop", ParamValue::Bool(false)),
+            ],
+            &[],
+        );
+        sanitize_state(&mut hostile);
+        assert!(matches!(param(&hostile, "xfade_ms"), ParamValue::F32(x) if *x == 500.0));
+        assert!(matches!(param(&hostile, "start"), ParamValue::F32(x) if *x == 0.0));
+        assert!(matches!(param(&hostile, "end"), ParamValue::F32(x) if *x == MAX_REGION_SECONDS));
+        assert!(matches!(param(&hostile, "strength"), ParamValue::F32(x) if *x == 1.0));
+        assert!(matches!(param(&hostile, "seed"), ParamValue::I32(0)));
+        assert!(matches!(param(&hostile, "follow_loop"), ParamValue::Bool(false)));
+        let mut fine = state(&[("xfade_ms", ParamValue::F32(37.5)), ("seed", ParamValue::I32(31_337))], &[]);
+        sanitize_state(&mut fine);
+        assert!(matches!(param(&fine, "xfade_ms"), ParamValue::F32(x) if *x == 37.5));
+        assert!(matches!(param(&fine, "seed"), ParamValue::I32(31_337)));
+    }
+
+    #[test]
+    fn capture_minutes_are_clamped_and_an_unreadable_takes_field_becomes_null() {
+        for (saved, kept) in
+            [("4000000000", "120"), ("0", "1"), ("-3", "1"), ("\"lots\"", "10"), ("2.5", "10"), ("30", "30")]
+        {
+            let mut hostile = state(&[], &[("capture_minutes", saved), ("takes", "{ not json")]);
+            sanitize_state(&mut hostile);
+            assert_eq!(hostile.fields["capture_minutes"], kept, "saved {saved}");
+            assert_eq!(hostile.fields["takes"], "null");
+        }
+        let mut fine = state(&[], &[("takes", "{\"project_id\":\"0123456789abcdef\"}")]);
+        sanitize_state(&mut fine);
+        assert_eq!(fine.fields["takes"], "{\"project_id\":\"0123456789abcdef\"}");
+    }
 
     #[test]
     fn keyscale_is_the_display_name_and_auto_is_absent() {

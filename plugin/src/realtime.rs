@@ -70,14 +70,16 @@ impl Realtime {
     }
 
     /// Audio thread. Processes one block in place (`audio`: one slice per channel, input in, output out).
-    /// Never allocates, locks or blocks; a panic inside restores the input and switches to pass-through.
+    /// Never allocates, locks or blocks; a panic inside restores the input and switches to pass-through. A
+    /// block with no channels, or with a channel the host left empty (a zero-channel bus layout), carries no
+    /// audio: it is left as it is.
     pub fn process(&mut self, audio: &mut [&mut [f32]], transport: &TransportSnapshot, controls: BlockControls) {
         self.shared.transport.publish(transport);
         if controls.generate && !self.generate_was_on {
             self.shared.request_generate();
         }
         self.generate_was_on = controls.generate;
-        if self.faulted {
+        if self.faulted || audio.is_empty() || audio.iter().any(|channel| channel.is_empty()) {
             return;
         }
         let backed_up = self.backup_input(audio);
@@ -187,6 +189,31 @@ mod tests {
         let params = RetakeParams::default();
         let controls = assert_no_alloc(|| BlockControls::from_params(&params));
         assert_eq!(controls, BlockControls { monitor_take: true, xfade_ms: 50.0, generate: false });
+    }
+
+    #[test]
+    fn blocks_without_channels_or_with_empty_channels_are_left_alone() {
+        let (shared, sender, mut realtime, capture) = realtime(2);
+        sender.send(Some(Arc::new(PlayableTake {
+            id: 1,
+            sample_rate: RATE,
+            start: 0,
+            channels: vec![vec![0.9; 64]; 2],
+        })));
+        let mut none: [&mut [f32]; 0] = [];
+        assert_no_alloc(|| realtime.process(&mut none, &playing_at(0), controls(true)));
+        let mut left = [0.1f32; 64];
+        let mut one_sided: [&mut [f32]; 2] = [&mut left, &mut []];
+        assert_no_alloc(|| realtime.process(&mut one_sided, &playing_at(0), controls(true)));
+        assert_eq!(left, [0.1; 64], "nothing played into a block the host left half empty");
+        assert_eq!(capture.extent(), None, "nothing captured");
+        assert!(shared.take_generate_request(), "the Generate edge still counts");
+        assert!(!shared.audio_fault());
+        let mut left = [0.1f32; 64];
+        let mut right = [0.1f32; 64];
+        let mut stereo: [&mut [f32]; 2] = [&mut left, &mut right];
+        assert_no_alloc(|| realtime.process(&mut stereo, &playing_at(0), controls(true)));
+        assert_eq!((left, right), ([0.9; 64], [0.9; 64]), "a full block after them plays the take");
     }
 
     #[test]

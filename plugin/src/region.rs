@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use retake_engine::{EngineError, Result};
+use crate::error::{PluginError, Result};
 
 /// A span of the host timeline, `[start, end)` in host samples at `sample_rate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,11 +58,7 @@ pub fn select_region(
     let to_frames = |seconds: f32| (f64::from(seconds) * f64::from(sample_rate)).round() as i64;
     let (start, end) = (to_frames(start_s), to_frames(end_s));
     if start < 0 || end <= start {
-        let source = if follow_loop { "the host reports no loop range, so " } else { "" };
-        return Err(EngineError::invalid(format!(
-            "{source}the region comes from the Start/End parameters, and {start_s:.2}–{end_s:.2} s is empty: set \
-             End after Start (or turn on Follow loop and set a loop range in the host)"
-        )));
+        return Err(PluginError::EmptyParameterRegion { no_host_loop: follow_loop, start_s, end_s });
     }
     Ok(Region { start, end, sample_rate })
 }
@@ -93,8 +89,8 @@ mod tests {
     #[test]
     fn an_empty_parameter_region_is_refused_with_a_fix() {
         let err = select_region(true, None, 3.0, 2.0, 48_000).unwrap_err().to_string();
-        assert!(err.contains("set End after Start"), "{err}");
-        assert!(err.contains("no loop range"), "{err}");
+        assert!(err.starts_with("the host reports no loop range, so the region comes from"), "{err}");
+        assert!(err.contains("3.00–2.00 s is empty: set End after Start"), "{err}");
     }
 
     #[test]

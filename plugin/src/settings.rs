@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use retake_engine::model_source::ModelSource;
 use retake_engine::runtime::{parse_size, DeviceChoice, EngineConfig};
-use retake_engine::{EngineError, Result};
+use retake_engine::EngineError;
+
+use crate::error::{PluginError, Result};
 
 /// The environment variables, in the order of [`EngineSettings`]' fields.
 pub const ENV_VARS: [&str; 3] = ["RETAKE_MODEL_DIR", "RETAKE_DEVICE", "RETAKE_VRAM_BUDGET"];
@@ -53,19 +55,14 @@ impl EngineSettings {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => return Err(EngineError::Io { path: path.to_path_buf(), source }),
+            Err(source) => return Err(PluginError::SettingsUnreadable { path: path.to_path_buf(), source }),
         };
-        serde_json::from_str(&text).map_err(|err| {
-            EngineError::invalid(format!(
-                "the settings file {} is not valid ({err}): fix or delete it, or save the settings again in the \
-                 editor",
-                path.display()
-            ))
-        })
+        serde_json::from_str(&text)
+            .map_err(|err| PluginError::SettingsInvalid { path: path.to_path_buf(), message: err.to_string() })
     }
 
     /// Writes the settings file (creating its folder).
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub fn save(&self, path: &Path) -> retake_engine::Result<()> {
         let io = |source| EngineError::Io { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
@@ -83,11 +80,11 @@ impl EngineSettings {
         let device = match self.device.trim() {
             "" if cfg!(feature = "cuda") => DeviceChoice::Cuda(0),
             "" => DeviceChoice::Cpu,
-            text => text.parse().map_err(|err| EngineError::invalid(format!("engine device: {err}")))?,
+            text => text.parse().map_err(PluginError::Device)?,
         };
         let vram_budget = match self.vram_budget.trim() {
             "" => None,
-            text => Some(parse_size(text).map_err(|err| EngineError::invalid(format!("VRAM budget: {err}")))?),
+            text => Some(parse_size(text).map_err(PluginError::VramBudget)?),
         };
         Ok(EngineConfig { model, device, vram_budget, ..EngineConfig::default() })
     }
@@ -96,10 +93,9 @@ impl EngineSettings {
 /// `$XDG_CONFIG_HOME/retake/settings.json` (falling back to `~/.config/retake/settings.json`).
 pub fn settings_file() -> Result<PathBuf> {
     let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|path| path.is_absolute());
-    let config_home =
-        absolute("XDG_CONFIG_HOME").or_else(|| absolute("HOME").map(|home| home.join(".config"))).ok_or_else(|| {
-            EngineError::invalid("cannot find the settings folder: set XDG_CONFIG_HOME or HOME to an absolute path")
-        })?;
+    let config_home = absolute("XDG_CONFIG_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".config")))
+        .ok_or(PluginError::NoConfigFolder)?;
     Ok(config_home.join("retake").join("settings.json"))
 }
 
@@ -147,10 +143,11 @@ mod tests {
 
     #[test]
     fn unreadable_device_or_budget_is_refused_naming_the_setting() {
+        // A setting of the plugin's own: named, without the engine's "invalid input:" prefix.
         let device = settings("", "gpu", "").engine_config().unwrap_err().to_string();
-        assert!(device.contains("engine device: `gpu` is not a device"), "{device}");
+        assert!(device.starts_with("engine device: `gpu` is not a device"), "{device}");
         let budget = settings("", "", "lots").engine_config().unwrap_err().to_string();
-        assert!(budget.contains("VRAM budget: `lots` is not a size"), "{budget}");
+        assert!(budget.starts_with("VRAM budget: `lots` is not a size"), "{budget}");
     }
 
     #[test]
@@ -163,7 +160,8 @@ mod tests {
         assert_eq!(EngineSettings::load(&path).unwrap(), saved);
         std::fs::write(&path, "{ not json").unwrap();
         let err = EngineSettings::load(&path).unwrap_err().to_string();
-        assert!(err.contains("is not valid") && err.contains("save the settings again"), "{err}");
+        assert!(err.starts_with(&format!("the settings file {} is not valid", path.display())), "{err}");
+        assert!(err.ends_with("save the settings again in the editor"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

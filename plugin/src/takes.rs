@@ -3,17 +3,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use nih_plug::params::persist::PersistentField;
-use parking_lot::{RwLock, RwLockReadGuard};
-use serde::{Deserialize, Serialize};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 use retake_engine::audio::{self, Audio, WavFormat};
-use retake_engine::{EngineError, Result};
 
+use crate::capture::TIMELINE_FRAMES;
+use crate::error::{PluginError, Result};
+use crate::params::CAPTURE_MINUTES;
 use crate::playback::PlayableTake;
 use crate::region::Region;
 
@@ -69,10 +72,16 @@ impl TakesState {
         self.takes.iter().find(|take| take.id == id)
     }
 
+    /// The id the next take gets. Ids are never reused; once `next_id` reaches `u64::MAX` (only a crafted
+    /// state gets there) no take can be added.
+    pub fn new_id(&self) -> Result<u64> {
+        (self.next_id < u64::MAX).then_some(self.next_id).ok_or(PluginError::TakeIdsExhausted)
+    }
+
     /// Appends `take` and selects it; beyond [`MAX_TAKES`], removes and returns the oldest takes.
     pub fn push(&mut self, take: TakeMeta) -> Vec<TakeMeta> {
         self.selected = Some(take.id);
-        self.next_id = self.next_id.max(take.id + 1);
+        self.next_id = self.next_id.max(take.id.saturating_add(1));
         self.takes.push(take);
         let excess = self.takes.len().saturating_sub(MAX_TAKES);
         self.takes.drain(..excess).collect()
@@ -86,6 +95,125 @@ impl TakesState {
         }
         Some(self.takes.remove(index))
     }
+
+    /// Reads a saved takes list leniently: keeps every take that parses and is one Retake could have made,
+    /// leaves out the rest, and says what it left out. A project id of another form than [`new_project_id`]'s
+    /// could name a folder anywhere (`../../x`, an absolute path), so it is replaced by a new one and its takes
+    /// are left out. Ids are never reused: `next_id` ends above every kept take's id.
+    pub fn from_saved(saved: Value) -> SavedTakes {
+        let Value::Object(mut saved) = saved else {
+            let dropped = vec!["the saved takes list could not be read, so a new one starts".to_string()];
+            return SavedTakes { state: Self { project_id: new_project_id(), ..Self::default() }, dropped };
+        };
+        let mut dropped = Vec::new();
+        let entries = match saved.remove("takes") {
+            Some(Value::Array(entries)) => entries,
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => {
+                dropped.push("the saved takes are not a list, so none were restored".to_string());
+                Vec::new()
+            }
+        };
+        let project_id = match saved.remove("project_id") {
+            Some(Value::String(id)) if is_project_id(&id) => id,
+            other => {
+                let shown = other.map_or_else(|| "none".to_string(), |id| id.to_string());
+                dropped.push(format!(
+                    "the saved project id {shown} is not one Retake makes, so its {} takes were left out and new \
+                     takes go to a new folder",
+                    entries.len()
+                ));
+                return SavedTakes { state: Self { project_id: new_project_id(), ..Self::default() }, dropped };
+            }
+        };
+        let mut takes: Vec<TakeMeta> = Vec::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            let take = match serde_json::from_value::<TakeMeta>(entry) {
+                Ok(take) => take,
+                Err(err) => {
+                    dropped.push(format!("entry {} of the takes list was left out: {err}", index + 1));
+                    continue;
+                }
+            };
+            let problem = if takes.iter().any(|kept| kept.id == take.id) {
+                Some("another take has the same id".to_string())
+            } else {
+                check_saved_take(&take).err()
+            };
+            match problem {
+                Some(problem) => dropped.push(format!("take {} was left out: {problem}", take.id)),
+                None => takes.push(take),
+            }
+        }
+        let excess = takes.len().saturating_sub(MAX_TAKES);
+        if excess > 0 {
+            dropped.push(format!("the {excess} oldest takes beyond the {MAX_TAKES} Retake keeps were left out"));
+            takes.drain(..excess);
+        }
+        let after_kept = takes.iter().map(|take| take.id + 1).max().unwrap_or(0);
+        let next_id = saved.get("next_id").and_then(Value::as_u64).unwrap_or(0).max(after_kept);
+        let selected = saved.get("selected").and_then(Value::as_u64).filter(|id| takes.iter().any(|t| t.id == *id));
+        SavedTakes { state: Self { project_id, next_id, takes, selected }, dropped }
+    }
+
+    /// Leaves out the takes with a file that is not directly inside `folder` (the project's take folder):
+    /// Retake reads and deletes only files there. Returns what it left out.
+    pub fn retain_in_folder(&mut self, folder: &Path) -> Vec<String> {
+        let mut dropped = Vec::new();
+        self.takes.retain(|take| {
+            let outside =
+                [&take.model_file.path, &take.host_file.path].into_iter().find(|path| !directly_in(folder, path));
+            if let Some(path) = outside {
+                dropped.push(format!(
+                    "take {} was left out: its file {} is not in this project's take folder {}",
+                    take.id,
+                    path.display(),
+                    folder.display()
+                ));
+            }
+            outside.is_none()
+        });
+        if self.selected.is_some_and(|id| self.get(id).is_none()) {
+            self.selected = None;
+        }
+        dropped
+    }
+}
+
+/// Refuses a saved take Retake could not have made: the last id (reserved, see [`TakesState::new_id`]), or a
+/// region that is empty, negative, past the capture timeline or longer than the largest capture.
+fn check_saved_take(take: &TakeMeta) -> std::result::Result<(), String> {
+    let Region { start, end, sample_rate } = take.region;
+    if take.id == u64::MAX {
+        return Err("its id is out of range".to_string());
+    }
+    let longest_s = f64::from(*CAPTURE_MINUTES.end()) * 60.0;
+    if sample_rate == 0 || start < 0 || end <= start || end > TIMELINE_FRAMES {
+        return Err(format!("its region {start}..{end} at {sample_rate} Hz is not one Retake records"));
+    }
+    if (end - start) as f64 > longest_s * f64::from(sample_rate) {
+        return Err(format!("its region is longer than the largest capture ({longest_s} s)"));
+    }
+    Ok(())
+}
+
+/// Whether `id` has the form [`new_project_id`] gives: 16 lowercase hex digits.
+pub fn is_project_id(id: &str) -> bool {
+    id.len() == 16 && id.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The take folder of project `project_id` under `root`. Refuses an id of another form than
+/// [`new_project_id`]'s: it could name a folder elsewhere.
+pub fn project_folder(root: &Path, project_id: &str) -> Result<PathBuf> {
+    if !is_project_id(project_id) {
+        return Err(PluginError::ProjectId(project_id.to_string()));
+    }
+    Ok(root.join(project_id))
+}
+
+/// Whether `path` names an entry directly inside `folder`, by its text (a `..` never counts as inside).
+fn directly_in(folder: &Path, path: &Path) -> bool {
+    path.parent() == Some(folder) && matches!(path.components().next_back(), Some(Component::Normal(_)))
 }
 
 /// A fresh project id: 16 hex digits from the process's randomly keyed hasher, the time and the process id.
@@ -97,18 +225,49 @@ fn new_project_id() -> String {
     format!("{:016x}", hasher.finish())
 }
 
+/// The takes list as a saved state carries it: written as its [`TakesState`], read with
+/// [`TakesState::from_saved`], which keeps what is valid (a strict read would lose the whole list, and with
+/// it the project id, to one bad take) and lists what it left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedTakes {
+    /// The list as restored.
+    pub state: TakesState,
+    /// What was left out, one line each.
+    pub dropped: Vec<String>,
+}
+
+impl From<TakesState> for SavedTakes {
+    fn from(state: TakesState) -> Self {
+        Self { state, dropped: Vec::new() }
+    }
+}
+
+impl Serialize for SavedTakes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.state.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SavedTakes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(TakesState::from_saved)
+    }
+}
+
 /// The `#[persist]` field holding [`TakesState`]; counts how often the host restored it, so the worker
-/// knows when to load takes from disk.
+/// knows when to check the restored list and load takes from disk, and keeps what a restore left out until
+/// the worker reports it.
 #[derive(Debug)]
 pub struct TakesField {
     state: RwLock<TakesState>,
     restores: AtomicU64,
+    dropped: Mutex<Vec<String>>,
 }
 
 impl Default for TakesField {
     fn default() -> Self {
         let state = TakesState { project_id: new_project_id(), ..TakesState::default() };
-        Self { state: RwLock::new(state), restores: AtomicU64::new(0) }
+        Self { state: RwLock::new(state), restores: AtomicU64::new(0), dropped: Mutex::new(Vec::new()) }
     }
 }
 
@@ -127,19 +286,25 @@ impl TakesField {
     pub fn restores(&self) -> u64 {
         self.restores.load(Ordering::Acquire)
     }
+
+    /// What the restores since the last call left out of the list (see [`TakesState::from_saved`]).
+    pub fn take_dropped(&self) -> Vec<String> {
+        std::mem::take(&mut self.dropped.lock())
+    }
 }
 
-impl<'a> PersistentField<'a, TakesState> for TakesField {
-    fn set(&self, new_value: TakesState) {
-        *self.state.write() = new_value;
+impl<'a> PersistentField<'a, SavedTakes> for TakesField {
+    fn set(&self, new_value: SavedTakes) {
+        *self.state.write() = new_value.state;
+        self.dropped.lock().extend(new_value.dropped);
         self.restores.fetch_add(1, Ordering::Release);
     }
 
     fn map<F, R>(&self, f: F) -> R
     where
-        F: Fn(&TakesState) -> R,
+        F: Fn(&SavedTakes) -> R,
     {
-        f(&self.state.read())
+        f(&SavedTakes::from(self.state.read().clone()))
     }
 }
 
@@ -148,14 +313,12 @@ pub fn takes_root() -> Result<PathBuf> {
     let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|path| path.is_absolute());
     let data_home = absolute("XDG_DATA_HOME")
         .or_else(|| absolute("HOME").map(|home| home.join(".local/share")))
-        .ok_or_else(|| {
-            EngineError::invalid("cannot find a folder for take files: set XDG_DATA_HOME or HOME to an absolute path")
-        })?;
+        .ok_or(PluginError::NoDataFolder)?;
     Ok(data_home.join("retake").join("takes"))
 }
 
 /// Writes `audio` as a 24-bit WAV at `path`, reads it back and returns its record and the audio as stored.
-fn write_take_file(path: PathBuf, audio: &Audio) -> Result<(TakeFile, Audio)> {
+fn write_take_file(path: PathBuf, audio: &Audio) -> retake_engine::Result<(TakeFile, Audio)> {
     audio::write_wav(&path, audio, WavFormat::Int24)?;
     let stored = audio::read_wav(&path)?;
     Ok((TakeFile { hash: audio::content_hash(&stored), sample_rate: stored.sample_rate, path }, stored))
@@ -175,12 +338,20 @@ pub fn export_take(
     Ok((model_file, host_file, stored))
 }
 
-/// Deletes a take's files; already missing files are fine.
-pub fn delete_take_files(take: &TakeMeta) -> Result<()> {
-    for file in [&take.model_file, &take.host_file] {
-        match std::fs::remove_file(&file.path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(EngineError::Io { path: file.path.clone(), source: err });
+/// Deletes a take's files from `folder`, the project's take folder; already missing files are fine. Deletes
+/// nothing unless both are regular files directly in `folder` (or missing).
+pub fn delete_take_files(take: &TakeMeta, folder: &Path) -> Result<()> {
+    let files = [&take.model_file.path, &take.host_file.path];
+    let mut present = Vec::with_capacity(files.len());
+    for path in files {
+        if inspect(folder, path)? == OnDisk::Regular {
+            present.push(path);
+        }
+    }
+    for path in present {
+        match std::fs::remove_file(path) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(PluginError::Delete { path: path.clone(), source });
             }
             _ => {}
         }
@@ -197,6 +368,10 @@ pub enum TakeProblem {
     Altered(PathBuf),
     /// The file could not be read or converted.
     Unreadable(String),
+    /// The path is not directly inside the project's take folder.
+    OutsideFolder(PathBuf),
+    /// The path is a link, folder, pipe or device, not a regular file.
+    NotRegularFile(PathBuf),
 }
 
 impl std::fmt::Display for TakeProblem {
@@ -205,13 +380,45 @@ impl std::fmt::Display for TakeProblem {
             Self::Missing(path) => write!(f, "file {} is missing", path.display()),
             Self::Altered(path) => write!(f, "file {} was changed since Retake wrote it", path.display()),
             Self::Unreadable(message) => f.write_str(message),
+            Self::OutsideFolder(path) => {
+                write!(f, "{} is not in this project's take folder, so Retake leaves it alone", path.display())
+            }
+            Self::NotRegularFile(path) => write!(
+                f,
+                "{} is not a regular file (a link, folder or pipe), so Retake leaves it alone",
+                path.display()
+            ),
         }
     }
 }
 
-/// Reads `file` and checks it against its saved hash.
-fn read_checked(file: &TakeFile) -> std::result::Result<Audio, TakeProblem> {
-    if !file.path.exists() {
+impl std::error::Error for TakeProblem {}
+
+/// What is at a take file's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnDisk {
+    Missing,
+    Regular,
+}
+
+/// Looks at take file `path` without opening or following it. Only a regular file directly inside `folder`
+/// is one Retake reads or deletes: a link could point anywhere, and opening a pipe would block the reader
+/// until something writes to it.
+fn inspect(folder: &Path, path: &Path) -> std::result::Result<OnDisk, TakeProblem> {
+    if !directly_in(folder, path) {
+        return Err(TakeProblem::OutsideFolder(path.to_path_buf()));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_file() => Ok(OnDisk::Regular),
+        Ok(_) => Err(TakeProblem::NotRegularFile(path.to_path_buf())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(OnDisk::Missing),
+        Err(err) => Err(TakeProblem::Unreadable(format!("cannot look at {}: {err}", path.display()))),
+    }
+}
+
+/// Reads `file` from `folder` and checks it against its saved hash.
+fn read_checked(file: &TakeFile, folder: &Path) -> std::result::Result<Audio, TakeProblem> {
+    if inspect(folder, &file.path)? == OnDisk::Missing {
         return Err(TakeProblem::Missing(file.path.clone()));
     }
     let audio = audio::read_wav(&file.path).map_err(|err| TakeProblem::Unreadable(err.to_string()))?;
@@ -256,14 +463,20 @@ pub fn playable(id: u64, region: Region, audio: &Audio, channels: usize) -> Play
     PlayableTake { id, sample_rate: region.sample_rate, start: region.start, channels }
 }
 
-/// Loads `take` for a host at `host_rate` with `channels` channels: the host-rate file when the rate matches,
-/// otherwise the 48 kHz file resampled; each checked against its saved hash.
-pub fn load_take(take: &TakeMeta, host_rate: u32, channels: usize) -> std::result::Result<PlayableTake, TakeProblem> {
+/// Loads `take` from `folder` (the project's take folder) for a host at `host_rate` with `channels` channels:
+/// the host-rate file when the rate matches, otherwise the 48 kHz file resampled; each checked against its
+/// saved hash.
+pub fn load_take(
+    take: &TakeMeta,
+    folder: &Path,
+    host_rate: u32,
+    channels: usize,
+) -> std::result::Result<PlayableTake, TakeProblem> {
     let region = take.region.at_rate(host_rate);
     let audio = if take.host_file.sample_rate == host_rate {
-        read_checked(&take.host_file)?
+        read_checked(&take.host_file, folder)?
     } else {
-        let model = read_checked(&take.model_file)?;
+        let model = read_checked(&take.model_file, folder)?;
         audio::resample(&model, host_rate).map_err(|err| TakeProblem::Unreadable(err.to_string()))?
     };
     Ok(playable(take.id, region, &audio, channels))
@@ -295,18 +508,19 @@ impl TakeLibrary {
         self.problems.remove(&id);
     }
 
-    /// Take `meta` ready to play at `host_rate` / `channels`, loading it from disk if needed. A problem is
-    /// remembered (see [`TakeLibrary::problems`]) and returned.
+    /// Take `meta` ready to play at `host_rate` / `channels`, loading it from `folder` if needed. A problem
+    /// is remembered (see [`TakeLibrary::problems`]) and returned.
     pub fn get(
         &mut self,
         meta: &TakeMeta,
+        folder: &Path,
         host_rate: u32,
         channels: usize,
     ) -> std::result::Result<Arc<PlayableTake>, TakeProblem> {
         if let Some(take) = self.loaded.get(&meta.id).filter(|take| take.sample_rate == host_rate) {
             return Ok(take.clone());
         }
-        match load_take(meta, host_rate, channels) {
+        match load_take(meta, folder, host_rate, channels) {
             Ok(take) => {
                 let take = Arc::new(take);
                 self.insert(take.clone());
@@ -319,13 +533,14 @@ impl TakeLibrary {
         }
     }
 
-    /// Checks every take in `state` (loading each), so the editor can show which ones cannot play.
-    pub fn check_all(&mut self, state: &TakesState, host_rate: u32, channels: usize) {
+    /// Checks every take in `state` (loading each from `folder`), so the editor can show which ones cannot
+    /// play.
+    pub fn check_all(&mut self, state: &TakesState, folder: &Path, host_rate: u32, channels: usize) {
         self.loaded.retain(|id, _| state.get(*id).is_some());
         self.problems.retain(|id, _| state.get(*id).is_some());
         for take in &state.takes {
             // Problems are recorded by `get`.
-            let _ = self.get(take, host_rate, channels);
+            let _ = self.get(take, folder, host_rate, channels);
         }
     }
 
@@ -381,9 +596,11 @@ mod tests {
         let field = TakesField::default();
         assert_eq!(field.read().project_id.len(), 16);
         let restored = TakesState { project_id: "abc".into(), ..TakesState::default() };
-        field.set(restored.clone());
+        field.set(SavedTakes { state: restored.clone(), dropped: vec!["take 3 was left out".into()] });
         assert_eq!(field.restores(), 1);
-        assert_eq!(field.map(|state| state.clone()), restored);
+        assert_eq!(field.map(|saved| saved.clone()), SavedTakes::from(restored));
+        assert_eq!(field.take_dropped(), vec!["take 3 was left out".to_string()]);
+        assert!(field.take_dropped().is_empty(), "reported once");
     }
 
     #[test]
@@ -399,10 +616,10 @@ mod tests {
             host_file,
             ..meta(3)
         };
-        let same_rate = load_take(&take, 44_100, 2).unwrap();
+        let same_rate = load_take(&take, &dir, 44_100, 2).unwrap();
         assert_eq!(same_rate.channels, stored.channels);
         assert_eq!(same_rate.start, 44_100);
-        let new_rate = load_take(&take, 96_000, 2).unwrap();
+        let new_rate = load_take(&take, &dir, 96_000, 2).unwrap();
         assert_eq!((new_rate.start, new_rate.frames(), new_rate.sample_rate), (96_000, 9_600, 96_000));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -416,11 +633,11 @@ mod tests {
         let state = TakesState { takes: vec![take.clone()], ..TakesState::default() };
         audio::write_wav(&take.host_file.path, &tone(48_000, 400), WavFormat::Int24).unwrap();
         let mut library = TakeLibrary::default();
-        library.check_all(&state, 48_000, 2);
+        library.check_all(&state, &dir, 48_000, 2);
         assert_eq!(library.problems().get(&1), Some(&TakeProblem::Altered(take.host_file.path.clone())));
-        delete_take_files(&take).unwrap();
+        delete_take_files(&take, &dir).unwrap();
         library.clear();
-        library.check_all(&state, 48_000, 2);
+        library.check_all(&state, &dir, 48_000, 2);
         assert_eq!(library.problems().get(&1), Some(&TakeProblem::Missing(take.host_file.path.clone())));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -434,6 +651,173 @@ mod tests {
         let widened = playable(1, region, &Audio::new(48_000, vec![vec![0.25; 12]]), 2);
         assert_eq!(widened.channels, vec![vec![0.25; 10], vec![0.25; 10]]);
         assert_eq!((widened.start, widened.end()), (5, 15));
+    }
+
+    const PROJECT: &str = "0123456789abcdef";
+
+    /// A saved take as JSON, its files at `dir/take-<id>-*.wav`.
+    fn saved_take(id: u64, dir: &Path) -> Value {
+        let file =
+            |name: &str| TakeFile { path: dir.join(format!("take-{id:03}-{name}.wav")), sample_rate: 48_000, hash: 1 };
+        let take = TakeMeta { model_file: file("48k"), host_file: file("48000hz"), ..meta(id) };
+        serde_json::to_value(take).unwrap()
+    }
+
+    fn saved_list(project_id: &str, next_id: u64, takes: Vec<Value>, selected: Option<u64>) -> Value {
+        serde_json::json!({ "project_id": project_id, "next_id": next_id, "takes": takes, "selected": selected })
+    }
+
+    #[test]
+    fn a_saved_list_keeps_every_valid_take_and_names_each_one_left_out() {
+        let dir = PathBuf::from("/data/retake/takes").join(PROJECT);
+        let mut no_rate = saved_take(4, &dir);
+        no_rate["region"]["sample_rate"] = 0.into();
+        let mut endless = saved_take(5, &dir);
+        endless["region"]["end"] = i64::MAX.into();
+        let mut long = saved_take(6, &dir);
+        long["region"]["end"] = (7_201 * 48_000).into();
+        let takes = vec![
+            saved_take(1, &dir),
+            serde_json::json!({ "id": "two" }),
+            saved_take(3, &dir),
+            no_rate,
+            endless,
+            long,
+            saved_take(3, &dir),
+            saved_take(u64::MAX, &dir),
+        ];
+        let SavedTakes { state, dropped } = TakesState::from_saved(saved_list(PROJECT, 2, takes, Some(4)));
+        assert_eq!(state.project_id, PROJECT);
+        assert_eq!(state.takes.iter().map(|take| take.id).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(state.next_id, 4, "above every kept id, whatever the saved next_id says");
+        assert_eq!(state.selected, None, "the selected take was left out");
+        assert_eq!(dropped.len(), 6, "{dropped:?}");
+        assert!(dropped[0].starts_with("entry 2 of the takes list was left out: "), "{dropped:?}");
+        assert_eq!(dropped[1], "take 4 was left out: its region 0..10 at 0 Hz is not one Retake records");
+        assert!(dropped[2].starts_with("take 5 was left out: its region 0.."), "{dropped:?}");
+        assert_eq!(dropped[3], "take 6 was left out: its region is longer than the largest capture (7200 s)");
+        assert_eq!(dropped[4], "take 3 was left out: another take has the same id");
+        assert_eq!(dropped[5], format!("take {} was left out: its id is out of range", u64::MAX));
+    }
+
+    #[test]
+    fn a_saved_project_id_of_another_form_gets_a_new_folder_and_its_takes_are_left_out() {
+        for hostile in ["../../x", "/home/user", "0123456789ABCDEF", "0123456789abcdef0", ""] {
+            let dir = PathBuf::from("/data/retake/takes").join(hostile);
+            let SavedTakes { state, dropped } =
+                TakesState::from_saved(saved_list(hostile, 9, vec![saved_take(1, &dir)], Some(1)));
+            assert!(is_project_id(&state.project_id) && state.project_id != hostile, "{hostile}");
+            assert!(state.takes.is_empty() && state.selected.is_none(), "{hostile}");
+            assert_eq!(
+                dropped,
+                vec![format!(
+                    "the saved project id \"{hostile}\" is not one Retake makes, so its 1 takes were left out and \
+                     new takes go to a new folder"
+                )]
+            );
+            let root = Path::new("/data/retake/takes");
+            assert!(matches!(project_folder(root, hostile), Err(PluginError::ProjectId(id)) if id == hostile));
+        }
+        assert_eq!(project_folder(Path::new("/t"), PROJECT).unwrap(), Path::new("/t").join(PROJECT));
+        let SavedTakes { state, dropped } = TakesState::from_saved(Value::Null);
+        assert!(is_project_id(&state.project_id) && state.takes.is_empty());
+        assert_eq!(dropped, vec!["the saved takes list could not be read, so a new one starts".to_string()]);
+    }
+
+    #[test]
+    fn a_bad_take_in_a_restored_state_costs_only_that_take() {
+        use nih_plug::prelude::Params;
+        let dir = PathBuf::from("/data/retake/takes").join(PROJECT);
+        let list =
+            saved_list(PROJECT, 3, vec![saved_take(1, &dir), serde_json::json!(17), saved_take(2, &dir)], Some(2));
+        let fields = BTreeMap::from([("takes".to_string(), list.to_string())]);
+        let params = crate::params::RetakeParams::default();
+        params.deserialize_fields(&fields);
+        let state = params.takes.read().clone();
+        assert_eq!((state.project_id.as_str(), state.takes.len(), state.selected), (PROJECT, 2, Some(2)));
+        let dropped = params.takes.take_dropped();
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert!(dropped[0].starts_with("entry 2 of the takes list was left out"), "{dropped:?}");
+    }
+
+    #[test]
+    fn ids_are_never_reused_and_run_out_with_a_clear_error() {
+        let mut state = TakesState { next_id: u64::MAX - 1, ..TakesState::default() };
+        let id = state.new_id().unwrap();
+        assert!(state.push(meta(id)).is_empty());
+        assert_eq!(state.next_id, u64::MAX);
+        let err = state.new_id().unwrap_err();
+        assert!(matches!(err, PluginError::TakeIdsExhausted));
+        assert!(err.to_string().starts_with("this project's takes list has used up its take ids"), "{err}");
+        let SavedTakes { state, .. } = TakesState::from_saved(saved_list(PROJECT, u64::MAX, Vec::new(), None));
+        assert!(state.new_id().is_err(), "a saved next_id of u64::MAX does not wrap to 0");
+    }
+
+    #[test]
+    fn only_takes_with_both_files_directly_in_the_project_folder_are_kept() {
+        let folder = PathBuf::from("/data/retake/takes").join(PROJECT);
+        let with_paths = |id: u64, model: PathBuf, host: PathBuf| TakeMeta {
+            model_file: TakeFile { path: model, sample_rate: 48_000, hash: 0 },
+            host_file: TakeFile { path: host, sample_rate: 48_000, hash: 0 },
+            ..meta(id)
+        };
+        let inside = |name: &str| folder.join(name);
+        let mut state = TakesState {
+            project_id: PROJECT.into(),
+            next_id: 5,
+            takes: vec![
+                with_paths(0, inside("a.wav"), inside("b.wav")),
+                with_paths(1, inside("a.wav"), PathBuf::from("/home/user/song.wav")),
+                with_paths(2, folder.join("../other/a.wav"), inside("b.wav")),
+                with_paths(3, inside("a.wav"), folder.join("sub/b.wav")),
+                with_paths(4, inside("a.wav"), folder.join("..")),
+            ],
+            selected: Some(1),
+        };
+        let dropped = state.retain_in_folder(&folder);
+        assert_eq!(state.takes.iter().map(|take| take.id).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(state.selected, None);
+        assert_eq!(dropped.len(), 4, "{dropped:?}");
+        assert_eq!(
+            dropped[0],
+            format!(
+                "take 1 was left out: its file /home/user/song.wav is not in this project's take folder {}",
+                folder.display()
+            )
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_pipes_and_outside_files_are_never_read_or_deleted() {
+        let dir = temp_dir("refuse");
+        let folder = dir.join(PROJECT);
+        std::fs::create_dir_all(&folder).unwrap();
+        let precious = dir.join("song.wav");
+        audio::write_wav(&precious, &tone(48_000, 480), WavFormat::Int24).unwrap();
+        let link = folder.join("take-001-48k.wav");
+        std::os::unix::fs::symlink(&precious, &link).unwrap();
+        let pipe = folder.join("take-001-48000hz.wav");
+        assert!(std::process::Command::new("mkfifo").arg(&pipe).status().unwrap().success());
+        let file = |path: &Path| TakeFile { path: path.to_path_buf(), sample_rate: 48_000, hash: 0 };
+        let outside = TakeMeta { model_file: file(&precious), host_file: file(&folder.join("x.wav")), ..meta(1) };
+        let err = delete_take_files(&outside, &folder).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{} is not in this project's take folder, so Retake leaves it alone", precious.display())
+        );
+        let linked = TakeMeta { model_file: file(&link), host_file: file(&pipe), ..meta(1) };
+        assert!(
+            matches!(delete_take_files(&linked, &folder), Err(PluginError::TakeFile(TakeProblem::NotRegularFile(path))) if path == link)
+        );
+        // Reading the pipe would block until something writes to it; it is refused unopened.
+        assert_eq!(load_take(&linked, &folder, 48_000, 2).unwrap_err(), TakeProblem::NotRegularFile(pipe.clone()));
+        assert_eq!(load_take(&linked, &folder, 44_100, 2).unwrap_err(), TakeProblem::NotRegularFile(link.clone()));
+        assert_eq!(load_take(&outside, &folder, 44_100, 2).unwrap_err(), TakeProblem::OutsideFolder(precious.clone()));
+        assert!(
+            precious.is_file() && std::fs::symlink_metadata(&link).is_ok() && std::fs::symlink_metadata(&pipe).is_ok()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

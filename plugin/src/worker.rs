@@ -12,9 +12,9 @@ use crossbeam::channel::{never, select, Receiver};
 
 use retake_engine::audio::Audio;
 use retake_engine::runtime::{panic_message, Engine, EngineConfig, EngineHandle, Event, JobId};
-use retake_engine::{EngineError, Result};
 
 use crate::engine_status::status_line;
+use crate::error::{PluginError, Result};
 use crate::jobs::{prepare_job, take_audio, JobSettings, Placement};
 use crate::playback::TakeSender;
 use crate::region::select_region;
@@ -77,9 +77,10 @@ pub struct Worker {
     commands: Receiver<Command>,
     takes: TakeSender,
     library: TakeLibrary,
-    takes_root: std::result::Result<PathBuf, String>,
+    /// Where take folders are, or why there is no such place.
+    takes_root: std::result::Result<PathBuf, Arc<PluginError>>,
     /// The engine to start, or why the settings do not describe one.
-    engine_config: std::result::Result<EngineConfig, String>,
+    engine_config: std::result::Result<EngineConfig, Arc<PluginError>>,
     engine: Option<EngineLink>,
     /// The running engine was started with settings that have changed since.
     engine_stale: bool,
@@ -95,8 +96,8 @@ impl Worker {
         shared: Arc<Shared>,
         commands: Receiver<Command>,
         takes: TakeSender,
-        takes_root: std::result::Result<PathBuf, String>,
-        engine_config: std::result::Result<EngineConfig, String>,
+        takes_root: Result<PathBuf>,
+        engine_config: Result<EngineConfig>,
     ) -> Self {
         shared.board.lock().engine = match &engine_config {
             Ok(config) => status_line("not started (the model loads on the first Generate)", config, None),
@@ -107,8 +108,8 @@ impl Worker {
             commands,
             takes,
             library: TakeLibrary::default(),
-            takes_root,
-            engine_config,
+            takes_root: takes_root.map_err(Arc::new),
+            engine_config: engine_config.map_err(Arc::new),
             engine: None,
             engine_stale: false,
             host: None,
@@ -149,11 +150,7 @@ impl Worker {
         if self.shared.take_generate_request() {
             self.guarded(|worker| worker.handle_command(Command::Generate));
         }
-        let restores = self.shared.params.takes.restores();
-        if restores != self.restores_seen {
-            self.restores_seen = restores;
-            self.guarded(Worker::sync_takes);
-        }
+        self.guarded(Worker::catch_up_restore);
         self.takes.collect_garbage();
         if let Some(capture) = self.shared.capture() {
             capture.page_in_ahead();
@@ -180,6 +177,7 @@ impl Worker {
 
     /// Handles one command.
     pub fn handle_command(&mut self, command: Command) {
+        self.catch_up_restore();
         let outcome = match command {
             Command::Generate => {
                 self.generate();
@@ -213,9 +211,36 @@ impl Worker {
         }
     }
 
+    /// After the host restored the takes list: leaves out the takes whose files are not in the project's take
+    /// folder, says on the status line what the restore left out, and loads the takes. Runs before every
+    /// command and engine event, so no file named by an unchecked list is ever opened or deleted.
+    fn catch_up_restore(&mut self) {
+        let restores = self.shared.params.takes.restores();
+        if restores == self.restores_seen {
+            return;
+        }
+        self.restores_seen = restores;
+        let mut dropped = self.shared.params.takes.take_dropped();
+        if let Ok(folder) = self.take_folder() {
+            dropped.extend(self.shared.params.takes.update(|state| state.retain_in_folder(&folder)));
+        }
+        if !dropped.is_empty() {
+            self.shared.board.lock().error =
+                Some(format!("the project's takes list was restored in part: {}", dropped.join("; ")));
+        }
+        self.sync_takes();
+    }
+
+    /// This project's take folder: where its takes are written, and the only place take files are read from
+    /// or deleted.
+    fn take_folder(&self) -> Result<PathBuf> {
+        let root = self.takes_root.as_ref().map_err(|err| PluginError::Setup(err.clone()))?;
+        takes::project_folder(root, &self.shared.params.takes.read().project_id)
+    }
+
     fn generate(&mut self) {
         if self.job.is_some() {
-            self.shared.board.lock().error = Some("a job is already running: wait for it or cancel it".to_string());
+            self.shared.board.lock().error = Some(PluginError::JobRunning.to_string());
             return;
         }
         self.shared.board.lock().error = None;
@@ -227,10 +252,10 @@ impl Worker {
     }
 
     fn start_job(&mut self) -> Result<RunningJob> {
-        let host = self.host.ok_or_else(|| {
-            EngineError::invalid("the host has not activated Retake yet: start playback once, then generate")
-        })?;
-        let capture = self.shared.capture().ok_or_else(|| EngineError::invalid("nothing has been captured yet"))?;
+        let host = self.host.ok_or(PluginError::NotActivated)?;
+        // A job whose take could not get an id would be lost work.
+        self.shared.params.takes.read().new_id()?;
+        let capture = self.shared.capture().ok_or(PluginError::NothingCaptured)?;
         let transport = self.shared.transport.snapshot();
         let params = &self.shared.params;
         let region = select_region(
@@ -242,7 +267,7 @@ impl Worker {
         )?;
         let settings = JobSettings::from_params(params);
         let prepared = prepare_job(&capture, region, &settings, &transport)?;
-        let config = self.engine_config.clone().map_err(EngineError::invalid)?;
+        let config = self.engine_config.clone().map_err(PluginError::Setup)?;
         if std::mem::take(&mut self.engine_stale) {
             self.engine = None;
         }
@@ -250,12 +275,13 @@ impl Worker {
             let handle = Engine::spawn(config.clone());
             EngineLink { events: handle.events(), handle, config }
         });
-        let id = engine.handle.submit(prepared.request).map_err(|err| EngineError::invalid(err.to_string()))?;
+        let id = engine.handle.submit(prepared.request).map_err(|err| PluginError::Submit(err.to_string()))?;
         Ok(RunningJob { id, placement: prepared.placement, settings })
     }
 
     /// Handles one engine event; events of jobs other than the running one are stale and ignored.
     pub fn handle_event(&mut self, event: Event) {
+        self.catch_up_restore();
         let current = self.job.as_ref().map(|job| job.id);
         match event {
             Event::Loading { component, bytes_done, bytes_total } => {
@@ -299,26 +325,25 @@ impl Worker {
     fn finish(&mut self, output: &Audio) {
         let Some(job) = self.job.take() else { return };
         match self.add_take(&job, output) {
-            Ok(()) => {
+            Ok(evicted) => {
                 self.shared.board.lock().job = JobPhase::Idle;
                 self.show_engine("ready");
+                self.delete_evicted(&evicted);
             }
             Err(err) => self.fail(format!("the take could not be stored: {err}")),
         }
     }
 
     /// Stores a finished job as a new take (files, list entry), selects it and sends it to the audio thread.
-    fn add_take(&mut self, job: &RunningJob, output: &Audio) -> Result<()> {
+    /// Returns the oldest takes the list let go of to make room.
+    fn add_take(&mut self, job: &RunningJob, output: &Audio) -> Result<Vec<TakeMeta>> {
         let host = self
             .host
             .filter(|host| host.sample_rate == job.placement.region.sample_rate)
-            .ok_or_else(|| EngineError::invalid("the host sample rate changed while the job ran: generate again"))?;
-        let root = self.takes_root.clone().map_err(EngineError::invalid)?;
+            .ok_or(PluginError::RateChangedDuringJob)?;
+        let dir = self.take_folder()?;
+        let id = self.shared.params.takes.read().new_id()?;
         let (model_audio, host_audio) = take_audio(output, &job.placement)?;
-        let (id, dir) = {
-            let state = self.shared.params.takes.read();
-            (state.next_id, root.join(&state.project_id))
-        };
         let (model_file, host_file, stored) = takes::export_take(&dir, id, &model_audio, &host_audio)?;
         let created_unix_s =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
@@ -335,11 +360,19 @@ impl Worker {
         self.library.insert(take.clone());
         let evicted = self.shared.params.takes.update(|state| state.push(meta));
         self.takes.send(Some(take));
+        Ok(evicted)
+    }
+
+    /// Deletes the files of takes the list let go of; files Retake may not delete stay, and the status line
+    /// says so.
+    fn delete_evicted(&mut self, evicted: &[TakeMeta]) {
         for old in evicted {
             self.library.remove(old.id);
-            takes::delete_take_files(&old)?;
+            if let Err(err) = self.take_folder().and_then(|folder| takes::delete_take_files(old, &folder)) {
+                self.shared.board.lock().error =
+                    Some(format!("take {} left the list, but its files stay: {err}", old.id));
+            }
         }
-        Ok(())
     }
 
     /// Shows the engine's `state` in the status line with its settings and resident memory.
@@ -352,7 +385,7 @@ impl Worker {
     /// Reads the engine settings again (environment over settings file); a started engine is replaced at the
     /// next job, so a running job finishes on the engine it started on.
     fn reload_settings(&mut self) {
-        self.engine_config = settings::engine_config().map_err(reason);
+        self.engine_config = settings::engine_config().map_err(Arc::new);
         self.engine_stale = self.engine.is_some();
         self.shared.board.lock().engine = match &self.engine_config {
             Ok(_) => "engine: settings saved; they apply from the next Generate".to_string(),
@@ -366,18 +399,20 @@ impl Worker {
             self.takes.send(None);
             return Ok(());
         };
-        let host = self.host.ok_or_else(|| EngineError::invalid("the host has not activated Retake yet"))?;
+        let host = self.host.ok_or(PluginError::NotActivated)?;
+        let folder = self.take_folder()?;
         let meta = self.shared.params.takes.read().get(id).cloned();
-        let meta = meta.ok_or_else(|| EngineError::invalid(format!("there is no take {id}")))?;
-        let take = self.library.get(&meta, host.sample_rate, host.channels);
+        let meta = meta.ok_or(PluginError::NoSuchTake(id))?;
+        let take = self.library.get(&meta, &folder, host.sample_rate, host.channels);
         self.publish_problems();
-        let take = take.map_err(|problem| EngineError::invalid(format!("take {id} cannot play: {problem}")))?;
+        let take = take.map_err(|problem| PluginError::TakeCannotPlay { id, problem })?;
         self.shared.params.takes.update(|state| state.selected = Some(id));
         self.takes.send(Some(take));
         Ok(())
     }
 
     fn delete(&mut self, id: u64) -> Result<()> {
+        let folder = self.take_folder()?;
         let removed = self.shared.params.takes.update(|state| {
             let was_selected = state.selected == Some(id);
             state.remove(id).map(|take| (take, was_selected))
@@ -388,19 +423,27 @@ impl Worker {
         if was_selected {
             self.takes.send(None);
         }
-        takes::delete_take_files(&removed)
+        takes::delete_take_files(&removed, &folder)
     }
 
     /// After a state restore or a host change: reloads every take from its files (reporting the ones that
     /// cannot play) and plays the selected take.
     fn sync_takes(&mut self) {
         let Some(host) = self.host else { return };
-        let state = self.shared.params.takes.read().clone();
         self.library.clear();
-        self.library.check_all(&state, host.sample_rate, host.channels);
+        let folder = match self.take_folder() {
+            Ok(folder) => folder,
+            Err(err) => {
+                self.takes.send(None);
+                self.shared.board.lock().error = Some(format!("the takes cannot be loaded: {err}"));
+                return;
+            }
+        };
+        let state = self.shared.params.takes.read().clone();
+        self.library.check_all(&state, &folder, host.sample_rate, host.channels);
         self.publish_problems();
         let selected = state.selected.and_then(|id| state.get(id));
-        let take = selected.and_then(|meta| self.library.get(meta, host.sample_rate, host.channels).ok());
+        let take = selected.and_then(|meta| self.library.get(meta, &folder, host.sample_rate, host.channels).ok());
         self.takes.send(take);
     }
 
@@ -417,17 +460,7 @@ pub fn spawn_worker(
     commands: Receiver<Command>,
     takes: TakeSender,
 ) -> std::io::Result<JoinHandle<()>> {
-    let root = takes::takes_root().map_err(reason);
-    let engine = settings::engine_config().map_err(reason);
-    Worker::new(shared, commands, takes, root, engine).spawn()
-}
-
-/// The message of a set-up error, without the "invalid input" prefix that reporting it at a job adds again.
-fn reason(err: EngineError) -> String {
-    match err {
-        EngineError::InvalidInput(message) => message,
-        other => other.to_string(),
-    }
+    Worker::new(shared, commands, takes, takes::takes_root(), settings::engine_config()).spawn()
 }
 
 #[cfg(test)]
@@ -437,8 +470,10 @@ mod tests {
     use crate::params::TaskMode;
     use crate::playback::{take_channel, Player};
     use crate::region::Region;
+    use crate::takes::{SavedTakes, TakesState, MAX_TAKES};
     use crate::transport::TransportSnapshot;
     use crossbeam::channel::{unbounded, Sender};
+    use nih_plug::params::persist::PersistentField;
     use retake_engine::model_source::ModelSource;
     use std::time::Instant;
 
@@ -528,7 +563,8 @@ mod tests {
     #[test]
     fn unusable_engine_settings_are_reported_at_generate_and_start_no_engine() {
         let mut h = harness("settings");
-        h.worker.engine_config = Err("engine device: `gpu` is not a device".to_string());
+        let unusable = settings::EngineSettings { device: "gpu".into(), ..Default::default() };
+        h.worker.engine_config = unusable.engine_config().map_err(Arc::new);
         h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 1 });
         let capture = Arc::new(CaptureStore::new(1, RATE, 10.0));
         capture.write(0, &[vec![0.1f32; 4 * RATE as usize]]);
@@ -536,7 +572,10 @@ mod tests {
         h.shared.transport.publish(&TransportSnapshot { loop_range: Some((0, RATE as i64)), ..Default::default() });
         h.worker.handle_command(Command::Generate);
         let board = h.shared.board.lock().clone();
-        assert_eq!(board.error.as_deref(), Some("invalid input: engine device: `gpu` is not a device"));
+        // The device is the musician's own setting, a plugin condition: named, without the engine's "invalid
+        // input:" prefix.
+        let error = board.error.unwrap();
+        assert!(error.starts_with("engine device: `gpu` is not a device; use cpu, cuda"), "{error}");
         assert_eq!(board.job, JobPhase::Idle);
         assert!(h.worker.engine.is_none() && h.worker.job.is_none());
     }
@@ -550,13 +589,96 @@ mod tests {
         h.worker.finish(&Audio::new(48_000, vec![vec![0.5; 48_000]; 2]));
         let saved = h.shared.params.takes.read().clone();
         std::fs::remove_file(&saved.takes[0].host_file.path).unwrap();
-        use nih_plug::params::persist::PersistentField;
-        h.shared.params.takes.set(saved);
+        h.shared.params.takes.set(SavedTakes::from(saved));
         h.worker.poll();
         let problem = h.shared.board.lock().take_problems.get(&0).cloned().unwrap();
         assert!(problem.contains("is missing"), "{problem}");
         play(&mut h.player, 0);
         assert_eq!(h.player.active_id(), None, "a take that cannot load does not play");
+    }
+
+    /// Restores `list` (JSON of a saved takes list) the way nice-plug does, from its text.
+    fn restore(h: &Harness, list: &serde_json::Value) {
+        let saved: SavedTakes = serde_json::from_str(&list.to_string()).unwrap();
+        h.shared.params.takes.set(saved);
+    }
+
+    /// Finishes a one-second job at `start_s` as a new take.
+    fn make_take(h: &mut Harness, start_s: i64) {
+        let region = Region { start: start_s * RATE as i64, end: (start_s + 1) * RATE as i64, sample_rate: RATE };
+        h.worker.job = Some(running_job(region));
+        h.worker.finish(&Audio::new(48_000, vec![vec![0.25; 48_000]; 2]));
+    }
+
+    #[test]
+    fn a_restored_list_naming_files_elsewhere_never_deletes_them() {
+        let mut h = harness("hostile");
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2 });
+        let victims = h.root.join("elsewhere");
+        std::fs::create_dir_all(&victims).unwrap();
+        let project_id = h.shared.params.takes.read().project_id.clone();
+        let takes: Vec<serde_json::Value> = (0..MAX_TAKES as u64)
+            .map(|id| {
+                let path = victims.join(format!("song-{id}.wav"));
+                std::fs::write(&path, b"a musician's file").unwrap();
+                let file = serde_json::json!({ "path": path, "sample_rate": RATE, "hash": 0 });
+                serde_json::json!({
+                    "id": id, "created_unix_s": 0, "region": { "start": 0, "end": RATE, "sample_rate": RATE },
+                    "summary": "", "seed": 0, "model_file": file, "host_file": file,
+                })
+            })
+            .collect();
+        let list = serde_json::json!({ "project_id": project_id, "next_id": 16, "takes": takes, "selected": 0 });
+        restore(&h, &list);
+        // Delete arrives before the worker polled the restore: the list is checked first all the same.
+        h.worker.handle_command(Command::Delete(0));
+        let error = h.shared.board.lock().error.clone().unwrap();
+        assert!(
+            error.starts_with("the project's takes list was restored in part: take 0 was left out: its file"),
+            "{error}"
+        );
+        assert_eq!(error.matches("was left out").count(), MAX_TAKES, "{error}");
+        assert!(h.shared.params.takes.read().takes.is_empty());
+        for start_s in 0..=MAX_TAKES as i64 {
+            make_take(&mut h, start_s);
+        }
+        let state = h.shared.params.takes.read().clone();
+        assert_eq!(state.takes.len(), MAX_TAKES);
+        assert_eq!(state.takes[0].id, 17, "ids continue above the saved next_id");
+        for id in 0..MAX_TAKES {
+            let path = victims.join(format!("song-{id}.wav"));
+            assert_eq!(std::fs::read(&path).unwrap(), b"a musician's file", "{}", path.display());
+        }
+        let own = h.root.join(&project_id);
+        assert!(!own.join("take-016-48k.wav").exists(), "the oldest own take is evicted with its files");
+        assert!(own.join("take-017-48k.wav").exists());
+    }
+
+    #[test]
+    fn a_restored_project_id_naming_another_folder_is_replaced() {
+        let mut h = harness("escape");
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2 });
+        restore(&h, &serde_json::json!({ "project_id": "../../escape", "next_id": 0, "takes": [] }));
+        h.worker.poll();
+        make_take(&mut h, 0);
+        let state = h.shared.params.takes.read().clone();
+        assert!(takes::is_project_id(&state.project_id), "{}", state.project_id);
+        assert!(state.takes[0].host_file.path.starts_with(h.root.join(&state.project_id)));
+        assert!(!h.root.join("../../escape").exists());
+        let error = h.shared.board.lock().error.clone().unwrap();
+        assert!(error.contains("the saved project id \"../../escape\" is not one Retake makes"), "{error}");
+    }
+
+    #[test]
+    fn generate_is_refused_when_take_ids_are_used_up() {
+        let mut h = harness("ids");
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 1 });
+        let project_id = h.shared.params.takes.read().project_id.clone();
+        h.shared.params.takes.set(SavedTakes::from(TakesState { project_id, next_id: u64::MAX, ..Default::default() }));
+        h.worker.handle_command(Command::Generate);
+        let error = h.shared.board.lock().error.clone().unwrap();
+        assert!(error.starts_with("this project's takes list has used up its take ids"), "{error}");
+        assert!(h.worker.engine.is_none() && h.worker.job.is_none());
     }
 
     /// The whole path on the tiny fixture model: capture, Generate (the `generate` rising edge), the engine

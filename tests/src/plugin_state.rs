@@ -38,6 +38,18 @@ impl PluginState {
         self.json.get("params")?.get(id)
     }
 
+    /// Replaces the saved value of parameter `id` with `value` (e.g. `{"i32": 25}`), as a crafted project file
+    /// could.
+    pub fn set_param(&mut self, id: &str, value: Value) -> Result<(), String> {
+        let params = self
+            .json
+            .get_mut("params")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| "state has no `params` object".to_string())?;
+        params.insert(id.to_string(), value);
+        Ok(())
+    }
+
     /// The `#[persist]` field `key`, decoded.
     pub fn field<T: DeserializeOwned>(&self, key: &str) -> Result<T, String> {
         let text = self
@@ -85,6 +97,16 @@ mod tests {
         state.set_field("prompt", &"tape \"warm\" soul").unwrap();
         let reloaded = PluginState::decode(&state.encode()).unwrap();
         assert_eq!(reloaded.field::<String>("prompt").unwrap(), "tape \"warm\" soul");
+    }
+
+    #[test]
+    fn a_parameter_value_can_be_replaced() {
+        let mut state = PluginState::decode(&framed(r#"{"fields":{},"params":{"key":{"string":"auto"}}}"#)).unwrap();
+        state.set_param("key", serde_json::json!({ "i32": 25 })).unwrap();
+        let reloaded = PluginState::decode(&state.encode()).unwrap();
+        assert_eq!(reloaded.param("key"), Some(&serde_json::json!({ "i32": 25 })));
+        let mut bare = PluginState::decode(&framed("{}")).unwrap();
+        assert_eq!(bare.set_param("key", Value::Null).unwrap_err(), "state has no `params` object");
     }
 
     #[test]

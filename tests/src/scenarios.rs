@@ -1,18 +1,25 @@
-//! The CLAP round trips of the real-host tests: repaint (with `monitor = Original`), cover, and a
-//! state restore into a fresh instance. Each returns what it verified, or the first thing that was wrong.
+//! The CLAP round trips of the real-host tests: repaint (with `monitor = Original`), cover, a state restore
+//! into a fresh instance, and crafted project states (takes naming files elsewhere, parameters out of range).
+//! Each returns what it verified, or the first thing that was wrong.
 //! They expect `RETAKE_MODEL_DIR` (the model) and `XDG_DATA_HOME` (where takes are written) to be set for the
 //! process, so they run in a child process: `retake-clap-host <scenario> <bundle.clap>`.
 
-use std::path::Path;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use retake::region::Region;
+use retake::takes::{TakeFile, TakeMeta, TakesState, MAX_TAKES};
+use serde_json::json;
+
 use crate::clap_host::ClapBundle;
+use crate::plugin_state::PluginState;
 use crate::retake_session::{
     check_passes_through, check_region, check_take_in_place, fade_frames, param_names, take_audio, Session, XFADE_MS,
 };
 
 /// Scenario names the `retake-clap-host` binary accepts.
-pub const SCENARIOS: [&str; 3] = ["repaint", "cover", "state"];
+pub const SCENARIOS: [&str; 5] = ["repaint", "cover", "state", "hostile-takes", "hostile-params"];
 
 /// Runs scenario `name` against the bundle at `bundle`.
 pub fn run(name: &str, bundle: &Path) -> Result<Vec<String>, String> {
@@ -21,6 +28,8 @@ pub fn run(name: &str, bundle: &Path) -> Result<Vec<String>, String> {
         "repaint" => repaint(&bundle),
         "cover" => cover(&bundle),
         "state" => state_restore(&bundle),
+        "hostile-takes" => hostile_takes(&bundle),
+        "hostile-params" => hostile_params(&bundle),
         other => Err(format!("unknown scenario `{other}`; expected one of {SCENARIOS:?}")),
     }
 }
@@ -116,5 +125,197 @@ fn state_restore(bundle: &ClapBundle) -> Result<Vec<String>, String> {
         .map_err(|err| format!("fresh instance after loading the state: {err}"))?;
     report.push(format!("fresh instance: prompt \"{PROMPT}\", {} parameters and the takes list restored", ids.len()));
     report.push("fresh instance: the restored take plays in place, bit for bit".to_string());
+    Ok(report)
+}
+
+/// A project id of the form Retake makes.
+const PROJECT: &str = "0123456789abcdef";
+/// What the musician's own files hold; they must still hold it at the end.
+const PRECIOUS: &[u8] = b"a musician's own file, not a take";
+
+/// `$XDG_DATA_HOME`, where this scenario's take folders and the musician's files go.
+fn data_home() -> Result<PathBuf, String> {
+    std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).ok_or_else(|| "XDG_DATA_HOME is not set".to_string())
+}
+
+/// A take record for `region_s` at 48 kHz whose files are `model` and `host`.
+fn crafted_take(id: u64, model: PathBuf, host: PathBuf) -> TakeMeta {
+    let file = |path: PathBuf| TakeFile { path, sample_rate: 48_000, hash: 0 };
+    TakeMeta {
+        id,
+        created_unix_s: 0,
+        region: Region { start: 0, end: 48_000, sample_rate: 48_000 },
+        summary: "crafted".to_string(),
+        seed: 0,
+        model_file: file(model),
+        host_file: file(host),
+    }
+}
+
+/// The state of a fresh instance with its takes list replaced by `takes`.
+fn state_with_takes(bundle: &ClapBundle, takes: &TakesState) -> Result<Vec<u8>, String> {
+    let mut fresh = Session::open(bundle, 48_000, 256, None)?;
+    let mut state = fresh.state()?;
+    state.set_field("takes", takes)?;
+    Ok(state.encode())
+}
+
+/// Checks the musician's files `victims` still hold [`PRECIOUS`].
+fn check_untouched(victims: &[PathBuf], after: &str) -> Result<(), String> {
+    for path in victims {
+        match std::fs::read(path) {
+            Ok(bytes) if bytes == PRECIOUS => {}
+            Ok(_) => return Err(format!("{after}: {} was overwritten", path.display())),
+            Err(err) => return Err(format!("{after}: {} is gone ({err})", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// A project state whose 16 takes name the musician's files elsewhere, plus one take whose file in the take
+/// folder is a pipe, and a `next_id` below the saved ids: the files elsewhere must survive 17 generates (each
+/// evicting the oldest take once the list is full), the pipe must not hang the worker, and ids must not repeat.
+/// Then a state whose project id is `../../escape`: its takes go to a new folder under the takes root.
+fn hostile_takes(bundle: &ClapBundle) -> Result<Vec<String>, String> {
+    let data_home = data_home()?;
+    let elsewhere = data_home.join("music");
+    let folder = data_home.join("retake/takes").join(PROJECT);
+    for dir in [&elsewhere, &folder] {
+        std::fs::create_dir_all(dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+    }
+    let victims: Vec<PathBuf> = (0..MAX_TAKES).map(|i| elsewhere.join(format!("song-{i}.wav"))).collect();
+    for path in &victims {
+        std::fs::write(path, PRECIOUS).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    }
+    let pipe = folder.join("take-020-48000hz.wav");
+    let made = std::process::Command::new("mkfifo").arg(&pipe).status().map_err(|err| format!("mkfifo: {err}"))?;
+    if !made.success() {
+        return Err(format!("mkfifo {} failed", pipe.display()));
+    }
+    let mut takes: Vec<TakeMeta> =
+        victims.iter().enumerate().map(|(id, path)| crafted_take(id as u64, path.clone(), path.clone())).collect();
+    takes.push(crafted_take(20, folder.join("take-020-48k.wav"), pipe.clone()));
+    let crafted = TakesState { project_id: PROJECT.to_string(), next_id: 3, takes, selected: Some(20) };
+
+    let mut session = Session::open(bundle, 48_000, 256, Some(&state_with_takes(bundle, &crafted)?))?;
+    for (id, text) in [("mode", "Repaint"), ("follow_loop", "On"), ("monitor", "Take")] {
+        session.set(id, text)?;
+    }
+    session.play()?;
+    // The job worker checks a restored list on its own thread, within a few of its polls.
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        let restored = session.takes()?;
+        listed = restored.takes.iter().map(|take| take.id).collect();
+        if restored.project_id == PROJECT && listed == [20] {
+            break;
+        }
+        session.idle(Duration::from_millis(50))?;
+    }
+    if listed != [20] {
+        return Err(format!("5 s after the restore the list holds takes {listed:?}; expected only [20] (the pipe)"));
+    }
+    let mut made = Vec::new();
+    for round in 1..=MAX_TAKES + 1 {
+        let take = session.generate().map_err(|err| format!("generate {round}: {err}"))?;
+        check_untouched(&victims, &format!("after generate {round}"))?;
+        made.push(take);
+    }
+    let ids: Vec<u64> = session.takes()?.takes.iter().map(|take| take.id).collect();
+    let expected: Vec<u64> = (22..=21 + MAX_TAKES as u64).collect();
+    if ids != expected {
+        return Err(format!("after {} generates the list holds ids {ids:?}, expected {expected:?}", MAX_TAKES + 1));
+    }
+    if made[0].host_file.path.exists() || !made[1].host_file.path.exists() {
+        return Err("the evicted own take's files should be gone and the next take's kept".to_string());
+    }
+    let is_pipe = std::fs::symlink_metadata(&pipe).map(|meta| meta.file_type().is_fifo()).unwrap_or(false);
+    if !is_pipe {
+        return Err(format!("{} (a pipe in the take folder) was removed or replaced", pipe.display()));
+    }
+    drop(session);
+    let mut report = vec![
+        format!("crafted takes naming {} files elsewhere were left out at restore", victims.len()),
+        format!(
+            "{} generates: the files elsewhere unchanged, the pipe untouched, ids 21.. never reused",
+            MAX_TAKES + 1
+        ),
+    ];
+
+    let escape = TakesState { project_id: "../../escape".to_string(), next_id: 0, takes: Vec::new(), selected: None };
+    let mut session = Session::open(bundle, 48_000, 256, Some(&state_with_takes(bundle, &escape)?))?;
+    session.set("follow_loop", "On")?;
+    session.play()?;
+    let take = session.generate()?;
+    let project_id = session.takes()?.project_id;
+    let own_folder = data_home.join("retake/takes").join(&project_id);
+    let escaped = data_home.join("escape");
+    if project_id.len() != 16 || !take.host_file.path.starts_with(&own_folder) || escaped.exists() {
+        return Err(format!(
+            "project id `../../escape`: takes went to {} (project id now `{project_id}`); {} exists: {}",
+            take.host_file.path.display(),
+            escaped.display(),
+            escaped.exists()
+        ));
+    }
+    report
+        .push(format!("project id `../../escape` replaced by `{project_id}`; the take is in {}", own_folder.display()));
+    Ok(report)
+}
+
+/// A project state with enum indices past the last variant (`key = 25`), floats far outside their range
+/// (`xfade_ms = 3e38`) and a capture of four billion minutes: the host reads every parameter's value and text
+/// (an out-of-range enum index used to abort the host here), the values are inside their ranges, and a job
+/// with the restored crossfade finishes.
+fn hostile_params(bundle: &ClapBundle) -> Result<Vec<String>, String> {
+    let mut plugin = bundle.instantiate().map_err(|err| err.to_string())?;
+    let mut state = PluginState::decode(&plugin.save_state().map_err(|err| err.to_string())?)?;
+    let crafted = [
+        ("key", json!({ "i32": 25 })),
+        ("mode", json!({ "i32": 7 })),
+        ("monitor", json!({ "i32": -3 })),
+        ("xfade_ms", json!({ "f32": 3e38 })),
+        ("strength", json!({ "f32": -1e30 })),
+        ("start", json!({ "f32": -5.0 })),
+        ("end", json!({ "f32": 1e9 })),
+        ("seed", json!({ "i32": -7 })),
+    ];
+    for (id, value) in &crafted {
+        state.set_param(id, value.clone())?;
+    }
+    state.set_field("capture_minutes", &4_000_000_000u64)?;
+    let crafted_bytes = state.encode();
+    plugin.load_state(&crafted_bytes).map_err(|err| err.to_string())?;
+    let params = plugin.params().all().to_vec();
+    for param in &params {
+        let value = plugin.param_value(&param.name).map_err(|err| err.to_string())?;
+        let text = plugin.param_text(&param.name, value).map_err(|err| err.to_string())?;
+        if !(param.min..=param.max).contains(&value) {
+            return Err(format!(
+                "\"{}\" is {value} (\"{text}\") after the load, outside {}..={}",
+                param.name, param.min, param.max
+            ));
+        }
+    }
+    let saved = PluginState::decode(&plugin.save_state().map_err(|err| err.to_string())?)?;
+    let (key, xfade) = (saved.param("key").cloned(), saved.param("xfade_ms").cloned());
+    let minutes: u32 = saved.field("capture_minutes")?;
+    if key != Some(json!({ "string": "auto" })) || xfade != Some(json!({ "f32": 500.0 })) || minutes != 120 {
+        return Err(format!("saved again: key {key:?}, xfade_ms {xfade:?}, capture_minutes {minutes}"));
+    }
+    drop(plugin);
+    let mut report = vec![
+        format!("{} crafted values: every parameter's value and text read back, each inside its range", crafted.len()),
+        "saved again: key Auto, crossfade 500 ms, capture 120 minutes".to_string(),
+    ];
+
+    let mut session = Session::open(bundle, 48_000, 256, Some(&crafted_bytes))?;
+    for (id, text) in [("mode", "Repaint"), ("follow_loop", "On"), ("monitor", "Take"), ("strength", "1")] {
+        session.set(id, text)?;
+    }
+    session.play()?;
+    let take = session.generate()?;
+    check_region(&take, 48_000)?;
+    report.push(format!("a job with the restored 500 ms crossfade finished: take {}", take.id));
     Ok(report)
 }

@@ -133,6 +133,16 @@ fn state_restores_prompt_params_and_the_take_in_a_fresh_instance() {
 }
 
 #[test]
+fn a_state_naming_files_outside_the_take_folder_never_touches_them() {
+    assert_scenario_passes("hostile-takes", &clap_bundle());
+}
+
+#[test]
+fn out_of_range_parameters_in_a_state_are_clamped_before_the_host_reads_them() {
+    assert_scenario_passes("hostile-params", &clap_bundle());
+}
+
+#[test]
 fn audio_thread_never_allocates_during_the_repaint_round_trip() {
     let bundle = alloc_check_clap_bundle();
     let (code, output) = run_scenario("repaint", &bundle);
