@@ -25,6 +25,15 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A file could not be written (the folder is missing or read-only, the disk is full, …).
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A config file that does not parse or describes something inconsistent.
     #[error("config `{}` is not usable: {message} (is this an ACE-Step 1.5 checkpoint?)", path.display())]
     Config {

@@ -8,7 +8,7 @@ use hf_hub::api::Progress;
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::error::{EngineError, Result};
-use crate::model::checkpoint::REQUIRED_FILES;
+use crate::model::checkpoint::{missing_files, REQUIRED_FILES};
 
 /// The Hugging Face repo holding ACE-Step 1.5.
 pub const DEFAULT_REPO: &str = "ACE-Step/Ace-Step1.5";
@@ -127,7 +127,7 @@ fn is_truthy(value: &str) -> bool {
 }
 
 fn check_model_dir(root: &Path) -> Result<PathBuf> {
-    let missing: Vec<&str> = REQUIRED_FILES.iter().copied().filter(|f| !root.join(f).is_file()).collect();
+    let missing = missing_files(root)?;
     match missing.first() {
         None => Ok(root.to_path_buf()),
         Some(first) => Err(EngineError::MissingFile {
@@ -372,6 +372,15 @@ mod tests {
         assert!(hint.starts_with("7 of the model's files are missing"), "{hint}");
         assert!(!hint.contains("vae/config.json"), "{hint}");
         assert!(hint.contains(&format!("--local-dir {}`", dir.path().display())), "{hint}");
+    }
+
+    #[test]
+    fn dir_with_a_folder_for_a_file_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("vae/config.json")).unwrap();
+        let err = ModelSource::Dir(dir.path().to_path_buf()).resolve(&mut no_progress()).unwrap_err();
+        assert!(matches!(&err, EngineError::Io { path, .. } if path.ends_with("vae/config.json")), "{err}");
+        assert!(err.to_string().contains("it is a folder, not a file"), "{err}");
     }
 
     #[test]

@@ -179,7 +179,7 @@ fn cover_output_has_the_inputs_rate_and_length() {
 #[test]
 fn text2music_output_has_the_requested_duration() {
     let dir = tempfile::tempdir().unwrap();
-    let output = dir.path().join("nested/t2m.wav");
+    let output = dir.path().join("t2m.wav");
     let summary = succeed(&[
         "text2music",
         "--output",
@@ -215,33 +215,201 @@ fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
     write_music(&input, 48_000, 2, 1.0);
     let missing = dir.path().join("missing.wav");
     let empty_model = tempfile::tempdir().unwrap();
-    let (i, o, m) = (path_str(&input), path_str(&output), path_str(&missing));
-    let cases: [(&[&str], &str); 6] = [
-        (&["repaint", "--input", m, "--output", o, "--start", "0.1", "--end", "0.5"], "missing.wav`: No such file"),
+    let folder_for_a_file = model_with_a_folder_for("vae/config.json");
+    let slow = dir.path().join("slow.wav");
+    write_one_hertz_ten_hours(&slow);
+    let (i, o, m, s) = (path_str(&input), path_str(&output), path_str(&missing), path_str(&slow));
+    let repaint = |extra: &[&'static str]| -> Vec<String> {
+        let base = ["repaint", "--input", i, "--output", o, "--start", "0.1", "--end", "0.5"];
+        base.iter().chain(extra).map(|a| a.to_string()).collect()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            &["repaint", "--input", i, "--output", o, "--start", "0.5", "--end", "0.1"],
+            strings(&["repaint", "--input", m, "--output", o, "--start", "0.1", "--end", "0.5"]),
+            "missing.wav`: No such file",
+        ),
+        (
+            strings(&["repaint", "--input", i, "--output", o, "--start", "0.5", "--end", "0.1"]),
             "--start 0.5 must be a number before --end 0.1",
         ),
         (
-            &["repaint", "--input", i, "--output", o, "--start", "2", "--end", "3"],
+            strings(&["repaint", "--input", i, "--output", o, "--start", "2", "--end", "3"]),
             "misses the clip, which runs 0..1.000 s",
         ),
+        (repaint(&["--strength", "2"]), "2 is out of range; give a number above 0 up to 1"),
+        (repaint(&["--strength", "0"]), "0 is out of range; give a number above 0 up to 1"),
+        (repaint(&["--crossfade-ms", "inf"]), "inf is out of range; give a number from 0 up to 500"),
+        (repaint(&["--crossfade-ms", "-5"]), "-5 is out of range; give a number from 0 up to 500"),
+        (repaint(&["--crossfade-ms", "NaN"]), "NaN is out of range; give a number from 0 up to 500"),
+        (repaint(&["--steps", "4294967295"]), "4294967295 is not in 1..=1000"),
+        (repaint(&["--bpm", "-5"]), "-5 is out of range; give a number above 0"),
         (
-            &["repaint", "--input", i, "--output", o, "--start", "0.1", "--end", "0.5", "--strength", "2"],
-            "repaint strength 2 is outside 0..1",
+            strings(&["repaint", "--input", s, "--output", o, "--start", "0", "--end", "1"]),
+            "slow.wav` is sampled at 1 Hz; Retake takes audio from 8000 Hz up",
         ),
         (
-            &["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--model", path_str(empty_model.path())],
+            strings(&[
+                "text2music",
+                "--output",
+                o,
+                "--duration",
+                "1",
+                "--prompt",
+                "p",
+                "--model",
+                path_str(empty_model.path()),
+            ]),
             "of the model's files are missing",
         ),
-        (&["cover", "--input", i, "--output", o, "--prompt", "p", "--device", "tpu"], "`tpu` is not a device"),
+        (
+            strings(&[
+                "text2music",
+                "--output",
+                o,
+                "--duration",
+                "1",
+                "--prompt",
+                "p",
+                "--model",
+                path_str(folder_for_a_file.path()),
+            ]),
+            "vae/config.json`: it is a folder, not a file",
+        ),
+        (
+            strings(&["text2music", "--output", o, "--duration", "601", "--prompt", "p"]),
+            "give a number above 0 up to 600",
+        ),
+        (strings(&["cover", "--input", i, "--output", o, "--prompt", "p", "--device", "tpu"]), "`tpu` is not a device"),
     ];
     for (args, message) in cases {
-        let result = retake(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = std::time::Instant::now();
+        let result = retake(&args);
         assert!(!result.status.success(), "{args:?} succeeded");
         assert!(stderr(&result).contains(message), "{args:?}: {}", stderr(&result));
+        assert!(!stderr(&result).contains("retake: step"), "{args:?} ran the job: {}", stderr(&result));
+        assert!(started.elapsed().as_secs() < 20, "{args:?} took {:?}", started.elapsed());
         assert!(result.stdout.is_empty(), "{args:?} printed a summary");
         assert!(!output.exists(), "{args:?} wrote a file");
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// A 72 KB mono WAV whose header says 1 Hz: ten hours of audio.
+fn write_one_hertz_ten_hours(path: &Path) {
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate: 1, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    (0..36_000).for_each(|i| writer.write_sample((i % 100) as i16).unwrap());
+    writer.finalize().unwrap();
+}
+
+/// A model folder holding a folder in place of `file` (what else is missing does not matter: that is said first).
+fn model_with_a_folder_for(file: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(file)).unwrap();
+    dir
+}
+
+/// The output's folder is checked before any work: the job never starts (here it could not, with no input and no
+/// model), and the message names the output.
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_the_job_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file.txt");
+    std::fs::write(&file, "").unwrap();
+    let missing_folder = dir.path().join("no/such/folder/out.wav");
+    let under_a_file = file.join("out.wav");
+    let mut cases = vec![
+        (missing_folder.clone(), format!("cannot write `{}`: the folder", missing_folder.display())),
+        (
+            under_a_file.clone(),
+            format!("cannot write `{}`: `{}` is not a folder", under_a_file.display(), file.display()),
+        ),
+    ];
+    // A folder that takes no new files, not even from root (tests may run as root).
+    if cfg!(target_os = "linux") {
+        cases.push((PathBuf::from("/proc/out.wav"), "cannot write `/proc/out.wav`: ".into()));
+    }
+    for (output, message) in cases {
+        let result = retake(&[
+            "repaint",
+            "--input",
+            path_str(&dir.path().join("absent.wav")),
+            "--output",
+            path_str(&output),
+            "--start",
+            "0",
+            "--end",
+            "1",
+            "--model",
+            path_str(&dir.path().join("no-model")),
+        ]);
+        assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+        assert!(stderr(&result).contains(&message), "{output:?}: {}", stderr(&result));
+    }
+}
+
+/// A write that fails half way (here: a file size limit, as a full disk would) leaves the file it was to replace
+/// exactly as it was — even when that file is the input — reports a write failure and leaves no stray file.
+#[cfg(unix)]
+#[test]
+fn a_failed_write_leaves_the_existing_output_intact_even_when_it_is_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let song = dir.path().join("song.wav");
+    write_music(&song, 48_000, 2, 1.0);
+    let before = std::fs::read(&song).unwrap();
+    // SIGXFSZ ignored, so the write past the limit fails with EFBIG instead of killing the process; the limit
+    // (64 blocks of 512 or 1024 bytes) is far below the 288 KB result.
+    let result = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; ulimit -f 64 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_retake"))
+        .args(["repaint", "--input", path_str(&song), "--output", path_str(&song), "--start", "0.2", "--end", "0.6"])
+        .args(["--steps", "2", "--seed", "1", "--model", path_str(&fixture_model())])
+        .env_remove("RETAKE_MODEL_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains(&format!("cannot write `{}`: File too large", song.display())),
+        "{}",
+        stderr(&result)
+    );
+    assert!(std::fs::read(&song).unwrap() == before, "the input was changed");
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries, ["song.wav"]);
+}
+
+/// A region may start exactly at the clip's end (the engine extends the clip there), as the error message says.
+#[test]
+fn a_region_starting_at_the_clips_end_extends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
+    write_music(&input, 48_000, 2, 1.0);
+    let summary = succeed(&[
+        "repaint",
+        "--input",
+        path_str(&input),
+        "--output",
+        path_str(&output),
+        "--start",
+        "1",
+        "--end",
+        "1.5",
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+    ]);
+    let ((_, original), (_, result)) = (read_ints(&input), read_ints(&output));
+    assert_eq!(summary["duration_s"].as_f64(), Some(1.5));
+    for (o, r) in original.iter().zip(&result) {
+        assert_eq!(r.len(), 72_000);
+        assert_eq!(r[..48_000 - 4_800], o[..48_000 - 4_800], "the clip before the crossfade is kept");
     }
 }
 
@@ -262,14 +430,14 @@ fn ctrl_c_cancels_the_job_and_exits_with_130() {
         "--prompt",
         "p",
         "--steps",
-        "2000",
+        "1000",
     ])
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map(Result::unwrap);
-    let first_step = lines.by_ref().find(|line| line.starts_with("retake: step 1/2000"));
+    let first_step = lines.by_ref().find(|line| line.starts_with("retake: step 1/1000"));
     assert!(first_step.is_some(), "no step was reported");
     let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());

@@ -1,6 +1,8 @@
 //! Audio buffers as the engine exchanges them, and the source preparation of docs/acestep-model.md §10.0 (stereo, 48
 //! kHz).
 
+mod atomic;
+mod read;
 mod resample;
 mod wav;
 
@@ -8,8 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 
+pub use atomic::{check_writable, write_atomically, write_bytes};
+pub use read::{read_wav, AudioFile};
 pub use resample::resample;
-pub use wav::{read_wav, write_wav, WavFormat};
+pub use wav::{write_wav, WavFormat};
 
 /// The rate every pipeline runs at (ACE-Step's VAE is 48 kHz).
 pub const MODEL_SAMPLE_RATE: u32 = 48_000;

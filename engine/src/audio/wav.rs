@@ -1,10 +1,11 @@
-//! WAV files in and out of [`Audio`] via `hound` (docs/acestep-model.md §10.0: the CLI's source audio and rendered
-//! takes).
+//! Rendered audio out as WAV files via `hound` (docs/acestep-model.md §10.0: the CLI's results and the plugin's
+//! takes), written whole or not at all ([`write_atomically`]). Reading is [`super::read`]'s.
 
 use std::path::Path;
 
-use hound::{SampleFormat, WavReader, WavSpec, WavWriter};
+use hound::{SampleFormat, WavSpec, WavWriter};
 
+use super::atomic::write_atomically;
 use super::Audio;
 use crate::error::{EngineError, Result};
 
@@ -30,61 +31,34 @@ impl WavFormat {
     }
 }
 
-/// Reads a WAV file of any rate and channel count, integer (8–32 bit) or 32-bit float, into planar f32.
-/// Integer samples are scaled by 2^(bits−1), so full scale maps to [−1, 1).
-pub fn read_wav(path: &Path) -> Result<Audio> {
-    let reader = WavReader::open(path).map_err(|e| wav_error(path, e))?;
-    let spec = reader.spec();
-    let channels = usize::from(spec.channels);
-    if channels == 0 {
-        return Err(wav_error(path, hound::Error::FormatError("the header declares 0 channels")));
-    }
-    let interleaved: Vec<f32> = match spec.sample_format {
-        SampleFormat::Float => reader.into_samples::<f32>().collect::<hound::Result<_>>(),
-        SampleFormat::Int => {
-            let scale = int_full_scale(spec.bits_per_sample).recip();
-            reader.into_samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect()
-        }
-    }
-    .map_err(|e| wav_error(path, e))?;
-
-    let mut planar = vec![Vec::with_capacity(interleaved.len() / channels); channels];
-    for frame in interleaved.chunks_exact(channels) {
-        for (channel, &sample) in planar.iter_mut().zip(frame) {
-            channel.push(sample);
-        }
-    }
-    Ok(Audio::new(spec.sample_rate, planar))
-}
-
-/// Writes `audio` as a WAV file, creating parent folders. Integer formats clamp samples to ±1 and round
-/// `x·2^(bits−1)` to the nearest code (full scale +1 becomes the largest positive code), the inverse of
-/// [`read_wav`]'s scaling.
+/// Writes `audio` as a WAV file, creating parent folders, atomically: a failed write (a full disk, a read-only
+/// folder) is an [`EngineError::Write`] and leaves an existing file at `path` as it was. Integer formats clamp
+/// samples to ±1 and round `x·2^(bits−1)` to the nearest code (full scale +1 becomes the largest positive code),
+/// the inverse of [`super::read_wav`]'s scaling.
 pub fn write_wav(path: &Path, audio: &Audio, format: WavFormat) -> Result<()> {
     let frames = audio.validate()?;
     let channels = u16::try_from(audio.channels.len()).map_err(|_| {
         EngineError::invalid(format!("cannot write {} channels to a WAV file (at most 65535)", audio.channels.len()))
     })?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| EngineError::Io { path: parent.to_path_buf(), source })?;
-    }
     let spec = format.spec(channels, audio.sample_rate);
-    let mut writer = WavWriter::create(path, spec).map_err(|e| wav_error(path, e))?;
-    let full_scale = int_full_scale(spec.bits_per_sample);
-    let (lowest, highest) = (-full_scale, full_scale - 1.0);
-    for i in 0..frames {
-        for channel in &audio.channels {
-            let sample = channel[i];
-            let written = match format {
-                WavFormat::Float32 => writer.write_sample(sample),
-                WavFormat::Int16 | WavFormat::Int24 => {
-                    writer.write_sample((sample.clamp(-1.0, 1.0) * full_scale).round().clamp(lowest, highest) as i32)
-                }
-            };
-            written.map_err(|e| wav_error(path, e))?;
+    let failed = |error| write_error(path, error);
+    write_atomically(path, |file| {
+        let mut writer = WavWriter::new(file, spec).map_err(failed)?;
+        let full_scale = int_full_scale(spec.bits_per_sample);
+        let (lowest, highest) = (-full_scale, full_scale - 1.0);
+        for i in 0..frames {
+            for channel in &audio.channels {
+                let sample = channel[i];
+                let written = match format {
+                    WavFormat::Float32 => writer.write_sample(sample),
+                    WavFormat::Int16 | WavFormat::Int24 => writer
+                        .write_sample((sample.clamp(-1.0, 1.0) * full_scale).round().clamp(lowest, highest) as i32),
+                };
+                written.map_err(failed)?;
+            }
         }
-    }
-    writer.finalize().map_err(|e| wav_error(path, e))
+        writer.finalize().map_err(failed)
+    })
 }
 
 /// 2^(bits−1): the integer code of full scale for `bits`-bit PCM.
@@ -92,19 +66,17 @@ fn int_full_scale(bits: u16) -> f32 {
     2f32.powi(i32::from(bits) - 1)
 }
 
-fn wav_error(path: &Path, error: hound::Error) -> EngineError {
+fn write_error(path: &Path, error: hound::Error) -> EngineError {
     match error {
-        hound::Error::IoError(source) => EngineError::Io { path: path.to_path_buf(), source },
-        other => EngineError::invalid(format!(
-            "`{}` is not a WAV file Retake can use: {other}; export it as 16/24-bit PCM or 32-bit float WAV",
-            path.display()
-        )),
+        hound::Error::IoError(source) => EngineError::Write { path: path.to_path_buf(), source },
+        other => EngineError::invalid(format!("cannot write `{}` as WAV: {other}", path.display())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::read_wav;
 
     fn ramp(channels: usize, frames: usize) -> Audio {
         let channel = |c: usize| (0..frames).map(|i| ((i * 7 + c * 13) % 201) as f32 / 100.0 - 1.0).collect();
@@ -154,41 +126,20 @@ mod tests {
     }
 
     #[test]
-    fn reads_8_and_32_bit_integer_files() {
-        let dir = tempfile::tempdir().unwrap();
-        for (bits, codes) in [(8u16, [-128i32, 64, 127]), (32, [i32::MIN, 1 << 30, i32::MAX])] {
-            let path = dir.path().join(format!("int{bits}.wav"));
-            let spec =
-                WavSpec { channels: 1, sample_rate: 8_000, bits_per_sample: bits, sample_format: SampleFormat::Int };
-            let mut writer = WavWriter::create(&path, spec).unwrap();
-            codes.iter().for_each(|&c| writer.write_sample(c).unwrap());
-            writer.finalize().unwrap();
-            let expected: Vec<f32> = codes.iter().map(|&c| c as f32 / int_full_scale(bits)).collect();
-            assert_eq!(read_wav(&path).unwrap(), Audio::new(8_000, vec![expected]));
-        }
-    }
-
-    #[test]
-    fn missing_file_error_names_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("absent.wav");
-        let err = read_wav(&path).unwrap_err();
-        assert!(matches!(&err, EngineError::Io { path: p, .. } if *p == path), "{err}");
-    }
-
-    #[test]
-    fn non_wav_file_is_invalid_input_naming_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notes.wav");
-        std::fs::write(&path, "not a riff file").unwrap();
-        let err = read_wav(&path).unwrap_err();
-        assert!(matches!(&err, EngineError::InvalidInput(m) if m.contains(&path.display().to_string())), "{err}");
-    }
-
-    #[test]
     fn writing_malformed_audio_is_invalid_input() {
         let dir = tempfile::tempdir().unwrap();
         let err = write_wav(&dir.path().join("x.wav"), &Audio::new(48_000, vec![]), WavFormat::Int16).unwrap_err();
         assert!(matches!(err, EngineError::InvalidInput(_)), "{err}");
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_as_a_write_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_folder = dir.path().join("file");
+        std::fs::write(&not_a_folder, "").unwrap();
+        let path = not_a_folder.join("take.wav");
+        let err = write_wav(&path, &ramp(2, 10), WavFormat::Int24).unwrap_err();
+        assert!(matches!(&err, EngineError::Write { path: p, .. } if *p == path), "{err}");
+        assert!(err.to_string().starts_with(&format!("cannot write `{}`", path.display())), "{err}");
     }
 }

@@ -4,11 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use retake_engine::pipeline::request::Mode;
-use retake_engine::runtime::DeviceChoice;
+use retake_engine::pipeline::request::{Mode, MAX_DURATION_S, MAX_SPLICE_CROSSFADE_MS, MAX_STEPS};
+use retake_engine::runtime::{parse_size, DeviceChoice};
 
 use super::bench::BenchArgs;
-use retake_engine::runtime::parse_size;
 
 /// Repaint a region of a track, cover it in a new style, or make music from text, with ACE-Step 1.5.
 #[derive(Debug, Parser)]
@@ -45,10 +44,11 @@ pub enum Command {
 /// `retake repaint`.
 #[derive(Debug, Args)]
 pub struct RepaintArgs {
-    /// WAV file to repaint (any rate, mono or stereo).
-    #[arg(long, value_name = "WAV")]
+    /// Audio file to repaint: WAV, AIFF, FLAC, MP3 or Ogg Vorbis (any rate, mono or stereo, at most 600 s).
+    #[arg(long, value_name = "AUDIO")]
     pub input: PathBuf,
-    /// Where to write the result (24-bit stereo at the input's rate).
+    /// Where to write the result (24-bit stereo WAV at the input's rate; may be the input itself, which is replaced
+    /// only once the result is complete).
     #[arg(long, value_name = "WAV")]
     pub output: PathBuf,
     /// Start of the region, in seconds (below 0 extends the track at the front).
@@ -60,11 +60,12 @@ pub struct RepaintArgs {
     /// Style caption for the new material.
     #[arg(long, default_value = "")]
     pub prompt: String,
-    /// How far the region departs from the original (0..1).
-    #[arg(long, default_value_t = 1.0)]
+    /// How far the region departs from the original (above 0, up to 1).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = number(0.0, Low::Excluded, 1.0).map(|v| v as f32))]
     pub strength: f32,
-    /// Crossfade, in milliseconds, between the original samples kept outside the region and the new audio.
-    #[arg(long, default_value_t = 100.0, value_name = "MS")]
+    /// Crossfade, in milliseconds (0..500), between the original samples kept outside the region and the new
+    /// audio.
+    #[arg(long, default_value_t = 100.0, value_name = "MS", allow_negative_numbers = true, value_parser = number(0.0, Low::Included, MAX_SPLICE_CROSSFADE_MS))]
     pub crossfade_ms: f64,
     /// Return the decoded audio everywhere instead of splicing the original samples back outside the region.
     #[arg(long, conflicts_with = "crossfade_ms")]
@@ -77,20 +78,20 @@ pub struct RepaintArgs {
 /// `retake cover`.
 #[derive(Debug, Args)]
 pub struct CoverArgs {
-    /// WAV file to cover (any rate, mono or stereo).
-    #[arg(long, value_name = "WAV")]
+    /// Audio file to cover: WAV, AIFF, FLAC, MP3 or Ogg Vorbis (any rate, mono or stereo, at most 600 s).
+    #[arg(long, value_name = "AUDIO")]
     pub input: PathBuf,
-    /// Where to write the result (24-bit stereo at the input's rate, as long as the input).
+    /// Where to write the result (24-bit stereo WAV at the input's rate, as long as the input).
     #[arg(long, value_name = "WAV")]
     pub output: PathBuf,
     /// Style caption of the cover.
     #[arg(long)]
     pub prompt: String,
     /// Share of the steps that follow the source's structure (0..1).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = number(0.0, Low::Included, 1.0).map(|v| v as f32))]
     pub cover_strength: f32,
-    /// How much of the source's own latents seed the start (0 = pure noise).
-    #[arg(long, default_value_t = 0.0)]
+    /// How much of the source's own latents seed the start (0 = pure noise, up to 1).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = number(0.0, Low::Included, 1.0).map(|v| v as f32))]
     pub noise_strength: f32,
     /// Flags every task shares.
     #[command(flatten)]
@@ -103,8 +104,8 @@ pub struct Text2MusicArgs {
     /// Where to write the result (24-bit stereo, 48 kHz).
     #[arg(long, value_name = "WAV")]
     pub output: PathBuf,
-    /// Length of the result, in seconds.
-    #[arg(long)]
+    /// Length of the result, in seconds (at most 600).
+    #[arg(long, allow_negative_numbers = true, value_parser = number(0.0, Low::Excluded, MAX_DURATION_S))]
     pub duration: f64,
     /// Style caption.
     #[arg(long)]
@@ -127,7 +128,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = "unknown")]
     pub language: String,
     /// Tempo in beats per minute.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(0.0, Low::Excluded, f64::INFINITY))]
     pub bpm: Option<f64>,
     /// Key and scale, e.g. "D minor".
     #[arg(long)]
@@ -145,14 +146,14 @@ pub struct CommonArgs {
     /// Most device memory for model weights, e.g. 3GiB (weights are streamed when the model does not fit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub vram_budget: Option<u64>,
-    /// Noise seed [default: random, printed in the summary].
-    #[arg(long)]
+    /// Noise seed, 0..2^64 [default: random, printed in the summary].
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
-    /// Diffusion steps.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Diffusion steps (1..1000).
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_STEPS as i64))]
     pub steps: u32,
-    /// Schedule shift.
-    #[arg(long, default_value_t = 3.0)]
+    /// Schedule shift (above 0).
+    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true, value_parser = number(0.0, Low::Excluded, f64::INFINITY))]
     pub shift: f64,
     /// Pipeline glue: studio (official ACE-Step behaviour) or reference (DiffSynth 2.1.12 semantics).
     #[arg(long, default_value = "studio", value_parser = mode_parser())]
@@ -194,6 +195,34 @@ impl Command {
             Self::Cover(a) => &a.prompt,
             Self::Text2Music(a) => &a.prompt,
         }
+    }
+}
+
+/// Whether a number range includes its lower end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Low {
+    Included,
+    Excluded,
+}
+
+/// The parser of a number flag: a finite number from `low` (see [`Low`]) up to `high` (inclusive; infinite for no
+/// upper end). Out-of-range values, NaN and infinities are refused at parse time with the range in the message.
+fn number(low: f64, included: Low, high: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let value: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number"))?;
+        let above_low = match included {
+            Low::Included => value >= low,
+            Low::Excluded => value > low,
+        };
+        if value.is_finite() && above_low && value <= high {
+            return Ok(value);
+        }
+        let from = match included {
+            Low::Included => format!("from {low}"),
+            Low::Excluded => format!("above {low}"),
+        };
+        let to = if high.is_finite() { format!(" up to {high}") } else { String::new() };
+        Err(format!("{value} is out of range; give a number {from}{to}"))
     }
 }
 
@@ -299,5 +328,59 @@ mod tests {
         assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
         let missing = parse(&["cover", "--input", "a.wav", "--output", "b.wav"]).unwrap_err();
         assert_eq!(missing.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    const REPAINT: [&str; 9] = ["repaint", "--input", "a.wav", "--output", "b.wav", "--start", "1", "--end", "2"];
+
+    /// The parse error of `flag value` (text2music for `--duration`, else repaint), which must be a value error.
+    fn value_error(flag: &str, value: &str) -> String {
+        let base: &[&str] =
+            if flag == "--duration" { &["text2music", "--output", "o.wav", "--prompt", "p"] } else { &REPAINT };
+        let err = parse(&[base, &[flag, value]].concat()).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{flag} {value}: {err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn negative_numbers_reach_the_range_checks_instead_of_reading_as_flags() {
+        for (flag, value, message) in [
+            ("--strength", "-5", "-5 is out of range; give a number above 0 up to 1"),
+            ("--crossfade-ms", "-5", "-5 is out of range; give a number from 0 up to 500"),
+            ("--bpm", "-120", "-120 is out of range; give a number above 0"),
+            ("--shift", "-1", "-1 is out of range; give a number above 0"),
+            ("--steps", "-5", "-5 is not in 1..=1000"),
+            ("--duration", "-5", "-5 is out of range; give a number above 0 up to 600"),
+        ] {
+            let err = value_error(flag, value);
+            assert!(err.contains(message), "{flag} {value}: {err}");
+        }
+        let cover = parse(&["cover", "--input", "a", "--output", "b", "--prompt", "p", "--noise-strength", "-0.5"]);
+        assert!(cover.unwrap_err().to_string().contains("-0.5 is out of range; give a number from 0 up to 1"));
+    }
+
+    #[test]
+    fn unbounded_and_pointless_values_are_refused_at_parse_time() {
+        for (flag, value) in [
+            ("--crossfade-ms", "inf"),
+            ("--crossfade-ms", "1e9"),
+            ("--crossfade-ms", "NaN"),
+            ("--crossfade-ms", "500.5"),
+            ("--strength", "0"),
+            ("--strength", "1.5"),
+            ("--strength", "NaN"),
+            ("--steps", "4294967295"),
+            ("--steps", "1001"),
+            ("--duration", "600.5"),
+            ("--duration", "inf"),
+            ("--shift", "inf"),
+        ] {
+            value_error(flag, value);
+        }
+        assert!(value_error("--crossfade-ms", "inf").contains("inf is out of range; give a number from 0 up to 500"));
+        let edges =
+            parse(&[&REPAINT[..], &["--crossfade-ms", "500", "--strength", "0.01", "--steps", "1000"]].concat())
+                .unwrap();
+        let Some(Command::Repaint(args)) = task(&edges) else { panic!("{edges:?}") };
+        assert_eq!((args.crossfade_ms, args.strength, args.common.steps), (500.0, 0.01, 1000));
     }
 }

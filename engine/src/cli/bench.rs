@@ -6,11 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use retake_engine::audio::{check_writable, write_bytes};
 use retake_engine::bench::{run, BenchOptions};
 use retake_engine::error::EngineError;
-use retake_engine::runtime::DeviceChoice;
-
-use retake_engine::runtime::parse_size;
+use retake_engine::runtime::{parse_size, DeviceChoice};
 
 /// `retake bench`.
 #[derive(Debug, Args)]
@@ -56,6 +55,9 @@ pub fn main(args: &BenchArgs) -> ExitCode {
 }
 
 fn bench(args: &BenchArgs) -> Result<String, EngineError> {
+    if let Some(path) = &args.json {
+        check_writable(path)?;
+    }
     let device = args.device.open()?;
     let options = BenchOptions {
         runs: args.runs as usize,
@@ -68,7 +70,7 @@ fn bench(args: &BenchArgs) -> Result<String, EngineError> {
     let report = run(&options)?;
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report).map_err(|e| EngineError::invalid(e.to_string()))?;
-        std::fs::write(path, json).map_err(|source| EngineError::Io { path: path.clone(), source })?;
+        write_bytes(path, json.as_bytes())?;
     }
     Ok(report.to_string())
 }

@@ -9,8 +9,12 @@
 
 use std::path::{Path, PathBuf};
 
-use retake_engine::audio::{read_wav, resample, to_stereo, Audio, MODEL_SAMPLE_RATE};
+use retake_engine::audio::{resample, to_stereo, Audio, AudioFile, MODEL_SAMPLE_RATE};
 use retake_engine::error::{EngineError, Result};
+use retake_engine::pipeline::request::MAX_DURATION_S;
+
+/// The lowest source rate taken (telephone audio): resampling a lower one to 48 kHz costs more than it can carry.
+const MIN_SOURCE_RATE: u32 = 8_000;
 
 /// A source WAV: its own samples, as stereo, and the 48 kHz version the engine runs on.
 pub struct SourceClip {
@@ -23,9 +27,20 @@ pub struct SourceClip {
 }
 
 impl SourceClip {
-    /// Reads `path` (any rate, mono or stereo) and prepares the 48 kHz copy.
+    /// Reads `path` (any format [`AudioFile`] opens, from 8 kHz, mono or stereo, at most [`MAX_DURATION_S`]) and
+    /// prepares the 48 kHz copy. The rate and the length are checked from the header, before any sample is
+    /// decoded or resampled.
     pub fn read(path: &Path) -> Result<Self> {
-        let original = to_stereo(read_wav(path)?)?;
+        let file = AudioFile::open(path)?;
+        if file.sample_rate() < MIN_SOURCE_RATE {
+            return Err(EngineError::invalid(format!(
+                "`{}` is sampled at {} Hz; Retake takes audio from {MIN_SOURCE_RATE} Hz up, so export it at 44.1 \
+                 or 48 kHz",
+                path.display(),
+                file.sample_rate()
+            )));
+        }
+        let original = to_stereo(file.decode(MAX_DURATION_S)?)?;
         if original.is_empty() {
             return Err(EngineError::invalid(format!(
                 "`{}` holds no samples; pass a WAV file with audio",
@@ -145,5 +160,26 @@ mod tests {
         write_wav(&path, &Audio::new(48_000, vec![vec![]]), WavFormat::Int16).unwrap();
         let err = SourceClip::read(&path).err().unwrap();
         assert!(err.to_string().contains("empty.wav` holds no samples"), "{err}");
+    }
+
+    #[test]
+    fn a_rate_below_8_khz_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slow.wav");
+        write_wav(&path, &tone(4_000, 400), WavFormat::Int16).unwrap();
+        let err = SourceClip::read(&path).err().unwrap();
+        assert!(
+            err.to_string().contains("slow.wav` is sampled at 4000 Hz; Retake takes audio from 8000 Hz up"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_clip_longer_than_600_s_is_refused_by_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.wav");
+        write_wav(&path, &Audio::new(8_000, vec![vec![0.0; 8_000 * 601]]), WavFormat::Int16).unwrap();
+        let err = SourceClip::read(&path).err().unwrap();
+        assert!(err.to_string().contains("long.wav` is 601.0 s long; Retake takes at most 600 s per job"), "{err}");
     }
 }

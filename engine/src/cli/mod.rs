@@ -1,5 +1,6 @@
-//! The `retake` command line (docs/acestep-model.md §13): parses the arguments, reads the source WAV, runs one job
-//! through the engine thread, writes the result as 24-bit WAV and prints a one-line JSON summary on stdout.
+//! The `retake` command line (docs/acestep-model.md §13): parses the arguments, checks the output can be written,
+//! reads the source audio, runs one job through the engine thread, writes the result as 24-bit WAV (atomically) and
+//! prints a one-line JSON summary on stdout.
 
 mod args;
 mod bench;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use retake_engine::audio::{write_wav, WavFormat};
+use retake_engine::audio::{check_writable, write_wav, WavFormat};
 use retake_engine::error::EngineError;
 use retake_engine::runtime::SubmitError;
 
@@ -65,6 +66,8 @@ pub fn main() -> ExitCode {
 
 fn run(command: &Command, view: &ProgressView) -> Result<serde_json::Value, CliError> {
     let started = Instant::now();
+    // Refused before the job, not after minutes of work; the write itself replaces the file only once complete.
+    check_writable(command.output())?;
     let source = command.input().map(SourceClip::read).transpose()?;
     let seed = command.common().seed.unwrap_or_else(request::random_seed);
     let request = request::build(command, source.as_ref(), seed)?;

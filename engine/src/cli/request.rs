@@ -1,9 +1,13 @@
 //! The command line's flags as an engine configuration and a generation request.
 
 use std::collections::hash_map::RandomState;
+use std::fs::File;
 use std::hash::BuildHasher;
+use std::io::Read;
+use std::path::Path;
 
 use retake_engine::error::{EngineError, Result};
+use retake_engine::model::prompt::LYRIC_MAX_TOKENS;
 use retake_engine::model_source::ModelSource;
 use retake_engine::pipeline::request::{GenerationRequest, Metas, Task};
 use retake_engine::runtime::EngineConfig;
@@ -13,6 +17,8 @@ use super::clip::SourceClip;
 
 /// The lyric string the model was trained on for instrumentals.
 const INSTRUMENTAL: &str = "[Instrumental]";
+/// The largest lyrics file read: the model reads at most [`LYRIC_MAX_TOKENS`] tokens, a few bytes each.
+const MAX_LYRICS_BYTES: u64 = 256 << 10;
 
 /// The engine for one CLI job: the chosen model, device and budget, a queue of one.
 pub fn engine_config(common: &CommonArgs) -> EngineConfig {
@@ -75,16 +81,17 @@ pub fn build(command: &Command, source: Option<&SourceClip>, seed: u64) -> Resul
     })
 }
 
-/// The region must be a proper range that touches the clip (it may reach past either end to extend it).
+/// The region must be a proper range that overlaps or touches the clip, as the engine requires: it may start at
+/// the clip's very end or end at its very start to extend the clip there (and reach past either end).
 fn check_region(args: &RepaintArgs, duration_s: f64) -> Result<()> {
     let (start, end) = (args.start, args.end);
     if !(start.is_finite() && end.is_finite() && start < end) {
         return Err(EngineError::invalid(format!("--start {start} must be a number before --end {end}")));
     }
-    if start >= duration_s || end <= 0.0 {
+    if start > duration_s || end < 0.0 {
         return Err(EngineError::invalid(format!(
             "the region {start}..{end} s misses the clip, which runs 0..{duration_s:.3} s; pick a range that \
-             overlaps it"
+             overlaps or touches it (start at most at {duration_s:.3} s, end at 0 s or later)"
         )));
     }
     Ok(())
@@ -93,11 +100,25 @@ fn check_region(args: &RepaintArgs, duration_s: f64) -> Result<()> {
 fn lyrics(common: &CommonArgs) -> Result<String> {
     match (&common.lyrics, &common.lyrics_file) {
         (Some(text), _) => Ok(text.clone()),
-        (None, Some(path)) => {
-            std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.clone(), source })
-        }
+        (None, Some(path)) => read_lyrics(path),
         (None, None) => Ok(INSTRUMENTAL.into()),
     }
+}
+
+/// Reads a lyrics file of at most [`MAX_LYRICS_BYTES`], refusing a larger one before reading it all.
+fn read_lyrics(path: &Path) -> Result<String> {
+    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+    let mut text = String::new();
+    File::open(path).map_err(io)?.take(MAX_LYRICS_BYTES + 1).read_to_string(&mut text).map_err(io)?;
+    if text.len() as u64 > MAX_LYRICS_BYTES {
+        return Err(EngineError::invalid(format!(
+            "`{}` is larger than {} KiB, far more than the {LYRIC_MAX_TOKENS} tokens of lyrics the model reads; \
+             pass the lyrics of this song only",
+            path.display(),
+            MAX_LYRICS_BYTES >> 10
+        )));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -191,6 +212,17 @@ mod tests {
     }
 
     #[test]
+    fn a_lyrics_file_far_larger_than_the_model_reads_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fits, too_big) = (dir.path().join("fits.txt"), dir.path().join("book.txt"));
+        std::fs::write(&fits, "la ".repeat(80_000)).unwrap();
+        std::fs::write(&too_big, "la ".repeat(100_000)).unwrap();
+        assert_eq!(read_lyrics(&fits).unwrap().len(), 240_000);
+        let err = read_lyrics(&too_big).unwrap_err().to_string();
+        assert!(err.contains("book.txt` is larger than 256 KiB, far more than the 2048 tokens"), "{err}");
+    }
+
+    #[test]
     fn repaint_splices_unless_told_not_to() {
         let cmd = command(&[
             "repaint",
@@ -225,7 +257,9 @@ mod tests {
         assert!(check("-1", "0.5").is_ok(), "extending the front is allowed");
         assert!(check("3.5", "6").is_ok(), "extending the end is allowed");
         assert!(check("2", "1").unwrap_err().to_string().contains("--start 2 must be a number before --end 1"));
-        assert!(check("4", "5").unwrap_err().to_string().contains("misses the clip, which runs 0..4.000 s"));
-        assert!(check("-2", "0").unwrap_err().to_string().contains("misses the clip"));
+        assert!(check("4", "5").is_ok(), "a region starting at the clip's end extends it");
+        assert!(check("-2", "0").is_ok(), "a region ending at the clip's start extends it");
+        assert!(check("4.001", "5").unwrap_err().to_string().contains("misses the clip, which runs 0..4.000 s"));
+        assert!(check("-2", "-0.001").unwrap_err().to_string().contains("start at most at 4.000 s, end at 0 s"));
     }
 }

@@ -28,6 +28,32 @@ pub const REQUIRED_FILES: &[&str] = &[
     "Qwen3-Embedding-0.6B/tokenizer.json",
 ];
 
+/// The [`REQUIRED_FILES`] absent from `root`. A required path that is there but is not a readable regular file
+/// — a folder, a device, a symbolic link loop, a link to nothing, a file without read permission — is an
+/// [`EngineError::Io`] that says what it is, not a missing file.
+pub(crate) fn missing_files(root: &Path) -> Result<Vec<&'static str>> {
+    let mut missing = Vec::new();
+    for &file in REQUIRED_FILES {
+        let path = root.join(file);
+        let what = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => continue,
+            Ok(meta) if meta.is_dir() => "it is a folder, not a file".to_string(),
+            Ok(_) => "it is not a regular file (a device, pipe or socket)".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_link(&path) {
+                Ok(target) => format!("it is a symbolic link to `{}`, which does not exist", target.display()),
+                Err(_) => {
+                    missing.push(file);
+                    continue;
+                }
+            },
+            Err(source) => return Err(EngineError::Io { path, source }),
+        };
+        let message = format!("{what}; put the model's `{file}` there (re-download the model)");
+        return Err(EngineError::Io { path, source: std::io::Error::other(message) });
+    }
+    Ok(missing)
+}
+
 /// Where the weights of a checkpoint come from.
 #[derive(Debug, Clone)]
 enum Origin {
@@ -55,7 +81,7 @@ impl Checkpoint {
     /// Opens a model folder: checks every required file is present (naming all missing ones) and parses
     /// the configs. No weights are read.
     pub fn open(root: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        let missing: Vec<&str> = REQUIRED_FILES.iter().copied().filter(|f| !root.join(f).is_file()).collect();
+        let missing = missing_files(root)?;
         if !missing.is_empty() {
             return Err(EngineError::MissingFile {
                 path: root.join(missing[0]),
@@ -189,6 +215,43 @@ mod tests {
         assert!(err.contains("7 of the model's files are missing"), "{err}");
         assert!(err.contains("acestep-v15-turbo/model.safetensors") && err.contains("tokenizer.json"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A model folder whose required files are all empty files, but `odd`, which `make` puts in place.
+    fn folder_with(odd: &str, make: impl FnOnce(&Path)) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for f in REQUIRED_FILES {
+            let path = dir.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            if *f != odd {
+                std::fs::write(path, "").unwrap();
+            }
+        }
+        make(&dir.path().join(odd));
+        dir
+    }
+
+    #[test]
+    fn a_required_file_that_is_a_folder_is_named_as_one_not_as_missing() {
+        let dir = folder_with("vae/diffusion_pytorch_model.safetensors", |p| std::fs::create_dir(p).unwrap());
+        let err = Checkpoint::open(dir.path(), DType::F32, &Device::Cpu).unwrap_err();
+        assert!(matches!(err, EngineError::Io { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("diffusion_pytorch_model.safetensors`: it is a folder, not a file"), "{message}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_or_a_link_to_nothing_is_named_as_such() {
+        let looped = folder_with("vae/config.json", |p| {
+            std::os::unix::fs::symlink(p.with_file_name("b.json"), p).unwrap();
+            std::os::unix::fs::symlink(p, p.with_file_name("b.json")).unwrap();
+        });
+        let err = Checkpoint::open(looped.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("vae/config.json`: Too many levels of symbolic links"), "{err}");
+        let dangling = folder_with("vae/config.json", |p| std::os::unix::fs::symlink("../../blobs/gone", p).unwrap());
+        let err = Checkpoint::open(dangling.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("it is a symbolic link to `../../blobs/gone`, which does not exist"), "{err}");
     }
 
     #[test]

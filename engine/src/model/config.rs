@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::layers::{AttnMask, TransformerDims};
+use crate::audio::MODEL_SAMPLE_RATE;
 use crate::error::{EngineError, Result};
 
 /// Attention kind of one transformer layer, from `layer_types`.
@@ -186,6 +187,14 @@ impl AceStepConfig {
         if self.fsq_input_levels.iter().any(|&l| l < 2) || self.patch_size == 0 || self.pool_window_size == 0 {
             return Err(fail("fsq_input_levels, patch_size and pool_window_size must be positive".into()));
         }
+        // The codebook size is their product, an audio code is a u32 (model/audio_tokenizer.rs).
+        if self.fsq_input_levels.iter().try_fold(1u32, |size, &levels| size.checked_mul(levels)).is_none() {
+            return Err(fail(format!(
+                "fsq_input_levels {:?} multiply to more than {} codes (ACE-Step 1.5: [8, 8, 8, 5, 5, 5], 64000)",
+                self.fsq_input_levels,
+                u32::MAX
+            )));
+        }
         Ok(())
     }
 }
@@ -237,6 +246,32 @@ impl VaeConfig {
         }
         if self.downsampling_ratios.contains(&0) {
             return Err(fail("downsampling_ratios must be positive".into()));
+        }
+        // The hop (their product) must fit a latent frame into at most one second of audio; checked before it is
+        // multiplied out, which could overflow.
+        let hop = self
+            .downsampling_ratios
+            .iter()
+            .try_fold(1usize, |hop, &ratio| hop.checked_mul(ratio).filter(|&hop| hop <= MODEL_SAMPLE_RATE as usize));
+        if hop.is_none() {
+            return Err(fail(format!(
+                "downsampling_ratios {:?} multiply to more than {MODEL_SAMPLE_RATE} samples per latent frame \
+                 (ACE-Step 1.5's VAE: [2, 4, 4, 6, 10], 1920)",
+                self.downsampling_ratios
+            )));
+        }
+        if self.sampling_rate != MODEL_SAMPLE_RATE {
+            return Err(fail(format!(
+                "sampling_rate is {} Hz, but Retake's pipelines and their timing run at {MODEL_SAMPLE_RATE} Hz \
+                 (ACE-Step 1.5's VAE)",
+                self.sampling_rate
+            )));
+        }
+        if self.audio_channels != 2 {
+            return Err(fail(format!(
+                "audio_channels is {}, but Retake feeds the VAE stereo (2 channels)",
+                self.audio_channels
+            )));
         }
         if self.encoder_hidden_size != 2 * self.decoder_input_channels {
             return Err(fail(format!(
@@ -325,4 +360,54 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         }
     })?;
     serde_json::from_str(&text).map_err(|e| EngineError::Config { path: path.to_path_buf(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_error(result: Result<()>) -> String {
+        match result {
+            Err(EngineError::Config { path, message }) => {
+                assert_eq!(path, Path::new("vae/config.json"));
+                message
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_real_configs_are_valid() {
+        VaeConfig::oobleck_48k().validate(Path::new("vae/config.json")).unwrap();
+        AceStepConfig::turbo().validate(Path::new("acestep-v15-turbo/config.json")).unwrap();
+    }
+
+    #[test]
+    fn a_vae_at_another_sampling_rate_is_refused_naming_both_rates() {
+        let vae = VaeConfig { sampling_rate: 44_100, ..VaeConfig::oobleck_48k() };
+        let message = config_error(vae.validate(Path::new("vae/config.json")));
+        assert!(message.contains("sampling_rate is 44100 Hz") && message.contains("run at 48000 Hz"), "{message}");
+    }
+
+    #[test]
+    fn downsampling_ratios_whose_product_overflows_or_passes_a_second_are_refused_without_a_panic() {
+        for ratios in [vec![usize::MAX, 2, 4, 4, 6], vec![1 << 40, 1 << 40, 1, 1, 1], vec![10, 10, 10, 10, 10]] {
+            let vae = VaeConfig { downsampling_ratios: ratios.clone(), ..VaeConfig::oobleck_48k() };
+            let message = config_error(vae.validate(Path::new("vae/config.json")));
+            assert!(message.contains("multiply to more than 48000 samples per latent frame"), "{ratios:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_mono_vae_is_refused() {
+        let vae = VaeConfig { audio_channels: 1, ..VaeConfig::oobleck_48k() };
+        assert!(config_error(vae.validate(Path::new("vae/config.json"))).contains("audio_channels is 1"));
+    }
+
+    #[test]
+    fn fsq_levels_whose_codebook_overflows_a_u32_are_refused() {
+        let config = AceStepConfig { fsq_input_levels: vec![1 << 16, 1 << 16, 2], ..AceStepConfig::turbo() };
+        let err = config.validate(Path::new("acestep-v15-turbo/config.json")).unwrap_err().to_string();
+        assert!(err.contains("fsq_input_levels [65536, 65536, 2] multiply to more than 4294967295 codes"), "{err}");
+    }
 }

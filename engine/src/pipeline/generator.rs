@@ -488,6 +488,7 @@ impl Generator {
 
 /// Checks the request-wide numbers.
 fn check_request(request: &GenerationRequest) -> Result<()> {
+    request.check_limits()?;
     if request.steps == 0 {
         return Err(EngineError::invalid("steps must be at least 1 (turbo uses 8)"));
     }

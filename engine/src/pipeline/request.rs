@@ -5,8 +5,16 @@ use std::ops::ControlFlow;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+pub use super::generator::MAX_DURATION_S;
 use crate::audio::Audio;
+use crate::error::{EngineError, Result};
 pub use crate::model::prompt::Metas;
+
+/// The most diffusion steps a request may ask for: the DiT is fed `t = 1000·σ` (model/scheduler.rs), so a
+/// schedule finer than 1000 steps only adds time (and `steps` sizes the schedule's allocations).
+pub const MAX_STEPS: usize = 1000;
+/// The longest splice crossfade of a repaint, in milliseconds (the plugin's `xfade_ms` range, README.md).
+pub const MAX_SPLICE_CROSSFADE_MS: f64 = 500.0;
 
 /// Which pipeline glue to use. Both share every model component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -81,6 +89,29 @@ pub struct GenerationRequest {
     pub noise: Option<Tensor>,
 }
 
+impl GenerationRequest {
+    /// Refuses sizes that would make a job hang or allocate without bound, whoever built the request (CLI, plugin
+    /// state, automation): more than [`MAX_STEPS`] steps, a splice crossfade outside 0..=[`MAX_SPLICE_CROSSFADE_MS`]
+    /// ms (or NaN).
+    pub fn check_limits(&self) -> Result<()> {
+        if self.steps > MAX_STEPS {
+            return Err(EngineError::invalid(format!(
+                "{} steps is more than the {MAX_STEPS} a job may take (turbo uses 8); ask for fewer steps",
+                self.steps
+            )));
+        }
+        if let Task::Repaint { splice_crossfade_ms: Some(ms), .. } = self.task {
+            if !(0.0..=MAX_SPLICE_CROSSFADE_MS).contains(&ms) {
+                return Err(EngineError::invalid(format!(
+                    "a splice crossfade of {ms} ms is outside 0..{MAX_SPLICE_CROSSFADE_MS} ms; pick a length in that \
+                     range"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where a running pipeline is.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Progress {
@@ -114,4 +145,49 @@ pub struct GenerationOutput {
     pub latents: Tensor,
     /// VAE latents of the (padded) source `[1, T_src, 64]`, when there was a source.
     pub source_latents: Option<Tensor>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repaint(steps: usize, crossfade_ms: Option<f64>) -> GenerationRequest {
+        GenerationRequest {
+            task: Task::Repaint { ranges: vec![(1.0, 2.0)], strength: 1.0, splice_crossfade_ms: crossfade_ms },
+            mode: Mode::Studio,
+            source: None,
+            caption: String::new(),
+            lyrics: String::new(),
+            language: "unknown".into(),
+            metas: Metas::default(),
+            seed: 0,
+            steps,
+            shift: 3.0,
+            cfg_scale: 1.0,
+            noise: None,
+        }
+    }
+
+    #[test]
+    fn steps_and_crossfades_within_their_ranges_pass() {
+        for (steps, crossfade) in [(8, Some(100.0)), (MAX_STEPS, Some(0.0)), (1, Some(500.0)), (8, None)] {
+            repaint(steps, crossfade).check_limits().unwrap();
+        }
+    }
+
+    #[test]
+    fn unbounded_steps_and_crossfades_are_refused_naming_the_value() {
+        let message = |steps, crossfade| repaint(steps, crossfade).check_limits().unwrap_err().to_string();
+        assert!(message(4_294_967_295, None).contains("4294967295 steps is more than the 1000"));
+        for (crossfade, shown) in [
+            (f64::INFINITY, "inf ms"),
+            (1e9, "1000000000 ms"),
+            (-5.0, "-5 ms"),
+            (f64::NAN, "NaN ms"),
+            (500.5, "500.5 ms"),
+        ] {
+            let err = message(8, Some(crossfade));
+            assert!(err.contains(&format!("a splice crossfade of {shown} is outside 0..500 ms")), "{err}");
+        }
+    }
 }

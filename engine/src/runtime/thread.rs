@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
@@ -290,31 +290,21 @@ impl Worker {
         let Self { generator, cancels, cancelled, events, stopping, vae_encodes, residency, .. } = self;
         let generator = generator.as_mut().expect("generator loaded above");
         let id = job.id;
-        let started = Instant::now();
-        let mut first_step: Option<Instant> = None;
+        let mut clock = StepClock::new(Instant::now());
         let mut last = None;
         let mut on_progress = |progress: Progress| {
             cancelled.extend(cancels.try_iter());
             let repeated = last.replace(progress) == Some(progress);
+            let now = Instant::now();
             let event = match progress {
                 // The pipeline reports the same encoding or decoding progress again between layers and tiles, as a
                 // chance to cancel: announce each change once.
                 Progress::Encoding | Progress::Decoding { .. } if repeated => None,
                 Progress::Encoding => Some(Event::Encoding { job: id }),
-                Progress::Step { k, n } => {
-                    // Steps after the first are timed without the encoding that preceded them.
-                    let now = Instant::now();
-                    let per_step = match first_step {
-                        Some(first) if k > 1 => (now - first) / (k - 1) as u32,
-                        _ => {
-                            first_step = Some(now);
-                            now - started
-                        }
-                    };
-                    Some(Event::Step { job: id, k, n, eta: per_step * n.saturating_sub(k) as u32 })
-                }
+                Progress::Step { k, n } => Some(Event::Step { job: id, k, n, eta: clock.eta(k, n, now) }),
                 Progress::Decoding { tile, tiles } => Some(Event::Decoding { job: id, tile, tiles }),
             };
+            clock.heard(now);
             if let Some(event) = event {
                 let _ = events.send(event);
             }
@@ -370,6 +360,39 @@ impl Worker {
     }
 }
 
+/// Times the sampling steps for the ETA of the steps left. Step 1 is timed from the progress report just before it
+/// — the encoder reports between its layers, so that is the encoding's end — and later steps from step 1's end, so
+/// the encoding's time is never taken for a step's.
+struct StepClock {
+    /// When the latest progress report came (the job's start before any).
+    previous: Instant,
+    /// When step 1 ended.
+    first_step: Option<Instant>,
+}
+
+impl StepClock {
+    fn new(start: Instant) -> Self {
+        Self { previous: start, first_step: None }
+    }
+
+    /// Notes a progress report at `now`.
+    fn heard(&mut self, now: Instant) {
+        self.previous = now;
+    }
+
+    /// The ETA of the steps after step `k` of `n`, which ended at `now`.
+    fn eta(&mut self, k: usize, n: usize, now: Instant) -> Duration {
+        let per_step = match self.first_step {
+            Some(first) if k > 1 => (now - first) / (k - 1) as u32,
+            _ => {
+                self.first_step = Some(now);
+                now - self.previous
+            }
+        };
+        per_step * n.saturating_sub(k) as u32
+    }
+}
+
 /// The refusal of `config`'s VRAM budget when the model's files are already here and their headers show the
 /// budget below the model's minimum. No device is opened: weight sizes depend on the device's dtype only, and the
 /// one activation estimate that differs by device (the VAE's, a little larger on a GPU) is set by one-frame
@@ -406,6 +429,20 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_eta_after_step_1_leaves_out_the_encoding() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut clock = StepClock::new(start);
+        // Ten seconds of encoding, reported between its layers; step 1 takes one second.
+        for s in 0..=10 {
+            clock.heard(at(s));
+        }
+        assert_eq!(clock.eta(1, 8, at(11)), Duration::from_secs(7));
+        clock.heard(at(11));
+        assert_eq!(clock.eta(3, 8, at(15)), Duration::from_secs(10), "steps 2 and 3 took 2 s each");
+    }
 
     #[test]
     fn a_panicking_job_becomes_a_failed_event_naming_the_panic() {
