@@ -61,14 +61,10 @@ impl EngineSettings {
             .map_err(|err| PluginError::SettingsInvalid { path: path.to_path_buf(), message: err.to_string() })
     }
 
-    /// Writes the settings file (creating its folder).
+    /// Writes the settings file (creating its folder) whole or not at all: a failed save leaves the previous file.
     pub fn save(&self, path: &Path) -> retake_engine::Result<()> {
-        let io = |source| EngineError::Io { path: path.to_path_buf(), source };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let text = serde_json::to_string_pretty(self).map_err(|err| EngineError::invalid(err.to_string()))?;
-        std::fs::write(path, text + "\n").map_err(io)
+        retake_engine::audio::write_bytes(path, (text + "\n").as_bytes())
     }
 
     /// The engine configuration these settings describe; refuses a device or budget it cannot read.
