@@ -29,6 +29,7 @@ pub mod settings;
 pub mod shared;
 pub mod takes;
 pub mod transport;
+mod unload;
 pub mod worker;
 
 use capture::CaptureStore;
@@ -166,10 +167,12 @@ impl Plugin for Retake {
 }
 
 impl Drop for Retake {
+    /// Never waits for a job: the worker cancels it and, if still busy after a short grace, finishes behind the host
+    /// (see [`unload`]).
     fn drop(&mut self) {
         let _ = self.commands.send(Command::Shutdown);
         if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
+            unload::finish_behind(worker);
         }
     }
 }
