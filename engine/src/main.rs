@@ -1,4 +1,4 @@
-//! `retake`: repaint, cover and text2music on WAV files from the command line, through the engine thread
+//! `retake`: repaint, cover and text2music on audio files from the command line, through the engine thread
 //! (docs/acestep-model.md §13).
 
 mod cli;

@@ -32,9 +32,9 @@ pub enum Invocation {
 /// The three tasks.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Regenerate the time range --start..--end of a WAV file, keeping the rest of it.
+    /// Regenerate the time range --start..--end of an audio file, keeping the rest of it.
     Repaint(RepaintArgs),
-    /// Re-render a whole WAV file in the style of --prompt, keeping its structure.
+    /// Re-render a whole audio file in the style of --prompt, keeping its structure.
     Cover(CoverArgs),
     /// Generate --duration seconds of music from --prompt alone.
     #[command(name = "text2music")]
@@ -44,7 +44,7 @@ pub enum Command {
 /// `retake repaint`.
 #[derive(Debug, Args)]
 pub struct RepaintArgs {
-    /// Audio file to repaint: WAV, AIFF, FLAC, MP3 or Ogg Vorbis (any rate, mono or stereo, at most 600 s).
+    /// Audio file to repaint: WAV, AIFF, FLAC, MP3 or Ogg Vorbis (from 8 kHz, mono or stereo, at most 600 s).
     #[arg(long, value_name = "AUDIO")]
     pub input: PathBuf,
     /// Where to write the result (24-bit stereo WAV at the input's rate; may be the input itself, which is replaced
@@ -78,7 +78,7 @@ pub struct RepaintArgs {
 /// `retake cover`.
 #[derive(Debug, Args)]
 pub struct CoverArgs {
-    /// Audio file to cover: WAV, AIFF, FLAC, MP3 or Ogg Vorbis (any rate, mono or stereo, at most 600 s).
+    /// Audio file to cover: WAV, AIFF, FLAC, MP3 or Ogg Vorbis (from 8 kHz, mono or stereo, at most 600 s).
     #[arg(long, value_name = "AUDIO")]
     pub input: PathBuf,
     /// Where to write the result (24-bit stereo WAV at the input's rate, as long as the input).
@@ -170,7 +170,7 @@ impl Command {
         }
     }
 
-    /// The source WAV, for the tasks that have one.
+    /// The source audio file, for the tasks that have one.
     pub fn input(&self) -> Option<&Path> {
         match self {
             Self::Repaint(a) => Some(&a.input),

@@ -1,4 +1,4 @@
-//! The source WAV on its way into the engine (stereo, 48 kHz) and the engine's result on its way back to
+//! The source audio on its way into the engine (stereo, 48 kHz) and the engine's result on its way back to
 //! the source's rate (docs/acestep-model.md §10.0).
 //!
 //! At 48 kHz nothing is resampled, so a spliced repaint keeps every sample outside the region and its
@@ -16,7 +16,7 @@ use retake_engine::pipeline::request::MAX_DURATION_S;
 /// The lowest source rate taken (telephone audio): resampling a lower one to 48 kHz costs more than it can carry.
 const MIN_SOURCE_RATE: u32 = 8_000;
 
-/// A source WAV: its own samples, as stereo, and the 48 kHz version the engine runs on.
+/// A source audio file: its own samples, as stereo, and the 48 kHz version the engine runs on.
 pub struct SourceClip {
     /// Where it was read from.
     pub path: PathBuf,
@@ -42,10 +42,7 @@ impl SourceClip {
         }
         let original = to_stereo(file.decode(MAX_DURATION_S)?)?;
         if original.is_empty() {
-            return Err(EngineError::invalid(format!(
-                "`{}` holds no samples; pass a WAV file with audio",
-                path.display()
-            )));
+            return Err(EngineError::invalid(format!("`{}` holds no samples; pass a file with audio", path.display())));
         }
         let for_model = resample(&original, MODEL_SAMPLE_RATE)?;
         Ok(Self { path: path.to_path_buf(), original, for_model })
