@@ -71,15 +71,14 @@ impl Realtime {
 
     /// Audio thread. Processes one block in place (`audio`: one slice per channel, input in, output out).
     /// Never allocates, locks or blocks; a panic inside restores the input and switches to pass-through. A
-    /// block with no channels, or with a channel the host left empty (a zero-channel bus layout), carries no
-    /// audio: it is left as it is.
+    /// block that carries no audio (see [`carries_audio`]) is left as it is.
     pub fn process(&mut self, audio: &mut [&mut [f32]], transport: &TransportSnapshot, controls: BlockControls) {
         self.shared.transport.publish(transport);
         if controls.generate && !self.generate_was_on {
             self.shared.request_generate();
         }
         self.generate_was_on = controls.generate;
-        if self.faulted || audio.is_empty() || audio.iter().any(|channel| channel.is_empty()) {
+        if self.faulted || !carries_audio(audio) {
             return;
         }
         let backed_up = self.backup_input(audio);
@@ -114,6 +113,16 @@ impl Realtime {
         let fade_frames = (controls.xfade_ms.max(0.0) * 1e-3 * self.sample_rate).round() as usize;
         self.player.process(audio, position, controls.monitor_take, fade_frames);
     }
+}
+
+/// Whether a block has samples to touch: at least one channel, and every channel non-empty with memory behind
+/// it. A JUCE host told to use no channels (DawDreamer's `set_bus(0, 0)`) keeps sending blocks whose channel
+/// pointers are null, which nice-plug hands on as slices of the block's length at address 0 (reading one was
+/// a segfault). A slice is never null by Rust's rules, so the check looks at the address through
+/// [`std::hint::black_box`], which keeps the optimiser from assuming the answer.
+fn carries_audio(audio: &[&mut [f32]]) -> bool {
+    !audio.is_empty()
+        && audio.iter().all(|channel| !channel.is_empty() && !std::hint::black_box(channel.as_ptr()).is_null())
 }
 
 #[cfg(test)]

@@ -57,6 +57,21 @@ def juce_base64_decode(text: str) -> bytes:
     return bytes(out[:size]).ljust(size, b"\0")
 
 
+def juce_base64_encode(data: bytes) -> str:
+    """JUCE's MemoryBlock::toBase64Encoding: the bytes' little-endian bits, 6 a char, least significant first."""
+    chars, bits, pending = [], 0, 0
+    for byte in data:
+        bits |= byte << pending
+        pending += 8
+        while pending >= 6:
+            chars.append(_JUCE_BASE64[bits & 63])
+            bits >>= 6
+            pending -= 6
+    if pending:
+        chars.append(_JUCE_BASE64[bits])
+    return f"{len(data)}." + "".join(chars)
+
+
 def nice_plug_json(payload: bytes) -> dict:
     """Parses a nice-plug VST3 component state: its JSON (`params`, and `fields` for `#[persist]` fields)."""
     return json.loads(payload.decode("utf-8"))
@@ -79,18 +94,35 @@ def vst3_preset_component(data: bytes) -> bytes:
     raise ValueError("the chunk list has no Comp entry")
 
 
-def dawdreamer_state_json(path: Path) -> dict:
-    """The nice-plug JSON inside a DawDreamer `save_state` file: `VC2!`, a length, JUCE XML whose
-    `<IComponent>` holds the VST3 component state in JUCE base64."""
+_ICOMPONENT = re.compile(r"<IComponent>([^<]+)</IComponent>")
+
+
+def _juce_state(path: Path) -> tuple[str, bytes, re.Match]:
+    """A DawDreamer `save_state` file's parts: `VC2!`, a length, JUCE XML whose `<IComponent>` holds the VST3
+    component state in JUCE base64, then what follows the XML. Returns the XML, the tail and the match."""
     data = path.read_bytes()
     if data[:4] != b"VC2!":
         raise ValueError(f"{path}: not a JUCE VST3 state (starts with {data[:4]!r})")
     length = int.from_bytes(data[4:8], "little")
     xml = data[8 : 8 + length].decode("utf-8")
-    match = re.search(r"<IComponent>([^<]+)</IComponent>", xml)
+    match = _ICOMPONENT.search(xml)
     if match is None:
         raise ValueError(f"{path}: no <IComponent> in the JUCE state XML")
-    return nice_plug_json(juce_base64_decode(match.group(1)))
+    return xml, data[8 + length :], match
+
+
+def dawdreamer_state_json(path: Path) -> dict:
+    """The nice-plug JSON inside a DawDreamer `save_state` file."""
+    return nice_plug_json(juce_base64_decode(_juce_state(path)[2].group(1)))
+
+
+def write_dawdreamer_state_json(path: Path, state: dict) -> None:
+    """Rewrites the DawDreamer `save_state` file at `path` so its component state is `state` (nice-plug JSON),
+    as a crafted project file would hold it."""
+    xml, tail, match = _juce_state(path)
+    payload = juce_base64_encode(json.dumps(state).encode("utf-8"))
+    body = (xml[: match.start(1)] + payload + xml[match.end(1) :]).encode("utf-8")
+    path.write_bytes(b"VC2!" + len(body).to_bytes(4, "little") + body + tail)
 
 
 def ardour_chunk_json(chunk: str) -> dict:

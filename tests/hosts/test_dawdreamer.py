@@ -1,15 +1,27 @@
 """Retake.vst3 in DawDreamer 0.9.0 (a JUCE VST3 host with a playing transport; docs/plugin-hosting.md §3a):
-pass-through, the parameter list, state save/load, and a repaint round trip triggered by the Generate
-parameter. DawDreamer reports no loop range, so the region comes from the Start/End parameters."""
+pass-through, the parameter list, state save/load, a repaint round trip triggered by the Generate
+parameter, and what a careless host or a crafted project does (no channels, parameters out of range).
+DawDreamer reports no loop range, so the region comes from the Start/End parameters."""
 
+import json
+import multiprocessing
 import os
+import signal
 import time
 
 import dawdreamer as daw
 import numpy as np
 import pytest
 
-from retake_host import dawdreamer_state_json, fixture_model, persisted_field, read_wav, stereo_signal, vst3_bundle
+from retake_host import (
+    dawdreamer_state_json,
+    fixture_model,
+    persisted_field,
+    read_wav,
+    stereo_signal,
+    vst3_bundle,
+    write_dawdreamer_state_json,
+)
 
 HOST = "DawDreamer 0.9.0, Retake.vst3"
 SAMPLE_RATE = 48_000
@@ -166,3 +178,56 @@ def test_repaint_round_trip_via_generate(tmp_path):
     inside = first_mismatch(output, expected, start + fade, end - fade)
     assert inside is None, f"{HOST}: inside the region the output is not the take at {inside}"
     assert os.path.isfile(take["model_file"]["path"]), f"{HOST}: the 48 kHz take file is missing"
+
+
+def in_child_process(work, *args) -> None:
+    """Runs `work(*args)` in a forked process, so a plugin that crashes its host fails this test (naming the
+    signal) instead of ending the whole test run."""
+    child = multiprocessing.get_context("fork").Process(target=work, args=args)
+    child.start()
+    child.join(TAKE_TIMEOUT_S)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+        raise AssertionError(f"{HOST}: the host process hung for {TAKE_TIMEOUT_S} s")
+    if child.exitcode < 0:
+        raise AssertionError(f"{HOST}: the host process died of {signal.Signals(-child.exitcode).name}")
+    assert child.exitcode == 0, f"{HOST}: the check failed in the host process (see its output above)"
+
+
+def render_without_channels() -> None:
+    engine = daw.RenderEngine(SAMPLE_RATE, BLOCK)
+    plugin = engine.make_plugin_processor("retake", str(vst3_bundle()))
+    assert plugin.set_bus(0, 0), f"{HOST}: set_bus(0, 0) refused"
+    assert engine.load_graph([(plugin, [])]), f"{HOST}: load_graph failed"
+    engine.render(0.5)
+    assert engine.get_audio().shape == (0, SAMPLE_RATE // 2), f"{HOST}: rendered {engine.get_audio().shape}"
+
+
+def test_a_layout_without_channels_renders_nothing_and_keeps_the_host_alive():
+    # JUCE keeps calling process() with null channel pointers; reading them was a segfault.
+    in_child_process(render_without_channels)
+
+
+def load_crafted_parameters(path) -> None:
+    signal_in = stereo_signal(SAMPLE_RATE, 0.2)
+    rig = Rig(signal_in)
+    rig.state(path)
+    state = dawdreamer_state_json(path)
+    state["params"].update(
+        {"key": {"i32": 25}, "mode": {"i32": 7}, "monitor": {"i32": -3}, "xfade_ms": {"f32": 3e38}, "seed": {"i32": -7}}
+    )
+    state["fields"]["capture_minutes"] = json.dumps(4_000_000_000)
+    write_dawdreamer_state_json(path, state)
+    rig.plugin.load_state(str(path))
+    rig.render(0.1)
+    shown = {name: rig.text(name) for name in ("Key", "Mode", "Monitor", "Crossfade", "Seed")}
+    expected = {"Key": "Auto", "Mode": "Repaint", "Monitor": "Take", "Crossfade": "500", "Seed": "0"}
+    assert shown == expected, f"{HOST}: after loading out-of-range values the parameters show {shown}"
+    saved = rig.state(path)
+    assert persisted_field(saved, "capture_minutes") == 120, f"{HOST}: capture size saved as {saved['fields']}"
+
+
+def test_out_of_range_parameters_in_a_state_are_clamped_before_the_host_reads_them(tmp_path):
+    # An enum index past the last variant aborted the host when it asked for the parameter's text.
+    in_child_process(load_crafted_parameters, tmp_path / "crafted.state")

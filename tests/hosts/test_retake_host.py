@@ -5,34 +5,41 @@ import struct
 
 import numpy as np
 
-from retake_host import _JUCE_BASE64, juce_base64_decode, nice_plug_json, read_wav, vst3_preset_component
+from retake_host import (
+    dawdreamer_state_json,
+    juce_base64_decode,
+    juce_base64_encode,
+    nice_plug_json,
+    read_wav,
+    vst3_preset_component,
+    write_dawdreamer_state_json,
+)
 
 
 def test_juce_base64_packs_six_bit_groups_least_significant_first():
     # 0xff 0x00: bits 0-5 = 63 ('+'), bits 6-11 = 0b000011 ('C'), bits 12-15 = 0 ('.').
     assert juce_base64_decode("2.+C.") == b"\xff\x00"
     assert juce_base64_decode("1.A.") == b"\x01"
-
-
-def juce_base64_encode(data: bytes) -> str:
-    """JUCE's MemoryBlock::toBase64Encoding: the bytes' little-endian bits, 6 a char, least significant first."""
-    chars, bits, pending = [], 0, 0
-    for byte in data:
-        bits |= byte << pending
-        pending += 8
-        while pending >= 6:
-            chars.append(_JUCE_BASE64[bits & 63])
-            bits >>= 6
-            pending -= 6
-    if pending:
-        chars.append(_JUCE_BASE64[bits])
-    return f"{len(data)}." + "".join(chars)
+    assert juce_base64_encode(b"\xff\x00") == "2.+C."
+    assert juce_base64_encode(b"\x01") == "1.A."
 
 
 def test_juce_base64_decodes_a_megabyte_state_exactly():
     # A state of 1 MiB (a JSON of many takes); the decoder once took ~47 s here, quadratic in the length.
     data = bytes((i * 7919 + i // 251) % 256 for i in range(1 << 20))
     assert juce_base64_decode(juce_base64_encode(data)) == data
+
+
+def test_a_rewritten_dawdreamer_state_reads_back_with_the_rest_of_the_file_kept(tmp_path):
+    path = tmp_path / "retake.state"
+    xml = '<?xml version="1.0"?> <VST3PluginState><IComponent>2.+C.</IComponent></VST3PluginState>'
+    path.write_bytes(b"VC2!" + len(xml).to_bytes(4, "little") + xml.encode() + b"\x00")
+    state = {"params": {"key": {"i32": 25}}, "fields": {"takes": "null"}}
+    write_dawdreamer_state_json(path, state)
+    assert dawdreamer_state_json(path) == state
+    data = path.read_bytes()
+    assert data.endswith(b"</IComponent></VST3PluginState>\x00")
+    assert int.from_bytes(data[4:8], "little") == len(data) - 9
 
 
 def test_vst3_preset_component_returns_exactly_the_comp_chunk():
