@@ -128,7 +128,7 @@ impl Host {
         let worker = Worker::new(shared.clone(), receiver, takes, Ok(takes_root.clone()), Ok(engine.clone()))
             .spawn()
             .map_err(|err| format!("the job worker could not start: {err}"))?;
-        let _ = commands.send(Command::Activated { sample_rate: RATE, channels: CHANNELS });
+        let _ = commands.send(Command::Activated { sample_rate: RATE, channels: CHANNELS, serial: 1 });
         let mut transport = Transport::new(RATE as f32);
         transport.playing = true;
         transport.tempo = Some(120.0);

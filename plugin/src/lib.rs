@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam::channel::{unbounded, Receiver, Sender};
 use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, RepaintNotifier};
@@ -45,6 +46,9 @@ use worker::{spawn_worker, Command};
 #[global_allocator]
 static ALLOCATOR: nice_assert_no_alloc::AllocDisabler = nice_assert_no_alloc::AllocDisabler;
 
+/// The longest `activate()` waits for the worker to load the restored takes.
+const TAKES_READY_WAIT: Duration = Duration::from_secs(5);
+
 /// The capture store's shape: channels, sample rate, capacity in minutes.
 type CaptureShape = (usize, u32, u32);
 
@@ -58,6 +62,8 @@ pub struct Retake {
     /// The worker's ends until it is started in the first `activate()`.
     worker_parts: Option<(Receiver<Command>, TakeSender)>,
     worker: Option<JoinHandle<()>>,
+    /// Activations so far, numbering the worker's answers.
+    activations: u64,
 }
 
 impl Default for Retake {
@@ -74,6 +80,7 @@ impl Default for Retake {
             commands,
             worker_parts: Some((command_receiver, take_sender)),
             worker: None,
+            activations: 0,
         }
     }
 }
@@ -149,8 +156,12 @@ impl Plugin for Retake {
                 }
             }
         }
-        // The worker exists for as long as the plugin does.
-        let _ = self.commands.send(Command::Activated { sample_rate, channels });
+        // The worker exists for as long as the plugin does. Opening a project restores the takes list before this
+        // activation; the selected take is loaded before the first block, so an offline render started at once
+        // plays it from its start (bounded: a worker that cannot answer leaves the take to follow).
+        self.activations += 1;
+        let _ = self.commands.send(Command::Activated { sample_rate, channels, serial: self.activations });
+        self.shared.wait_for_takes(self.activations, TAKES_READY_WAIT);
         true
     }
 

@@ -2,8 +2,9 @@
 //! thread that writes it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -50,6 +51,9 @@ pub struct Shared {
     generate_requested: AtomicBool,
     /// Set by the audio thread if its processing panicked; it then only passes audio through.
     audio_fault: AtomicBool,
+    /// The last activation (numbered by the plugin) after which the worker has loaded the takes of the restored
+    /// state and handed the selected one to the audio thread.
+    takes_ready: AtomicU64,
     /// The capture store of the current activation, for readers (the audio thread holds its own `Arc`).
     pub capture: RwLock<Option<Arc<CaptureStore>>>,
     /// Status for the editor.
@@ -85,6 +89,25 @@ impl Shared {
     /// Clears the fault flag (a new activation starts clean).
     pub fn clear_audio_fault(&self) {
         self.audio_fault.store(false, Ordering::Relaxed);
+    }
+
+    /// Worker. The takes are loaded for activation `serial`.
+    pub fn mark_takes_ready(&self, serial: u64) {
+        self.takes_ready.store(serial, Ordering::Release);
+    }
+
+    /// Waits until the worker has loaded the takes for activation `serial`, at most `limit`; whether it has. Not
+    /// for the audio thread: `activate()` calls it, so that the first block after opening a project (an offline
+    /// render started at once) already plays the selected take.
+    pub fn wait_for_takes(&self, serial: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.takes_ready.load(Ordering::Acquire) < serial {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     /// The current capture store, if the plugin was activated.

@@ -44,6 +44,8 @@ pub enum Command {
         sample_rate: u32,
         /// Main channel count.
         channels: usize,
+        /// The activation's number, reported back through [`Shared::mark_takes_ready`] once its takes are loaded.
+        serial: u64,
     },
     /// Stop the worker.
     Shutdown,
@@ -196,12 +198,13 @@ impl Worker {
                 self.reload_settings();
                 Ok(())
             }
-            Command::Activated { sample_rate, channels } => {
+            Command::Activated { sample_rate, channels, serial } => {
                 let host = HostConfig { sample_rate, channels };
                 if self.host != Some(host) {
                     self.host = Some(host);
                     self.sync_takes();
                 }
+                self.shared.mark_takes_ready(serial);
                 Ok(())
             }
             Command::Shutdown => Ok(()),
@@ -529,7 +532,7 @@ mod tests {
     #[test]
     fn finished_job_becomes_the_selected_take_with_files_and_plays() {
         let mut h = harness("finish");
-        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2 });
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2, serial: 1 });
         let region = Region { start: RATE as i64, end: 2 * RATE as i64, sample_rate: RATE };
         h.worker.job = Some(running_job(region));
         h.worker.finish(&Audio::new(48_000, vec![vec![0.25; 2 * 48_000]; 2]));
@@ -565,7 +568,7 @@ mod tests {
         let mut h = harness("settings");
         let unusable = settings::EngineSettings { device: "gpu".into(), ..Default::default() };
         h.worker.engine_config = unusable.engine_config().map_err(Arc::new);
-        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 1 });
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 1, serial: 1 });
         let capture = Arc::new(CaptureStore::new(1, RATE, 10.0));
         capture.write(0, &[vec![0.1f32; 4 * RATE as usize]]);
         *h.shared.capture.write() = Some(capture);
@@ -583,7 +586,7 @@ mod tests {
     #[test]
     fn restored_state_with_a_missing_file_is_reported_and_the_rest_keeps_working() {
         let mut h = harness("restore");
-        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2 });
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2, serial: 1 });
         let region = Region { start: 0, end: RATE as i64, sample_rate: RATE };
         h.worker.job = Some(running_job(region));
         h.worker.finish(&Audio::new(48_000, vec![vec![0.5; 48_000]; 2]));
@@ -595,6 +598,24 @@ mod tests {
         assert!(problem.contains("is missing"), "{problem}");
         play(&mut h.player, 0);
         assert_eq!(h.player.active_id(), None, "a take that cannot load does not play");
+    }
+
+    #[test]
+    fn an_activation_after_a_restore_is_answered_once_the_selected_take_is_handed_over() {
+        let mut h = harness("activation");
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2, serial: 1 });
+        make_take(&mut h, 1);
+        let saved = h.shared.params.takes.read().clone();
+        h.worker.takes.send(None);
+        play(&mut h.player, 0);
+        assert_eq!(h.player.active_id(), None);
+        // The host restores a project, then activates the plugin.
+        restore(&h, &serde_json::to_value(&saved).unwrap());
+        assert!(!h.shared.wait_for_takes(2, Duration::ZERO));
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2, serial: 2 });
+        assert!(h.shared.wait_for_takes(2, Duration::ZERO), "activation 2 is answered");
+        play(&mut h.player, 0);
+        assert_eq!(h.player.active_id(), saved.selected, "the selected take plays from the first block");
     }
 
     /// Restores `list` (JSON of a saved takes list) the way nice-plug does, from its text.
@@ -613,7 +634,7 @@ mod tests {
     #[test]
     fn a_restored_list_naming_files_elsewhere_never_deletes_them() {
         let mut h = harness("hostile");
-        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2 });
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2, serial: 1 });
         let victims = h.root.join("elsewhere");
         std::fs::create_dir_all(&victims).unwrap();
         let project_id = h.shared.params.takes.read().project_id.clone();
@@ -657,7 +678,7 @@ mod tests {
     #[test]
     fn a_restored_project_id_naming_another_folder_is_replaced() {
         let mut h = harness("escape");
-        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2 });
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2, serial: 1 });
         restore(&h, &serde_json::json!({ "project_id": "../../escape", "next_id": 0, "takes": [] }));
         h.worker.poll();
         make_take(&mut h, 0);
@@ -672,7 +693,7 @@ mod tests {
     #[test]
     fn generate_is_refused_when_take_ids_are_used_up() {
         let mut h = harness("ids");
-        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 1 });
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 1, serial: 1 });
         let project_id = h.shared.params.takes.read().project_id.clone();
         h.shared.params.takes.set(SavedTakes::from(TakesState { project_id, next_id: u64::MAX, ..Default::default() }));
         h.worker.handle_command(Command::Generate);
@@ -686,7 +707,7 @@ mod tests {
     #[test]
     fn generate_runs_the_engine_and_the_result_plays_in_place() {
         let mut h = harness("engine");
-        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2 });
+        h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2, serial: 1 });
         let capture = Arc::new(CaptureStore::new(2, RATE, 60.0));
         let tone: Vec<f32> = (0..6 * RATE as usize).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
         capture.write(0, &[tone.clone(), tone]);

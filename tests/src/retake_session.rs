@@ -47,6 +47,8 @@ pub struct Session {
     names: HashMap<String, String>,
     timeline: Timeline,
     signal: Vec<Vec<f32>>,
+    /// The host loop while generating, in seconds.
+    loop_s: (f64, f64),
 }
 
 impl Session {
@@ -63,7 +65,15 @@ impl Session {
             names: param_names(),
             timeline: Timeline::new(f64::from(sample_rate), TEMPO),
             signal: test_signal(sample_rate, SIGNAL_S),
+            loop_s: LOOP_S,
         })
+    }
+
+    /// The session playing `seconds` of the test signal instead, with the host loop at `loop_s` while generating.
+    pub fn with_signal(mut self, seconds: f64, loop_s: (f64, f64)) -> Self {
+        self.signal = test_signal(self.timeline.sample_rate as u32, seconds);
+        self.loop_s = loop_s;
+        self
     }
 
     /// The signal the session plays.
@@ -121,7 +131,7 @@ impl Session {
     /// keeps calling the plugin while the user waits.
     fn idle_block(&mut self) -> Result<(), String> {
         let (_, block) = self.plugin.activation().ok_or("the plugin is not active")?;
-        let timeline = self.timeline.with_loop(LOOP_S.0, LOOP_S.1);
+        let timeline = self.timeline.with_loop(self.loop_s.0, self.loop_s.1);
         let transport = timeline.transport(self.signal[0].len() as i64, false);
         let mut left = vec![0.0f32; block];
         let mut right = vec![0.0f32; block];
@@ -143,14 +153,11 @@ impl Session {
         self.state()?.field("takes")
     }
 
-    /// Sets the host loop to [`LOOP_S`], turns Generate on for one block and off again, then keeps the host
+    /// Sets the host loop to the session's loop ([`LOOP_S`] unless changed), turns Generate on for one block and off again, then keeps the host
     /// running until the state lists a new selected take and the take plays. Returns the take's record.
     pub fn generate(&mut self) -> Result<TakeMeta, String> {
         let before = self.takes()?.next_id;
-        let generate = self.name("generate")?.to_string();
-        self.plugin.set_param(&generate, 1.0).map_err(|err| err.to_string())?;
-        self.idle_block()?;
-        self.plugin.set_param(&generate, 0.0).map_err(|err| err.to_string())?;
+        self.press_generate()?;
         let started = Instant::now();
         let take = loop {
             self.idle_block()?;
@@ -171,31 +178,42 @@ impl Session {
         Ok(take)
     }
 
+    /// Turns Generate on for one block and off again, as a button press or an automation pulse does.
+    pub fn press_generate(&mut self) -> Result<(), String> {
+        let generate = self.name("generate")?.to_string();
+        self.plugin.set_param(&generate, 1.0).map_err(|err| err.to_string())?;
+        self.idle_block()?;
+        self.plugin.set_param(&generate, 0.0).map_err(|err| err.to_string())
+    }
+
     /// Plays one block in the middle of `take`'s region until the output there differs from the input: the
     /// take has reached the audio thread.
     pub fn wait_until_audible(&mut self, take: &TakeMeta) -> Result<(), String> {
-        let (_, block) = self.plugin.activation().ok_or("the plugin is not active")?;
-        let middle = (take.region.start + take.region.end) / 2;
-        let start = middle as usize;
-        let input: Vec<Vec<f32>> = self.signal.iter().map(|channel| channel[start..start + block].to_vec()).collect();
-        let timeline = self.timeline.without_loop();
         let started = Instant::now();
-        loop {
-            let output = self.plugin.render(&input, middle, &timeline, true).map_err(|err| err.to_string())?;
-            if output != input {
-                return Ok(());
-            }
+        while !self.audible_now(take)? {
             if started.elapsed() > PLAYBACK_TIMEOUT {
                 return Err(format!(
                     "take {} is listed in the state but the output at {:.2} s is still the input after {} s",
                     take.id,
-                    middle as f64 / self.timeline.sample_rate,
+                    (take.region.start + take.region.end) as f64 / 2.0 / self.timeline.sample_rate,
                     PLAYBACK_TIMEOUT.as_secs()
                 ));
             }
             self.idle_block()?;
             std::thread::sleep(PUMP_INTERVAL);
         }
+        Ok(())
+    }
+
+    /// Plays one block in the middle of `take`'s region, once: whether the output there differs from the input.
+    pub fn audible_now(&mut self, take: &TakeMeta) -> Result<bool, String> {
+        let (_, block) = self.plugin.activation().ok_or("the plugin is not active")?;
+        let middle = (take.region.start + take.region.end) / 2;
+        let start = middle as usize;
+        let input: Vec<Vec<f32>> = self.signal.iter().map(|channel| channel[start..start + block].to_vec()).collect();
+        let timeline = self.timeline.without_loop();
+        let output = self.plugin.render(&input, middle, &timeline, true).map_err(|err| err.to_string())?;
+        Ok(output != input)
     }
 }
 

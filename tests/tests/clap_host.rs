@@ -143,6 +143,11 @@ fn out_of_range_parameters_in_a_state_are_clamped_before_the_host_reads_them() {
 }
 
 #[test]
+fn destroying_an_instance_mid_job_never_waits_for_the_engine_and_unloading_is_safe() {
+    assert_scenario_passes("unload", &clap_bundle());
+}
+
+#[test]
 fn audio_thread_never_allocates_during_the_repaint_round_trip() {
     let bundle = alloc_check_clap_bundle();
     let (code, output) = run_scenario("repaint", &bundle);
