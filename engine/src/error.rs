@@ -102,4 +102,14 @@ impl EngineError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidInput(message.into())
     }
+
+    /// A model file that could not be read: [`EngineError::MissingFile`] with `hint` when it is not there, else
+    /// [`EngineError::Io`].
+    pub fn unreadable_model_file(path: &std::path::Path, source: std::io::Error, hint: &str) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Self::MissingFile { path: path.to_path_buf(), hint: hint.into() }
+        } else {
+            Self::Io { path: path.to_path_buf(), source }
+        }
+    }
 }

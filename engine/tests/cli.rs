@@ -67,30 +67,32 @@ fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// `retake repaint` of `input` into `output` over `start`..`end` seconds, followed by `extra`.
+fn repaint_args<'a>(
+    input: &'a Path,
+    output: &'a Path,
+    start: &'a str,
+    end: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args =
+        vec!["repaint", "--input", path_str(input), "--output", path_str(output), "--start", start, "--end", end];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn repaint_of_a_48k_stereo_wav_keeps_every_sample_outside_the_region_and_crossfade() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
     write_music(&input, 48_000, 2, 4.0);
-    let summary = succeed(&[
-        "repaint",
-        "--input",
-        path_str(&input),
-        "--output",
-        path_str(&output),
-        "--start",
+    let summary = succeed(&repaint_args(
+        &input,
+        &output,
         "1.5",
-        "--end",
         "2.5",
-        "--crossfade-ms",
-        "100",
-        "--steps",
-        "2",
-        "--seed",
-        "11",
-        "--prompt",
-        "glitchy synth",
-    ]);
+        &["--crossfade-ms", "100", "--steps", "2", "--seed", "11", "--prompt", "glitchy synth"],
+    ));
 
     let ((in_spec, original), (out_spec, result)) = (read_ints(&input), read_ints(&output));
     assert_eq!(out_spec, in_spec);
@@ -122,23 +124,7 @@ fn repaint_of_a_44k1_mono_wav_keeps_the_original_samples_at_its_own_rate() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
     write_music(&input, 44_100, 1, 1.5);
-    succeed(&[
-        "repaint",
-        "--input",
-        path_str(&input),
-        "--output",
-        path_str(&output),
-        "--start",
-        "0.6",
-        "--end",
-        "1.0",
-        "--crossfade-ms",
-        "50",
-        "--steps",
-        "2",
-        "--seed",
-        "5",
-    ]);
+    succeed(&repaint_args(&input, &output, "0.6", "1.0", &["--crossfade-ms", "50", "--steps", "2", "--seed", "5"]));
     let ((_, original), (spec, result)) = (read_ints(&input), read_ints(&output));
     assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (44_100, 2, 24));
     let margin = 441; // 10 ms
@@ -335,19 +321,13 @@ fn an_output_that_cannot_be_written_is_refused_before_the_job_naming_it() {
         cases.push((PathBuf::from("/proc/out.wav"), "cannot write `/proc/out.wav`: ".into()));
     }
     for (output, message) in cases {
-        let result = retake(&[
-            "repaint",
-            "--input",
-            path_str(&dir.path().join("absent.wav")),
-            "--output",
-            path_str(&output),
-            "--start",
+        let result = retake(&repaint_args(
+            &dir.path().join("absent.wav"),
+            &output,
             "0",
-            "--end",
             "1",
-            "--model",
-            path_str(&dir.path().join("no-model")),
-        ]);
+            &["--model", path_str(&dir.path().join("no-model"))],
+        ));
         assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
         assert!(stderr(&result).contains(&message), "{output:?}: {}", stderr(&result));
     }
@@ -390,21 +370,7 @@ fn a_region_starting_at_the_clips_end_extends_it() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
     write_music(&input, 48_000, 2, 1.0);
-    let summary = succeed(&[
-        "repaint",
-        "--input",
-        path_str(&input),
-        "--output",
-        path_str(&output),
-        "--start",
-        "1",
-        "--end",
-        "1.5",
-        "--steps",
-        "2",
-        "--seed",
-        "3",
-    ]);
+    let summary = succeed(&repaint_args(&input, &output, "1", "1.5", &["--steps", "2", "--seed", "3"]));
     let ((_, original), (_, result)) = (read_ints(&input), read_ints(&output));
     assert_eq!(summary["duration_s"].as_f64(), Some(1.5));
     for (o, r) in original.iter().zip(&result) {

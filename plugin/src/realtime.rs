@@ -142,6 +142,11 @@ mod tests {
         (shared, sender, realtime, capture)
     }
 
+    /// Take 1 at the test rate, from timeline frame `start`.
+    fn take(start: i64, channels: Vec<Vec<f32>>) -> Arc<PlayableTake> {
+        Arc::new(PlayableTake { id: 1, sample_rate: RATE, start, channels })
+    }
+
     fn controls(generate: bool) -> BlockControls {
         BlockControls { monitor_take: true, xfade_ms: 0.0, generate }
     }
@@ -166,12 +171,7 @@ mod tests {
     #[test]
     fn take_replaces_input_in_its_region_and_capture_keeps_the_input() {
         let (_, sender, mut realtime, capture) = realtime(1);
-        sender.send(Some(Arc::new(PlayableTake {
-            id: 1,
-            sample_rate: RATE,
-            start: 32,
-            channels: vec![vec![0.9; 32]],
-        })));
+        sender.send(Some(take(32, vec![vec![0.9; 32]])));
         let mut block = [0.1f32; 100];
         let mut audio: [&mut [f32]; 1] = [&mut block];
         assert_no_alloc(|| realtime.process(&mut audio, &playing_at(0), controls(false)));
@@ -203,12 +203,7 @@ mod tests {
     #[test]
     fn blocks_without_channels_or_with_empty_channels_are_left_alone() {
         let (shared, sender, mut realtime, capture) = realtime(2);
-        sender.send(Some(Arc::new(PlayableTake {
-            id: 1,
-            sample_rate: RATE,
-            start: 0,
-            channels: vec![vec![0.9; 64]; 2],
-        })));
+        sender.send(Some(take(0, vec![vec![0.9; 64]; 2])));
         let mut none: [&mut [f32]; 0] = [];
         assert_no_alloc(|| realtime.process(&mut none, &playing_at(0), controls(true)));
         let mut left = [0.1f32; 64];

@@ -88,11 +88,15 @@ impl EngineSettings {
 
 /// `$XDG_CONFIG_HOME/retake/settings.json` (falling back to `~/.config/retake/settings.json`).
 pub fn settings_file() -> Result<PathBuf> {
-    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|path| path.is_absolute());
-    let config_home = absolute("XDG_CONFIG_HOME")
-        .or_else(|| absolute("HOME").map(|home| home.join(".config")))
-        .ok_or(PluginError::NoConfigFolder)?;
+    let config_home = xdg_folder("XDG_CONFIG_HOME", ".config").ok_or(PluginError::NoConfigFolder)?;
     Ok(config_home.join("retake").join("settings.json"))
+}
+
+/// The XDG base folder named by environment variable `variable`, else `$HOME/<under_home>`; only absolute paths
+/// count, as the XDG base directory specification says.
+pub fn xdg_folder(variable: &str, under_home: &str) -> Option<PathBuf> {
+    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|path| path.is_absolute());
+    absolute(variable).or_else(|| absolute("HOME").map(|home| home.join(under_home)))
 }
 
 /// The settings in the process environment.

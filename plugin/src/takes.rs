@@ -310,10 +310,7 @@ impl<'a> PersistentField<'a, SavedTakes> for TakesField {
 
 /// `$XDG_DATA_HOME/retake/takes` (falling back to `~/.local/share/retake/takes`).
 pub fn takes_root() -> Result<PathBuf> {
-    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|path| path.is_absolute());
-    let data_home = absolute("XDG_DATA_HOME")
-        .or_else(|| absolute("HOME").map(|home| home.join(".local/share")))
-        .ok_or(PluginError::NoDataFolder)?;
+    let data_home = crate::settings::xdg_folder("XDG_DATA_HOME", ".local/share").ok_or(PluginError::NoDataFolder)?;
     Ok(data_home.join("retake").join("takes"))
 }
 

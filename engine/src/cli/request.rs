@@ -184,30 +184,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("lyrics.txt");
         std::fs::write(&file, "[verse]\nhello").unwrap();
-        let cmd = command(&[
-            "text2music",
-            "--output",
-            "o.wav",
-            "--duration",
-            "1",
-            "--prompt",
-            "p",
-            "--lyrics-file",
-            file.to_str().unwrap(),
-        ]);
-        assert_eq!(build(&cmd, None, 0).unwrap().lyrics, "[verse]\nhello");
+        let with_lyrics = |file: &std::path::Path| {
+            let args = ["text2music", "--output", "o.wav", "--duration", "1", "--prompt", "p", "--lyrics-file"];
+            command(&[&args[..], &[file.to_str().unwrap()]].concat())
+        };
+        assert_eq!(build(&with_lyrics(&file), None, 0).unwrap().lyrics, "[verse]\nhello");
         let missing = dir.path().join("nope.txt");
-        let cmd = command(&[
-            "text2music",
-            "--output",
-            "o.wav",
-            "--duration",
-            "1",
-            "--prompt",
-            "p",
-            "--lyrics-file",
-            missing.to_str().unwrap(),
-        ]);
+        let cmd = with_lyrics(&missing);
         assert!(matches!(build(&cmd, None, 0), Err(EngineError::Io { path, .. }) if path == missing));
     }
 

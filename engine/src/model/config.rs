@@ -349,16 +349,10 @@ impl Qwen3Config {
 
 /// Reads and parses a JSON config, mapping every failure to a typed error naming the file.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            EngineError::MissingFile {
-                path: path.to_path_buf(),
-                hint: "point --model / RETAKE_MODEL_DIR at an ACE-Step 1.5 folder, or fetch ACE-Step/Ace-Step1.5 into the Hugging Face cache".into(),
-            }
-        } else {
-            EngineError::Io { path: path.to_path_buf(), source }
-        }
-    })?;
+    let hint = "point --model / RETAKE_MODEL_DIR at an ACE-Step 1.5 folder, or fetch ACE-Step/Ace-Step1.5 into the \
+                Hugging Face cache";
+    let text =
+        std::fs::read_to_string(path).map_err(|source| EngineError::unreadable_model_file(path, source, hint))?;
     serde_json::from_str(&text).map_err(|e| EngineError::Config { path: path.to_path_buf(), message: e.to_string() })
 }
 

@@ -35,16 +35,9 @@ impl SilenceLatent {
     /// little-endian values) and returns it as f32 frames `[L, channels]` on `device`.
     pub fn open(path: &Path, channels: usize, device: &Device) -> Result<Self> {
         let corrupt = |message: String| EngineError::CorruptWeights { path: path.to_path_buf(), message };
-        let file = std::fs::File::open(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                EngineError::MissingFile {
-                    path: path.to_path_buf(),
-                    hint: "the model folder is incomplete; fetch ACE-Step/Ace-Step1.5 again".into(),
-                }
-            } else {
-                EngineError::Io { path: path.to_path_buf(), source }
-            }
-        })?;
+        let hint = "the model folder is incomplete; fetch ACE-Step/Ace-Step1.5 again";
+        let file =
+            std::fs::File::open(path).map_err(|source| EngineError::unreadable_model_file(path, source, hint))?;
         let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
             .map_err(|e| corrupt(format!("not a torch zip: {e}")))?;
         let names: Vec<String> = archive.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
