@@ -203,7 +203,9 @@ fn cancelling_a_queued_job_ends_it_without_running_it() {
 fn cancelling_a_running_job_stops_it_within_one_step() {
     let handle = engine(4);
     let events = handle.events();
-    let job = handle.submit(text2music(0.4, 200)).unwrap();
+    // 4 s of audio: each step takes long enough that a test thread scheduled late on a busy machine still sends the
+    // cancel before the next step ends.
+    let job = handle.submit(text2music(4.0, 200)).unwrap();
     until_first_step(&events, job);
     handle.cancel(job);
     let after = until_end(&events, job);
