@@ -16,7 +16,7 @@ use super::masks::{
 };
 use super::noise::initial_noise;
 use super::output::{splice, to_audio, Level};
-use super::request::{GenerationOutput, GenerationRequest, Metas, Mode, Progress, ProgressFn, Task};
+use super::request::{GenerationOutput, GenerationRequest, Metas, Mode, Progress, ProgressFn, Task, MAX_DURATION_S};
 use crate::audio::{check_finite, content_hash, to_stereo, Audio, MODEL_SAMPLE_RATE};
 use crate::error::{EngineError, Result};
 use crate::model::audio_tokenizer::parse_audio_codes;
@@ -31,8 +31,6 @@ use crate::residency::{ResidencyStats, Stage, Unit};
 const REPAINT_CROSSFADE_FRAMES: usize = 10;
 /// Source latents kept for iterative edits of the same audio.
 const SOURCE_CACHE_ENTRIES: usize = 4;
-/// The longest audio a job may take in or produce (the model's trained maximum, 10 minutes).
-pub const MAX_DURATION_S: f64 = 600.0;
 
 /// Runs generation requests on one checkpoint, keeping components loaded (within the VRAM budget, if any) and
 /// recent source latents cached.

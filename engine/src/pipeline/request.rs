@@ -5,7 +5,6 @@ use std::ops::ControlFlow;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-pub use super::generator::MAX_DURATION_S;
 use crate::audio::Audio;
 use crate::error::{EngineError, Result};
 pub use crate::model::prompt::Metas;
@@ -13,6 +12,8 @@ pub use crate::model::prompt::Metas;
 /// The most diffusion steps a request may ask for: the DiT is fed `t = 1000·σ` (model/scheduler.rs), so a
 /// schedule finer than 1000 steps only adds time (and `steps` sizes the schedule's allocations).
 pub const MAX_STEPS: usize = 1000;
+/// The longest audio a job may take in or produce (the model's trained maximum, 10 minutes).
+pub const MAX_DURATION_S: f64 = 600.0;
 /// The longest splice crossfade of a repaint, in milliseconds (the plugin's `xfade_ms` range, README.md).
 pub const MAX_SPLICE_CROSSFADE_MS: f64 = 500.0;
 
