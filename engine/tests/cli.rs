@@ -209,6 +209,9 @@ fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
         let base = ["repaint", "--input", i, "--output", o, "--start", "0.1", "--end", "0.5"];
         base.iter().chain(extra).map(|a| a.to_string()).collect()
     };
+    let text2music_with = |model: &Path| {
+        strings(&["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--model", path_str(model)])
+    };
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             strings(&["repaint", "--input", m, "--output", o, "--start", "0.1", "--end", "0.5"]),
@@ -233,34 +236,8 @@ fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
             strings(&["repaint", "--input", s, "--output", o, "--start", "0", "--end", "1"]),
             "slow.wav` is sampled at 1 Hz; Retake takes audio from 8000 Hz up",
         ),
-        (
-            strings(&[
-                "text2music",
-                "--output",
-                o,
-                "--duration",
-                "1",
-                "--prompt",
-                "p",
-                "--model",
-                path_str(empty_model.path()),
-            ]),
-            "of the model's files are missing",
-        ),
-        (
-            strings(&[
-                "text2music",
-                "--output",
-                o,
-                "--duration",
-                "1",
-                "--prompt",
-                "p",
-                "--model",
-                path_str(folder_for_a_file.path()),
-            ]),
-            "vae/config.json`: it is a folder, not a file",
-        ),
+        (text2music_with(empty_model.path()), "of the model's files are missing"),
+        (text2music_with(folder_for_a_file.path()), "vae/config.json`: it is a folder, not a file"),
         (
             strings(&["text2music", "--output", o, "--duration", "601", "--prompt", "p"]),
             "give a number above 0 up to 600",
