@@ -161,7 +161,9 @@ impl Plugin for Retake {
         // plays it from its start (bounded: a worker that cannot answer leaves the take to follow).
         self.activations += 1;
         let _ = self.commands.send(Command::Activated { sample_rate, channels, serial: self.activations });
-        self.shared.wait_for_takes(self.activations, TAKES_READY_WAIT);
+        if self.worker.is_some() {
+            self.shared.wait_for_takes(self.activations, TAKES_READY_WAIT);
+        }
         true
     }
 
