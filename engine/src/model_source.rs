@@ -127,7 +127,7 @@ fn is_truthy(value: &str) -> bool {
 }
 
 fn check_model_dir(root: &Path) -> Result<PathBuf> {
-    let missing = missing_files(root)?;
+    let missing = missing_files(root, REQUIRED_FILES)?;
     match missing.first() {
         None => Ok(root.to_path_buf()),
         Some(first) => Err(EngineError::MissingFile {

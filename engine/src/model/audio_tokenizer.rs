@@ -177,8 +177,10 @@ impl AudioTokenizer {
         Self::new(&ckpt.acestep_weights()?.pp("tokenizer"), &ckpt.acestep)
     }
 
-    /// Loads from a weight source rooted at `tokenizer`.
+    /// Loads from a weight source rooted at `tokenizer`, at the encoder-side widths of `cfg`
+    /// ([`AceStepConfig::encoder_side`]).
     pub fn new(vb: &Weights, cfg: &AceStepConfig) -> Result<Self> {
+        let cfg = &cfg.encoder_side();
         // The FSQ hands its vectors back in the model dtype; everything before it computes in f32.
         let fsq = Fsq::new(&vb.pp("quantizer"), cfg)?;
         let vb = &vb.with_dtype(DType::F32);
@@ -269,8 +271,10 @@ impl AudioDetokenizer {
         Self::new(&ckpt.acestep_weights()?.pp("detokenizer"), &ckpt.acestep)
     }
 
-    /// Loads from a weight source rooted at `detokenizer`.
+    /// Loads from a weight source rooted at `detokenizer`, at the encoder-side widths of `cfg`
+    /// ([`AceStepConfig::encoder_side`]).
     pub fn new(vb: &Weights, cfg: &AceStepConfig) -> Result<Self> {
+        let cfg = &cfg.encoder_side();
         let dims = cfg.transformer_dims();
         let pool = cfg.pool_window_size;
         Ok(Self {

@@ -16,7 +16,8 @@ pub const VAE_DIR: &str = "vae";
 /// Sub-folder of the text encoder.
 pub const TEXT_DIR: &str = "Qwen3-Embedding-0.6B";
 
-/// Every file inference reads, relative to the model root.
+/// Every file inference reads, relative to the model root, in the layout of `ACE-Step/Ace-Step1.5` with the turbo
+/// DiT in [`ACESTEP_DIR`].
 pub const REQUIRED_FILES: &[&str] = &[
     "acestep-v15-turbo/config.json",
     "acestep-v15-turbo/model.safetensors",
@@ -28,12 +29,78 @@ pub const REQUIRED_FILES: &[&str] = &[
     "Qwen3-Embedding-0.6B/tokenizer.json",
 ];
 
-/// The [`REQUIRED_FILES`] absent from `root`. A required path that is there but is not a readable regular file
+/// The files every variant takes from the main repo `ACE-Step/Ace-Step1.5` (VAE, text encoder, tokenizer and the
+/// turbo folder's silence latent), as DiffSynth's `AceStepPipeline.from_pretrained` does for every variant.
+pub const MAIN_FILES: &[&str] = &[
+    "acestep-v15-turbo/silence_latent.pt",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "Qwen3-Embedding-0.6B/config.json",
+    "Qwen3-Embedding-0.6B/model.safetensors",
+    "Qwen3-Embedding-0.6B/tokenizer.json",
+];
+
+/// A DiT folder's config file.
+pub const DIT_CONFIG: &str = "config.json";
+/// A DiT folder's single-file weights.
+pub const DIT_WEIGHTS: &str = "model.safetensors";
+/// A DiT folder's shard index (`{"weight_map": {key: shard file}}`), used instead of [`DIT_WEIGHTS`] by the
+/// sharded XL checkpoints.
+pub const DIT_INDEX: &str = "model.safetensors.index.json";
+/// A variant's own silence latent (optional: without one the main repo's is used).
+pub const DIT_SILENCE: &str = "silence_latent.pt";
+
+/// Where the two halves of a model live: the main repo's folder (VAE, text encoder, tokenizer, the fallback
+/// silence latent) and the variant's DiT folder (config, weights single-file or sharded, maybe a silence latent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelDirs {
+    /// A folder in the layout of `ACE-Step/Ace-Step1.5`.
+    pub main: PathBuf,
+    /// The DiT folder: `<main>/acestep-v15-turbo`, a `checkpoints/<variant>` folder or a variant repo's root.
+    pub dit: PathBuf,
+}
+
+impl ModelDirs {
+    /// The main repo's layout with its own turbo DiT.
+    pub fn turbo(main: &Path) -> Self {
+        Self { main: main.to_path_buf(), dit: main.join(ACESTEP_DIR) }
+    }
+
+    /// The silence latent: the DiT folder's own, else the main repo's turbo one.
+    pub fn silence_file(&self) -> PathBuf {
+        let own = self.dit.join(DIT_SILENCE);
+        if own.is_file() {
+            own
+        } else {
+            self.main.join(ACESTEP_DIR).join(DIT_SILENCE)
+        }
+    }
+
+    /// The DiT folder's weight file: the shard index when there is one, else `model.safetensors`.
+    pub fn dit_weights(&self) -> PathBuf {
+        let index = self.dit.join(DIT_INDEX);
+        if index.is_file() {
+            index
+        } else {
+            self.dit.join(DIT_WEIGHTS)
+        }
+    }
+
+    /// Every required file that is absent, as a full path (see [`missing_files`] for what counts as absent).
+    fn missing(&self) -> Result<Vec<PathBuf>> {
+        let mut missing: Vec<PathBuf> = missing_files(&self.main, MAIN_FILES)?.iter().map(|f| self.main.join(f)).collect();
+        let weights = if self.dit.join(DIT_INDEX).is_file() { DIT_INDEX } else { DIT_WEIGHTS };
+        missing.extend(missing_files(&self.dit, &[DIT_CONFIG, weights])?.iter().map(|f| self.dit.join(f)));
+        Ok(missing)
+    }
+}
+
+/// The `files` (paths relative to `root`) absent from `root`. A required path that is there but is not a readable regular file
 /// — a folder, a device, a symbolic link loop, a link to nothing, a file without read permission — is an
 /// [`EngineError::Io`] that says what it is, not a missing file.
-pub(crate) fn missing_files(root: &Path) -> Result<Vec<&'static str>> {
+pub(crate) fn missing_files<'a>(root: &Path, files: &[&'a str]) -> Result<Vec<&'a str>> {
     let mut missing = Vec::new();
-    for &file in REQUIRED_FILES {
+    for &file in files {
         let path = root.join(file);
         let what = match std::fs::metadata(&path) {
             Ok(meta) if meta.is_file() => continue,
@@ -57,8 +124,8 @@ pub(crate) fn missing_files(root: &Path) -> Result<Vec<&'static str>> {
 /// Where the weights of a checkpoint come from.
 #[derive(Debug, Clone)]
 enum Origin {
-    /// A model folder on disk.
-    Dir(PathBuf),
+    /// Model folders on disk.
+    Dir(ModelDirs),
     /// Seeded random weights in the configured geometry (no files).
     Random(u64),
 }
@@ -78,30 +145,37 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens a model folder: checks every required file is present (naming all missing ones) and parses
-    /// the configs. No weights are read.
+    /// Opens a model folder in the main repo's layout with its turbo DiT (see [`Checkpoint::open_dirs`]).
     pub fn open(root: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        let missing = missing_files(root)?;
+        Self::open_dirs(&ModelDirs::turbo(root), dtype, device)
+    }
+
+    /// Opens a main folder and a DiT folder: checks every required file is present (naming all missing ones) and
+    /// parses the configs. No weights are read.
+    pub fn open_dirs(dirs: &ModelDirs, dtype: DType, device: &Device) -> Result<Self> {
+        let missing = dirs.missing()?;
         if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
             return Err(EngineError::MissingFile {
-                path: root.join(missing[0]),
+                path: missing[0].clone(),
                 hint: format!(
-                    "{} of the model's files are missing from `{}` ({}); download ACE-Step/Ace-Step1.5 \
-                     (e.g. `huggingface-cli download ACE-Step/Ace-Step1.5`) or point --model at a complete folder",
+                    "{} of the model's files are missing ({}); download ACE-Step/Ace-Step1.5 \
+                     (e.g. `huggingface-cli download ACE-Step/Ace-Step1.5`) and the variant's DiT, or point --model \
+                     at a complete folder",
                     missing.len(),
-                    root.display(),
-                    missing.join(", ")
+                    names.join(", ")
                 ),
             });
         }
-        let path = |dir: &str| root.join(dir).join("config.json");
-        let acestep: AceStepConfig = read_json(&path(ACESTEP_DIR))?;
-        acestep.validate(&path(ACESTEP_DIR))?;
-        let vae: VaeConfig = read_json(&path(VAE_DIR))?;
-        vae.validate(&path(VAE_DIR))?;
-        let qwen3: Qwen3Config = read_json(&path(TEXT_DIR))?;
-        qwen3.validate(&path(TEXT_DIR))?;
-        Ok(Self { origin: Origin::Dir(root.to_path_buf()), acestep, vae, qwen3, dtype, device: device.clone() })
+        let main = |dir: &str| dirs.main.join(dir).join("config.json");
+        let dit_config = dirs.dit.join(DIT_CONFIG);
+        let acestep: AceStepConfig = read_json(&dit_config)?;
+        acestep.validate(&dit_config)?;
+        let vae: VaeConfig = read_json(&main(VAE_DIR))?;
+        vae.validate(&main(VAE_DIR))?;
+        let qwen3: Qwen3Config = read_json(&main(TEXT_DIR))?;
+        qwen3.validate(&main(TEXT_DIR))?;
+        Ok(Self { origin: Origin::Dir(dirs.clone()), acestep, vae, qwen3, dtype, device: device.clone() })
     }
 
     /// A checkpoint with the given geometry and seeded random weights (benchmarks, geometry tests).
@@ -133,10 +207,15 @@ impl Checkpoint {
         Self::random(self.acestep.clone(), self.vae.clone(), self.qwen3.clone(), seed, self.dtype, &self.device)
     }
 
-    /// The model folder, if this checkpoint lives on disk.
+    /// The main model folder, if this checkpoint lives on disk.
     pub fn root(&self) -> Option<&Path> {
+        self.dirs().map(|dirs| dirs.main.as_path())
+    }
+
+    /// The main and DiT folders, if this checkpoint lives on disk.
+    pub fn dirs(&self) -> Option<&ModelDirs> {
         match &self.origin {
-            Origin::Dir(root) => Some(root),
+            Origin::Dir(dirs) => Some(dirs),
             Origin::Random(_) => None,
         }
     }
@@ -151,30 +230,35 @@ impl Checkpoint {
         &self.device
     }
 
-    fn weights(&self, relative: &str) -> Result<Weights> {
+    fn weights(&self, file: impl FnOnce(&ModelDirs) -> PathBuf) -> Result<Weights> {
         match &self.origin {
-            Origin::Dir(root) => Weights::open(&root.join(relative), self.dtype, &self.device),
+            Origin::Dir(dirs) => Weights::open(&file(dirs), self.dtype, &self.device),
             Origin::Random(seed) => Ok(Weights::random(*seed, self.dtype, &self.device)),
         }
     }
 
-    /// `acestep-v15-turbo/model.safetensors` (keys `decoder.*`, `encoder.*`, `tokenizer.*`, `detokenizer.*`,
-    /// `null_condition_emb`).
+    /// The DiT folder's `model.safetensors` or its shards (keys `decoder.*`, `encoder.*`, `tokenizer.*`,
+    /// `detokenizer.*`, `null_condition_emb`).
     pub fn acestep_weights(&self) -> Result<Weights> {
-        self.weights("acestep-v15-turbo/model.safetensors")
+        self.weights(ModelDirs::dit_weights)
     }
 
     /// `vae/diffusion_pytorch_model.safetensors`.
     pub fn vae_weights(&self) -> Result<Weights> {
-        self.weights("vae/diffusion_pytorch_model.safetensors")
+        self.weights(|dirs| dirs.main.join("vae/diffusion_pytorch_model.safetensors"))
     }
 
     /// `Qwen3-Embedding-0.6B/model.safetensors` (bare Qwen3Model keys).
     pub fn text_weights(&self) -> Result<Weights> {
-        self.weights("Qwen3-Embedding-0.6B/model.safetensors")
+        self.weights(|dirs| dirs.main.join("Qwen3-Embedding-0.6B/model.safetensors"))
     }
 
-    /// Path of a file in the model folder (`None` for random checkpoints).
+    /// The silence latent's file: the DiT folder's own, else the main repo's (`None` for random checkpoints).
+    pub fn silence_file(&self) -> Option<PathBuf> {
+        self.dirs().map(ModelDirs::silence_file)
+    }
+
+    /// Path of a file in the main model folder (`None` for random checkpoints).
     pub fn file(&self, relative: &str) -> Option<PathBuf> {
         self.root().map(|r| r.join(relative))
     }

@@ -56,15 +56,10 @@ impl ConditionEncoder {
         Self::new(&ckpt.acestep_weights()?, &ckpt.acestep)
     }
 
-    /// Loads from a weight source rooted at the model file's top level.
+    /// Loads from a weight source rooted at the model file's top level, at the encoder-side widths of `cfg`
+    /// ([`AceStepConfig::encoder_side`]; `null_condition_emb` is at that width too).
     pub fn new(vb: &Weights, cfg: &AceStepConfig) -> Result<Self> {
-        if cfg.encoder_width() != cfg.hidden_size {
-            return Err(EngineError::UnsupportedModel(format!(
-                "condition encoder width {} differs from the DiT width {} (XL checkpoints are not supported yet)",
-                cfg.encoder_width(),
-                cfg.hidden_size
-            )));
-        }
+        let cfg = &cfg.encoder_side();
         let enc = vb.pp("encoder");
         let hidden = cfg.hidden_size;
         Ok(Self {

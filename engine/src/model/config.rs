@@ -75,9 +75,18 @@ pub struct AceStepConfig {
     /// Residual FSQ quantizers (1).
     #[serde(default = "one")]
     pub fsq_input_num_quantizers: usize,
-    /// XL checkpoints: width of the condition encoder when it differs from the DiT.
+    /// XL checkpoints: width of the condition encoder, audio tokenizer and detokenizer when it differs from the DiT.
     #[serde(default)]
     pub encoder_hidden_size: Option<usize>,
+    /// XL checkpoints: MLP width of the encoder side.
+    #[serde(default)]
+    pub encoder_intermediate_size: Option<usize>,
+    /// XL checkpoints: query heads of the encoder side.
+    #[serde(default)]
+    pub encoder_num_attention_heads: Option<usize>,
+    /// XL checkpoints: key/value heads of the encoder side.
+    #[serde(default)]
+    pub encoder_num_key_value_heads: Option<usize>,
 }
 
 fn one() -> usize {
@@ -117,6 +126,44 @@ impl AceStepConfig {
             fsq_input_levels: vec![8, 8, 8, 5, 5, 5],
             fsq_input_num_quantizers: 1,
             encoder_hidden_size: None,
+            encoder_intermediate_size: None,
+            encoder_num_attention_heads: None,
+            encoder_num_key_value_heads: None,
+        }
+    }
+
+    /// The real `acestep-v15-xl-*/config.json` geometry (the XL row of the variants table in README.md): a DiT
+    /// 2560 wide with 32 layers and 32 / 8 heads over the 2B encoder side (`encoder_*` = 2048 / 6144 / 16 / 8).
+    pub fn xl(turbo: bool) -> Self {
+        Self {
+            model_version: Some(if turbo { "xl_turbo" } else { "xl_base" }.into()),
+            is_turbo: turbo,
+            hidden_size: 2560,
+            intermediate_size: 9728,
+            num_hidden_layers: 32,
+            num_attention_heads: 32,
+            layer_types: (0..32)
+                .map(|i| if i % 2 == 0 { LayerType::SlidingAttention } else { LayerType::FullAttention })
+                .collect(),
+            encoder_hidden_size: Some(2048),
+            encoder_intermediate_size: Some(6144),
+            encoder_num_attention_heads: Some(16),
+            encoder_num_key_value_heads: Some(8),
+            ..Self::turbo()
+        }
+    }
+
+    /// The config the condition encoder, audio tokenizer, detokenizer and `null_condition_emb` are built from: this
+    /// one with the `encoder_*` widths in place of the DiT's (official `modeling_acestep_v15_xl_base.py`
+    /// `AceStepConditionGenerationModel.__init__`, which deep-copies the config and overrides the four keys;
+    /// `head_dim` stays). Without `encoder_*` keys (the 2B configs) it equals this config.
+    pub fn encoder_side(&self) -> Self {
+        Self {
+            hidden_size: self.encoder_width(),
+            intermediate_size: self.encoder_intermediate_size.unwrap_or(self.intermediate_size),
+            num_attention_heads: self.encoder_num_attention_heads.unwrap_or(self.num_attention_heads),
+            num_key_value_heads: self.encoder_num_key_value_heads.unwrap_or(self.num_key_value_heads),
+            ..self.clone()
         }
     }
 
@@ -155,11 +202,14 @@ impl AceStepConfig {
     /// Checks the invariants the port relies on, so a wrong config fails at load and not mid-job.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let fail = |message: String| EngineError::Config { path: path.to_path_buf(), message };
-        if self.num_key_value_heads == 0 || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
-            return Err(fail(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                self.num_attention_heads, self.num_key_value_heads
-            )));
+        let encoder = self.encoder_side();
+        for (prefix, cfg) in [("", self), ("encoder_", &encoder)] {
+            if cfg.num_key_value_heads == 0 || !cfg.num_attention_heads.is_multiple_of(cfg.num_key_value_heads) {
+                return Err(fail(format!(
+                    "{prefix}num_attention_heads {} is not a multiple of {prefix}num_key_value_heads {}",
+                    cfg.num_attention_heads, cfg.num_key_value_heads
+                )));
+            }
         }
         let deepest = self
             .num_hidden_layers

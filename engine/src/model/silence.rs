@@ -9,9 +9,6 @@ use candle_core::{DType, Device, Tensor};
 use super::checkpoint::Checkpoint;
 use crate::error::{EngineError, Result};
 
-/// Location of the silence latent inside a model folder.
-pub const SILENCE_FILE: &str = "acestep-v15-turbo/silence_latent.pt";
-
 /// The silence latent as frames `[L, C]` (time first), sliced and tiled on demand.
 #[derive(Debug, Clone)]
 pub struct SilenceLatent {
@@ -22,7 +19,7 @@ impl SilenceLatent {
     /// Reads the checkpoint's `silence_latent.pt` with `audio_acoustic_hidden_dim` channels, in the
     /// checkpoint's dtype and on its device.
     pub fn load(ckpt: &Checkpoint) -> Result<Self> {
-        let path = ckpt.file(SILENCE_FILE).ok_or_else(|| {
+        let path = ckpt.silence_file().ok_or_else(|| {
             EngineError::invalid(
                 "a random-weight checkpoint has no silence latent file; build one with SilenceLatent::from_frames",
             )
@@ -114,7 +111,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep").join(SILENCE_FILE)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep/acestep-v15-turbo/silence_latent.pt")
     }
 
     fn ramp(len: usize, channels: usize) -> SilenceLatent {

@@ -30,7 +30,8 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Memory-maps a safetensors file; only its header is parsed now.
+    /// Memory-maps a safetensors file, or every shard named by a `model.safetensors.index.json` (a path ending in
+    /// `.json`); only the headers are parsed now.
     pub fn open(path: &Path, dtype: DType, device: &Device) -> Result<Self> {
         if !path.is_file() {
             return Err(EngineError::MissingFile {
@@ -38,10 +39,16 @@ impl Weights {
                 hint: "the model folder is incomplete; fetch ACE-Step/Ace-Step1.5 again".into(),
             });
         }
-        // SAFETY: the file is opened read-only; like every mmap reader we rely on nobody truncating it
+        let corrupt = |message: String| EngineError::CorruptWeights { path: path.to_path_buf(), message };
+        let shards = if path.extension().is_some_and(|e| e == "json") { shard_files(path)? } else { vec![] };
+        // SAFETY: the files are opened read-only; like every mmap reader we rely on nobody truncating them
         // while the engine runs.
-        let tensors = unsafe { MmapedSafetensors::new(path) }
-            .map_err(|e| EngineError::CorruptWeights { path: path.to_path_buf(), message: e.to_string() })?;
+        let tensors = if shards.is_empty() {
+            unsafe { MmapedSafetensors::new(path) }
+        } else {
+            unsafe { MmapedSafetensors::multi(&shards) }
+        }
+        .map_err(|e| corrupt(e.to_string()))?;
         Ok(Self::from_source(Source::File { path: path.to_path_buf(), tensors }, dtype, device))
     }
 
@@ -159,6 +166,41 @@ impl Weights {
             Source::Random { .. } => None,
         }
     }
+}
+
+/// The shard files a `model.safetensors.index.json` names in its `weight_map` (each once),
+/// resolved beside the index; every one must exist.
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: std::collections::BTreeMap<String, String>,
+    }
+    let corrupt = |message: String| EngineError::CorruptWeights { path: index.to_path_buf(), message };
+    let text = std::fs::read_to_string(index).map_err(|source| EngineError::Io { path: index.to_path_buf(), source })?;
+    let parsed: Index =
+        serde_json::from_str(&text).map_err(|e| corrupt(format!("not a safetensors shard index: {e}")))?;
+    let folder = index.parent().unwrap_or(Path::new("."));
+    let mut shards: Vec<PathBuf> = Vec::new();
+    for file in parsed.weight_map.values() {
+        let name = Path::new(file);
+        if name.components().count() != 1 || name.is_absolute() {
+            return Err(corrupt(format!("shard `{file}` is not a file name beside the index")));
+        }
+        let shard = folder.join(name);
+        if !shards.contains(&shard) {
+            if !shard.is_file() {
+                return Err(EngineError::MissingFile {
+                    path: shard,
+                    hint: format!("the shard index names it; download every shard listed in `{}`", index.display()),
+                });
+            }
+            shards.push(shard);
+        }
+    }
+    if shards.is_empty() {
+        return Err(corrupt("the shard index's weight_map is empty".into()));
+    }
+    Ok(shards)
 }
 
 /// SplitMix64: a tiny, fast, well-mixed generator for deterministic random weights and seeds.

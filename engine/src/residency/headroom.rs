@@ -87,7 +87,8 @@ fn largest_decoder_weight(cfg: &VaeConfig) -> u64 {
 /// The activation bytes `stage` may hold at once on `ckpt`'s geometry and dtype.
 pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
     let (cfg, e) = (&ckpt.acestep, ckpt.dtype().size_in_bytes() as u64);
-    let d = cfg.transformer_dims();
+    // The DiT's widths, and the encoder side's (condition encoder, tokenizer, detokenizer: narrower on XL).
+    let (d, enc) = (cfg.transformer_dims(), cfg.encoder_side().transformer_dims());
     let vae = &ckpt.vae;
     let vae_live = if ckpt.device().is_cpu() { VAE_LIVE_ACTIVATIONS } else { VAE_LIVE_ACTIVATIONS_GPU };
     let sc = if runs_cpu_f32(ckpt.device(), ckpt.dtype()) { FUSED_SCORE_COPIES } else { SCORE_COPIES };
@@ -101,10 +102,10 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
         // The longer of the lyric encoder and the timbre encoder (which derives the default timbre at load); the
         // inputs; every prompt's packed and null states.
         Stage::Condition(p) => {
-            let lyric = transformer_layer(&d, 1, p.lyric_tokens, p.lyric_tokens, e, sc);
-            let timbre = transformer_layer(&d, 1, cfg.timbre_fix_frame, cfg.timbre_fix_frame, e, sc);
+            let lyric = transformer_layer(&enc, 1, p.lyric_tokens, p.lyric_tokens, e, sc);
+            let timbre = transformer_layer(&enc, 1, cfg.timbre_fix_frame, cfg.timbre_fix_frame, e, sc);
             let inputs = (p.caption_tokens + p.lyric_tokens) * cfg.text_hidden_dim;
-            let packed = (p.lyric_tokens + 1 + p.caption_tokens) * cfg.hidden_size;
+            let packed = (p.lyric_tokens + 1 + p.caption_tokens) * enc.hidden;
             lyric.max(timbre) + e * (p.prompts * (inputs + 2 * packed)) as u64
         }
         // The widest moment of one tile window (the last one reaches up to a frame further), plus the f32 input
@@ -117,10 +118,9 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
         // the latents and hints.
         Stage::Hints { frames } => {
             let (pool, windows) = (cfg.pool_window_size, frames.div_ceil(cfg.pool_window_size));
-            let pooler = transformer_layer(&d, windows, pool + 1, pool + 1, F32, sc);
-            let detokenizer = transformer_layer(&d, windows, pool, pool, e, sc);
-            pooler.max(detokenizer)
-                + e * (windows * pool * (2 * cfg.audio_acoustic_hidden_dim + cfg.hidden_size)) as u64
+            let pooler = transformer_layer(&enc, windows, pool + 1, pool + 1, F32, sc);
+            let detokenizer = transformer_layer(&enc, windows, pool, pool, e, sc);
+            pooler.max(detokenizer) + e * (windows * pool * (2 * cfg.audio_acoustic_hidden_dim + enc.hidden)) as u64
         }
         // The wider of one block (self-attention over the patched tokens, cross-attention onto the encoder
         // states, two AdaLN copies, the timestep rows) and a condition's K/V in the making (the embedded
@@ -133,7 +133,7 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
             let block = transformer_layer(&d, 1, tokens, tokens, e, sc)
                 + attention_scores(&d, 1, tokens, encoder_len, sc)
                 + e * ((2 * tokens) as u64 + TIMESTEP_ROWS) * cfg.hidden_size as u64;
-            let caching = e * (encoder_len * cfg.hidden_size) as u64 + (e + 2 * F32) * (encoder_len * kv) as u64;
+            let caching = e * (encoder_len * (cfg.hidden_size + enc.hidden)) as u64 + (e + 2 * F32) * (encoder_len * kv) as u64;
             let branches = 1 + guided as usize;
             let cross = branches * cfg.num_hidden_layers * 2 * kv * encoder_len;
             let per_condition = e * (tokens * (cfg.hidden_size + cfg.head_dim) + cross) as u64;

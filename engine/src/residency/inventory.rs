@@ -169,8 +169,8 @@ impl Layout {
     }
 }
 
-/// The ACE-Step model file: DiT (`decoder.*`), condition encoder (`encoder.*`, `null_condition_emb`), audio
-/// tokenizer (`tokenizer.*`) and detokenizer (`detokenizer.*`).
+/// The ACE-Step model file (or its shards): DiT (`decoder.*`), condition encoder (`encoder.*`,
+/// `null_condition_emb`), audio tokenizer (`tokenizer.*`) and detokenizer (`detokenizer.*`).
 fn acestep_file(cfg: &AceStepConfig) -> StoredTensors {
     let (d, h) = (cfg.transformer_dims(), cfg.hidden_size);
     let (latent, patch) = (cfg.audio_acoustic_hidden_dim, cfg.patch_size);
@@ -198,6 +198,8 @@ fn acestep_file(cfg: &AceStepConfig) -> StoredTensors {
     file.tensor("decoder.proj_out.1.weight".into(), &[h, latent, patch]);
     file.tensor("decoder.proj_out.1.bias".into(), &[latent]);
 
+    // The encoder side (condition encoder, audio tokenizer, detokenizer) at its own widths (XL: narrower).
+    let (d, h) = (cfg.encoder_side().transformer_dims(), cfg.encoder_width());
     file.linear("encoder.text_projector", cfg.text_hidden_dim, h, false);
     file.linear("encoder.lyric_encoder.embed_tokens", cfg.text_hidden_dim, h, true);
     file.stack("encoder.lyric_encoder", &d, cfg.num_lyric_encoder_hidden_layers);

@@ -11,7 +11,7 @@ use super::inventory::{elements, Inventory, StoredTensors};
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::dit::BLOCK_MODULATIONS;
-use crate::model::silence::{SilenceLatent, SILENCE_FILE};
+use crate::model::silence::SilenceLatent;
 
 /// A part of the model that is loaded and released as a whole; every DiT block is a unit of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +158,7 @@ impl UnitSizes {
     /// Reads the three safetensors headers (no tensor data) and the silence latent's length.
     pub fn from_checkpoint(ckpt: &Checkpoint) -> Result<Self> {
         let inventory = Inventory::from_headers(ckpt)?.ok_or_else(no_headers)?;
-        let silence_path = ckpt.file(SILENCE_FILE).ok_or_else(no_headers)?;
+        let silence_path = ckpt.silence_file().ok_or_else(no_headers)?;
         let silence = SilenceLatent::open(&silence_path, ckpt.acestep.audio_acoustic_hidden_dim, &Device::Cpu)?;
         Ok(Self::from_inventory(ckpt, &inventory, silence.len()))
     }
@@ -180,7 +180,7 @@ impl UnitSizes {
         };
         Self {
             text_encoder: kept_bytes(&inventory.text, &[""], None, dtype, |key| transformer_rule(key, 1)),
-            condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None) + cfg.hidden_size as u64 * e,
+            condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None) + cfg.encoder_width() as u64 * e,
             // The tokenizer computes in f32 whatever the model dtype (FSQ codes are discrete).
             audio_tokenizer: kept_bytes(model, &["tokenizer"], None, dtype, |_| Kept::F32(1))
                 + rope_tables(cfg.head_dim, cfg.pool_window_size + 1) * DType::F32.size_in_bytes() as u64,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use retake_engine::model::checkpoint::Checkpoint;
+use retake_engine::model::checkpoint::{Checkpoint, ModelDirs};
 use retake_engine::runtime::DeviceChoice;
 use serde_json::Value;
 
@@ -76,9 +76,12 @@ impl Fixtures {
         Self { dir, target: Target::from_env(), manifest }
     }
 
-    /// Every case in manifest order.
+    /// Every case in manifest order. A variant set (`main_models_root` in the manifest) takes the VAE, text
+    /// encoder and silence latent from the main set's folder and the DiT from `<models_root>/<case.checkpoint>`;
+    /// a main set holds both in `models_root`.
     pub fn cases(&self) -> Vec<Case> {
         let root = self.dir.join(self.manifest["models_root"].as_str().unwrap_or("tiny-acestep"));
+        let main = self.manifest["main_models_root"].as_str().map_or_else(|| root.clone(), |m| self.dir.join(m));
         self.manifest["cases"]
             .as_array()
             .expect("manifest has no cases")
@@ -87,7 +90,11 @@ impl Fixtures {
                 name: c["name"].as_str().expect("case without name").to_string(),
                 kind: c["kind"].as_str().expect("case without kind").to_string(),
                 file: self.dir.join(c["file"].as_str().expect("case without file")),
-                model_root: root.clone(),
+                model: match c["checkpoint"].as_str() {
+                    Some(dit) => ModelDirs { main: main.clone(), dit: root.join(dit) },
+                    None => ModelDirs::turbo(&main),
+                },
+                fixtures: self.dir.clone(),
                 json: c.clone(),
                 target: self.target.clone(),
             })
@@ -100,7 +107,10 @@ pub struct Case {
     pub name: String,
     pub kind: String,
     pub file: PathBuf,
-    pub model_root: PathBuf,
+    /// The model folders the case runs on.
+    pub model: ModelDirs,
+    /// The fixture set's folder (LoRA files are named relative to it).
+    pub fixtures: PathBuf,
     pub json: Value,
     pub target: Target,
 }
@@ -151,7 +161,7 @@ impl Inputs<'_> {
     /// The fixture model opened on the target (f32 on the CPU by default).
     pub fn checkpoint(&self) -> Result<Checkpoint, String> {
         let Target { device, dtype } = &self.case.target;
-        Checkpoint::open(&self.case.model_root, *dtype, device).map_err(|e| e.to_string())
+        Checkpoint::open_dirs(&self.case.model, *dtype, device).map_err(|e| e.to_string())
     }
 }
 
