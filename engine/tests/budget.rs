@@ -14,7 +14,7 @@ use retake_engine::model::prompt::PromptTokenizer;
 use retake_engine::model::resident::{Ledger, Tracked};
 use retake_engine::model::silence::SilenceLatent;
 use retake_engine::model_source::ModelSource;
-use retake_engine::pipeline::request::{GenerationOutput, GenerationRequest, Metas, Mode, Task};
+use retake_engine::pipeline::request::{CfgInterval, GenerationOutput, GenerationRequest, Metas, Mode, Task};
 use retake_engine::pipeline::Generator;
 use retake_engine::residency::{dit_resident_blocks, human_bytes, minimum_budget, ResidencyStats, Unit, UnitSizes};
 use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, EngineStats, Event, SubmitError};
@@ -52,6 +52,7 @@ fn request(task: Task) -> GenerationRequest {
         steps: 4,
         shift: 3.0,
         cfg_scale: 2.0,
+        cfg_interval: CfgInterval::ALL,
         noise: None,
     }
 }
@@ -173,7 +174,7 @@ fn a_budget_below_the_minimum_is_refused_before_loading_with_the_minimum() {
 /// Runs `request` on an engine over the fixture with `budget`; returns the job's terminal event and the stats.
 fn run_on_engine(budget: u64, request: GenerationRequest) -> (Event, EngineStats) {
     let engine = Engine::spawn(EngineConfig {
-        model: ModelSource::Dir(root()),
+        model: ModelSource::Dir(root()).into(),
         device: DeviceChoice::Cpu,
         vram_budget: Some(budget),
         queue_capacity: 4,
@@ -194,7 +195,7 @@ fn run_on_engine(budget: u64, request: GenerationRequest) -> (Event, EngineStats
 
 fn engine_over(model: PathBuf, budget: u64) -> retake_engine::runtime::EngineHandle {
     Engine::spawn(EngineConfig {
-        model: ModelSource::Dir(model),
+        model: ModelSource::Dir(model).into(),
         device: DeviceChoice::Cpu,
         vram_budget: Some(budget),
         queue_capacity: 4,
@@ -262,7 +263,9 @@ fn the_engine_reports_residency_within_its_budget() {
     // encoding of 0.1 s (the region and its context) needs 3.8 MiB more than the minimum (the largest stage at the
     // smallest shapes) since the CPU's attention books its scores once.
     let budget = minimum_budget(&checkpoint()).unwrap().total() + (5 << 20);
-    match run_on_engine(budget, jobs()[0].clone()) {
+    // The engine opens the fixture as the turbo variant, which refuses guidance: this job runs at cfg 1.
+    let unguided = GenerationRequest { cfg_scale: 1.0, ..jobs()[0].clone() };
+    match run_on_engine(budget, unguided) {
         (Event::Done { .. }, stats) => {
             let residency = stats.residency;
             assert_eq!(residency.budget, Some(budget));

@@ -26,6 +26,7 @@ use retake_engine::model::scheduler::Schedule;
 use retake_engine::model::silence::SilenceLatent;
 use retake_engine::model::text_encoder::TextEncoder;
 use retake_engine::model::vae::{Tiling, VaeDecoder, VaeEncoder};
+use retake_engine::pipeline::guidance::Guidance;
 use retake_engine::pipeline::masks::{chunk_mask, context_latents, fill_with_silence};
 use retake_engine::pipeline::{denoise, DenoisePlan, DitCondition, EncodedPrompt, Injection, Phase};
 use retake_engine::residency::{activation_bytes, human_bytes, PromptShape, Stage};
@@ -296,8 +297,9 @@ fn sampling(ckpt: &Checkpoint, dit: &Dit, silence: &SilenceLatent, job: &Job) ->
                 Ok(Phase { from_step: *from_step, condition: DitCondition::new(dit, context, prompt)? })
             })
             .collect::<Result<Vec<_>>>()?;
-        let plan = DenoisePlan { schedule: schedule.clone(), phases, cfg_scale: 2.0, keep_outside: None, injection };
-        denoise(dit, noise.clone(), &plan, &mut |_| ControlFlow::Continue(()))
+        let guidance = Guidance::Cfg { scale: 2.0 };
+        let mut plan = DenoisePlan { schedule: schedule.clone(), phases, guidance, keep_outside: None, injection };
+        denoise(dit, noise.clone(), &mut plan, &mut |_| ControlFlow::Continue(()))
     };
 
     let all = vec![1.0; frames];

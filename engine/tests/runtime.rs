@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 use retake_engine::audio::{Audio, MODEL_SAMPLE_RATE};
 use retake_engine::model_source::ModelSource;
-use retake_engine::pipeline::request::{GenerationRequest, Metas, Mode, Task};
+use retake_engine::pipeline::request::{CfgInterval, GenerationRequest, Metas, Mode, Task};
 use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, EngineHandle, Event, JobId, SubmitError, Take};
 
 /// Longest wait for any single event; the fixture model's jobs take well under a second.
@@ -17,7 +17,7 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn engine(queue_capacity: usize) -> EngineHandle {
     let model = ModelSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep"));
-    Engine::spawn(EngineConfig { model, device: DeviceChoice::Cpu, vram_budget: None, queue_capacity })
+    Engine::spawn(EngineConfig { model: model.into(), device: DeviceChoice::Cpu, vram_budget: None, queue_capacity })
 }
 
 fn request(task: Task, source: Option<Audio>, steps: usize) -> GenerationRequest {
@@ -33,6 +33,7 @@ fn request(task: Task, source: Option<Audio>, steps: usize) -> GenerationRequest
         steps,
         shift: 3.0,
         cfg_scale: 1.0,
+        cfg_interval: CfgInterval::ALL,
         noise: None,
     }
 }

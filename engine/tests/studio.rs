@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use retake_engine::audio::{Audio, MODEL_SAMPLE_RATE};
 use retake_engine::model::checkpoint::Checkpoint;
-use retake_engine::pipeline::request::{GenerationOutput, GenerationRequest, Metas, Mode, Task};
+use retake_engine::pipeline::request::{CfgInterval, GenerationOutput, GenerationRequest, Metas, Mode, Task};
 use retake_engine::pipeline::Generator;
 use retake_engine::EngineError;
 
@@ -45,6 +45,7 @@ fn request(task: Task, source: Option<Audio>) -> GenerationRequest {
         steps: 8,
         shift: 3.0,
         cfg_scale: 1.0,
+        cfg_interval: CfgInterval::ALL,
         noise: None,
     }
 }

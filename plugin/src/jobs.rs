@@ -4,7 +4,7 @@
 use nih_plug::prelude::Enum;
 
 use retake_engine::audio::{self, Audio, MODEL_SAMPLE_RATE};
-use retake_engine::pipeline::request::{GenerationRequest, Metas, Mode, Task};
+use retake_engine::pipeline::request::{CfgInterval, GenerationRequest, Metas, Mode, Task};
 
 use crate::capture::CaptureStore;
 use crate::error::{PluginError, Result};
@@ -140,6 +140,7 @@ pub fn prepare_job(
         steps: TURBO_STEPS,
         shift: TURBO_SHIFT,
         cfg_scale: 1.0,
+        cfg_interval: CfgInterval::ALL,
         noise: None,
     };
     Ok(PreparedJob { request, placement: Placement { region, source_start: range.start } })

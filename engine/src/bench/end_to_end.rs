@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use super::{checkpoint, silence, test_clip, BenchOptions, Timer, CLIP_SECONDS, SHIFT};
 use crate::error::{EngineError, Result};
 use crate::model::prompt::PromptTokenizer;
-use crate::pipeline::request::{GenerationRequest, Metas, Mode, Task};
+use crate::pipeline::request::{CfgInterval, GenerationRequest, Metas, Mode, Task};
 use crate::pipeline::Generator;
 use crate::residency::ResidencyStats;
 
@@ -41,6 +41,7 @@ fn request(task: Task, run: usize) -> GenerationRequest {
         steps: 8,
         shift: SHIFT,
         cfg_scale: 1.0,
+        cfg_interval: CfgInterval::ALL,
         noise: None,
     }
 }

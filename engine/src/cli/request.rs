@@ -8,8 +8,8 @@ use std::path::Path;
 
 use retake_engine::error::{EngineError, Result};
 use retake_engine::model::prompt::LYRIC_MAX_TOKENS;
-use retake_engine::model_source::ModelSource;
-use retake_engine::pipeline::request::{GenerationRequest, Metas, Task};
+use retake_engine::model_source::{ModelSource, ModelSpec};
+use retake_engine::pipeline::request::{CfgInterval, GenerationRequest, Metas, Task};
 use retake_engine::runtime::EngineConfig;
 
 use super::args::{Command, CommonArgs, RepaintArgs};
@@ -20,10 +20,14 @@ const INSTRUMENTAL: &str = "[Instrumental]";
 /// The largest lyrics file read: the model reads at most [`LYRIC_MAX_TOKENS`] tokens, a few bytes each.
 const MAX_LYRICS_BYTES: u64 = 256 << 10;
 
-/// The engine for one CLI job: the chosen model, device and budget, a queue of one.
+/// The engine for one CLI job: the chosen model and variant, device and budget, a queue of one.
 pub fn engine_config(common: &CommonArgs) -> EngineConfig {
     EngineConfig {
-        model: common.model.clone().map(ModelSource::Dir).unwrap_or_default(),
+        model: ModelSpec {
+            source: common.model.clone().map(ModelSource::Dir).unwrap_or_default(),
+            variant: common.variant,
+            dit_dir: common.dit_dir.clone(),
+        },
         device: common.device,
         vram_budget: common.vram_budget,
         queue_capacity: 1,
@@ -43,6 +47,7 @@ pub fn keeps_original(command: &Command) -> bool {
 /// The request for `command` on `source` (already at 48 kHz in the clip).
 pub fn build(command: &Command, source: Option<&SourceClip>, seed: u64) -> Result<GenerationRequest> {
     let common = command.common();
+    let defaults = common.variant.defaults();
     let task = match command {
         Command::Repaint(args) => {
             if let Some(clip) = source {
@@ -73,10 +78,10 @@ pub fn build(command: &Command, source: Option<&SourceClip>, seed: u64) -> Resul
             duration_s: None,
         },
         seed,
-        steps: common.steps as usize,
-        shift: common.shift,
-        // The turbo checkpoint is guidance-distilled.
-        cfg_scale: 1.0,
+        steps: common.steps.map_or(defaults.steps, |steps| steps as usize),
+        shift: common.shift.unwrap_or(defaults.shift),
+        cfg_scale: common.cfg.unwrap_or(defaults.cfg_scale),
+        cfg_interval: CfgInterval::ALL,
         noise: None,
     })
 }
@@ -175,6 +180,22 @@ mod tests {
         assert_eq!(request.metas, metas);
         assert_eq!((request.seed, request.steps, request.shift, request.cfg_scale), (9, 4, 2.0, 1.0));
         assert!(request.source.is_none());
+    }
+
+    #[test]
+    fn steps_shift_and_cfg_default_to_the_variants_and_flags_override_them() {
+        let t2m = ["text2music", "--output", "o.wav", "--duration", "1", "--prompt", "p"];
+        let settings = |extra: &[&str]| {
+            let request = build(&command(&[&t2m[..], extra].concat()), None, 0).unwrap();
+            (request.steps, request.shift, request.cfg_scale)
+        };
+        assert_eq!(settings(&[]), (8, 3.0, 1.0));
+        assert_eq!(settings(&["--variant", "turbo-shift1"]), (8, 1.0, 1.0));
+        assert_eq!(settings(&["--variant", "sft"]), (50, 3.0, 4.0));
+        assert_eq!(settings(&["--variant", "xl-base", "--steps", "30", "--shift", "2", "--cfg", "6"]), (30, 2.0, 6.0));
+        let xl = command(&[&t2m[..], &["--variant", "xl-turbo", "--dit-dir", "/m/xl"]].concat());
+        let model = engine_config(xl.common()).model;
+        assert_eq!((model.variant.name(), model.dit_dir), ("xl-turbo", Some("/m/xl".into())));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use candle_core::Tensor;
 
 use super::conditioning::DitCondition;
+use super::guidance::Guidance;
 use super::masks::mix_frames;
 use super::request::{Progress, ProgressFn};
 use crate::error::{EngineError, Result};
@@ -49,8 +50,8 @@ pub struct DenoisePlan {
     pub schedule: Schedule,
     /// Conditions by starting step, in order, the first starting at 0.
     pub phases: Vec<Phase>,
-    /// CFG scale (> 1 enables guidance with the null condition).
-    pub cfg_scale: f64,
+    /// How guided steps combine the conditional and the null-condition velocities.
+    pub guidance: Guidance,
     /// Reference-mode repaint rule.
     pub keep_outside: Option<KeepOutside>,
     /// Studio-mode repaint injection.
@@ -58,16 +59,16 @@ pub struct DenoisePlan {
 }
 
 /// Runs the Euler loop from `x`, reporting each step; `Break` from `progress` cancels.
-pub fn denoise(dit: &Dit, mut x: Tensor, plan: &DenoisePlan, progress: &mut ProgressFn) -> Result<Tensor> {
+pub fn denoise(dit: &Dit, mut x: Tensor, plan: &mut DenoisePlan, progress: &mut ProgressFn) -> Result<Tensor> {
     let total = plan.schedule.len();
     for (k, (sigma, sigma_next)) in plan.schedule.steps().enumerate() {
         let phase = plan.phases.iter().rev().find(|p| p.from_step <= k).expect("a phase starts at step 0");
         let condition = &phase.condition;
         let timestep = dit.shell().timestep(sigma * 1000.0)?;
         let mut v = dit.forward(&x, &condition.context, &condition.cross, &timestep)?;
-        if let (Some(null_cross), true) = (&condition.null_cross, plan.cfg_scale > 1.0) {
+        if let (Some(null_cross), true) = (&condition.null_cross, plan.guidance.guides(sigma)) {
             let v_null = dit.forward(&x, &condition.context, null_cross, &timestep)?;
-            v = (&v_null + ((&v - &v_null)? * plan.cfg_scale)?)?;
+            v = plan.guidance.combine(&v, &v_null)?;
         }
         if let Some(keep) = &plan.keep_outside {
             let follow_source = ((&x - &keep.source)? / sigma as f64)?;

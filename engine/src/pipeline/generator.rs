@@ -10,6 +10,7 @@ use candle_core::Tensor;
 use super::components::Components;
 use super::conditioning::{encode_prompts, DitCondition, EncodedPrompt, PromptParts};
 use super::denoise::{denoise, DenoisePlan, Injection, KeepOutside, Phase};
+use super::guidance::{CfgInterval, Guidance};
 use super::masks::{
     chunk_mask, context_latents, crossfade_weights, fill_with_silence, mix_frames, reference_denoise_mask,
     reference_padding, studio_region_frames, FrameGrid, OutpaintPadding,
@@ -23,6 +24,7 @@ use crate::model::audio_tokenizer::parse_audio_codes;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::prompt::{Instruction, PromptTokenizer};
 use crate::model::scheduler::{add_noise, Schedule};
+use crate::model::variant::ScheduleKind;
 use crate::model::silence::SilenceLatent;
 use crate::model::vae::Tiling;
 use crate::residency::{ResidencyStats, Stage, Unit};
@@ -123,6 +125,7 @@ impl Generator {
     /// Runs one request. `progress` is told about encoding, each step and each decode tile, and may cancel.
     pub fn generate(&mut self, request: &GenerationRequest, progress: &mut ProgressFn) -> Result<GenerationOutput> {
         check_request(request)?;
+        self.components.checkpoint().check_guidance(request.cfg_scale)?;
         if let ControlFlow::Break(()) = progress(Progress::Encoding) {
             return Err(EngineError::Cancelled);
         }
@@ -137,12 +140,13 @@ impl Generator {
         };
         let Prepared { schedule, conditions, keep_outside, injection, start, final_blend, source_latents, finish: to } =
             prepared;
+        let guidance = guidance(request);
         let encoder_len = conditions.iter().map(|c| c.prompt.states.dim(1)).collect::<candle_core::Result<Vec<_>>>()?;
         self.components.enter(Stage::Denoise {
             frames: start.dim(1)?,
             encoder_len: encoder_len.into_iter().max().unwrap_or(0),
             conditions: conditions.len(),
-            cfg: request.cfg_scale > 1.0,
+            cfg: guidance.uses_null(),
         })?;
         let mut latents = {
             let dit = self.components.dit()?;
@@ -152,8 +156,8 @@ impl Generator {
                     Ok(Phase { from_step: c.from_step, condition: DitCondition::new(&dit, &c.context, &c.prompt)? })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let plan = DenoisePlan { schedule, phases, cfg_scale: request.cfg_scale, keep_outside, injection };
-            denoise(&dit, start, &plan, progress)?
+            let mut plan = DenoisePlan { schedule, phases, guidance, keep_outside, injection };
+            denoise(&dit, start, &mut plan, progress)?
         };
         if let Some((clean, weights)) = &final_blend {
             latents = mix_frames(clean, &latents, weights)?;
@@ -181,16 +185,15 @@ impl Generator {
         initial_noise(request.noise.as_ref(), request.seed, frames, self.latent_channels(), ckpt.dtype(), ckpt.device())
     }
 
-    /// The schedule for `request` starting at `strength` (1 = from pure noise). Studio mode uses the official
-    /// turbo table for 8 steps on a turbo checkpoint (entering it at the nearest value to `strength`).
+    /// The schedule for `request` starting at `strength` (1 = from pure noise): in studio mode of the checkpoint's
+    /// kind (the official turbo table for 8 steps on a turbo variant, entered at the nearest value to `strength`;
+    /// model/variant.rs), in reference mode DiffSynth's formula.
     fn schedule(&self, request: &GenerationRequest, strength: f64) -> Result<Schedule> {
-        let turbo = self.components.checkpoint().acestep.is_turbo;
-        match request.mode {
-            Mode::Studio if turbo && request.steps == 8 => {
-                Ok(Schedule::turbo(request.shift).start_at_cover_noise(1.0 - strength))
-            }
-            _ => Schedule::diffsynth(request.steps, strength, request.shift),
-        }
+        let kind = match request.mode {
+            Mode::Studio => self.components.checkpoint().schedule_kind(),
+            Mode::Reference => ScheduleKind::Formula,
+        };
+        kind.schedule(request.steps, strength, request.shift)
     }
 
     /// The encoded prompts of `instructions` for `request` (with null conditions when CFG is on).
@@ -210,7 +213,7 @@ impl Generator {
                 language: &request.language,
             })
             .collect();
-        encode_prompts(&mut self.components, &parts, request.cfg_scale > 1.0)
+        encode_prompts(&mut self.components, &parts, guidance(request).uses_null())
     }
 
     /// The one encoded prompt of `instruction`.
@@ -496,7 +499,20 @@ fn check_request(request: &GenerationRequest) -> Result<()> {
     if !(request.cfg_scale.is_finite() && request.cfg_scale >= 0.0) {
         return Err(EngineError::invalid(format!("cfg scale {} must be a non-negative number", request.cfg_scale)));
     }
+    let CfgInterval { start, end } = request.cfg_interval;
+    if !(start.is_finite() && end.is_finite() && (0.0..=1.0).contains(&start) && (0.0..=1.0).contains(&end))
+        || start > end
+    {
+        return Err(EngineError::invalid(format!(
+            "cfg interval {start}..{end} must lie within 0..1 with start ≤ end (1 = the noisy start of the schedule)"
+        )));
+    }
     Ok(())
+}
+
+/// The guidance `request` asks for (pipeline/guidance.rs).
+fn guidance(request: &GenerationRequest) -> Guidance {
+    Guidance::new(request.mode, request.cfg_scale, request.cfg_interval)
 }
 
 /// Refuses lengths beyond [`MAX_DURATION_S`] before anything is allocated for them.

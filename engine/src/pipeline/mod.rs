@@ -5,6 +5,7 @@ mod components;
 mod conditioning;
 mod denoise;
 mod generator;
+pub mod guidance;
 pub mod masks;
 mod noise;
 mod output;

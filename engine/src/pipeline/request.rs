@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audio::Audio;
 use crate::error::{EngineError, Result};
+pub use super::guidance::CfgInterval;
 pub use crate::model::prompt::Metas;
 
 /// The most diffusion steps a request may ask for: the DiT is fed `t = 1000·σ` (model/scheduler.rs), so a
@@ -83,8 +84,12 @@ pub struct GenerationRequest {
     pub steps: usize,
     /// Schedule shift.
     pub shift: f64,
-    /// Classifier-free guidance scale (1 = off; turbo is distilled).
+    /// Guidance scale (1 = off; turbo is distilled): plain CFG in reference mode, APG in studio mode
+    /// (pipeline/guidance.rs).
     pub cfg_scale: f64,
+    /// The sampler times where studio-mode APG guides (the whole schedule by default).
+    #[serde(default)]
+    pub cfg_interval: CfgInterval,
     /// Initial noise `[1, T, 64]` to use instead of the seeded RNG (parity tests).
     #[serde(skip)]
     pub noise: Option<Tensor>,
@@ -165,6 +170,7 @@ mod tests {
             steps,
             shift: 3.0,
             cfg_scale: 1.0,
+            cfg_interval: CfgInterval::ALL,
             noise: None,
         }
     }

@@ -13,6 +13,8 @@ pub fn run(inputs: &Inputs) -> Result<Option<Produced>, String> {
         "scheduler" | "silence_tiling" | "repaint_masks" => crate::schedule::run(inputs).map(Some),
         "vae_encode" | "vae_decode" => crate::vae::run(inputs).map(Some),
         "pipeline" => crate::pipeline::run(inputs).map(Some),
+        "lora" => crate::lora::run(inputs).map(Some),
+        "apg_guidance" => crate::guidance::run(inputs).map(Some),
         _ => Ok(None),
     }
 }

@@ -5,8 +5,10 @@
 //! Prints `PARITY <case> <kind> max_abs=<..> worst_ratio=<..> PASS|FAIL|SKIP` per case; fails if any fails.
 
 mod dit;
+mod guidance;
 mod harness;
 mod kinds;
+mod lora;
 mod pipeline;
 mod schedule;
 mod text;

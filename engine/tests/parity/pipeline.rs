@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use retake_engine::audio::{Audio, MODEL_SAMPLE_RATE};
-use retake_engine::pipeline::request::{GenerationRequest, Metas, Mode, Task};
+use retake_engine::pipeline::request::{CfgInterval, GenerationRequest, Metas, Mode, Task};
 use retake_engine::pipeline::Generator;
 use serde_json::Value;
 
@@ -58,6 +58,7 @@ fn request(inputs: &Inputs) -> Result<GenerationRequest, String> {
         steps: num("num_inference_steps")? as usize,
         shift: num("shift")?,
         cfg_scale: inputs.arg("cfg_scale").as_f64().unwrap_or(1.0),
+        cfg_interval: CfgInterval::ALL,
         noise: Some(inputs.tensor("in.noise")?),
     })
 }
