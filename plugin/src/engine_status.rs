@@ -5,16 +5,17 @@ use retake_engine::model_source::ModelSource;
 use retake_engine::residency::human_bytes;
 use retake_engine::runtime::{EngineConfig, EngineStats};
 
-/// `engine: <state> · <device> · model <where> · budget <size> · resident <now> (peak <most>)`; the resident
-/// part only once a job has run.
+/// `engine: <state> · <device> · <variant> from <where> · budget <size> · resident <now> (peak <most>)`; the
+/// resident part only once a job has run.
 pub fn status_line(state: &str, config: &EngineConfig, stats: Option<&EngineStats>) -> String {
     let device = config.device;
-    let model = match &config.model {
+    let variant = config.model.variant;
+    let source = match &config.model.source {
         ModelSource::Dir(root) => root.display().to_string(),
         ModelSource::HuggingFace { repo, revision } => format!("{repo}@{revision} (Hugging Face cache)"),
     };
     let budget = config.vram_budget.map_or_else(|| "no limit".to_string(), human_bytes);
-    let mut line = format!("engine: {state} · {device} · model {model} · budget {budget}");
+    let mut line = format!("engine: {state} · {device} · {variant} from {source} · budget {budget}");
     if let Some(residency) = stats.map(|stats| stats.residency).filter(|residency| residency.peak_bytes > 0) {
         line += &format!(
             " · resident {} (peak {} with activations)",
@@ -31,6 +32,8 @@ mod tests {
 
     use retake_engine::residency::ResidencyStats;
 
+    use retake_engine::model::variant::Variant;
+    use retake_engine::model_source::ModelSpec;
     use retake_engine::runtime::DeviceChoice;
 
     use super::*;
@@ -38,25 +41,28 @@ mod tests {
     #[test]
     fn the_line_names_state_device_model_and_budget_and_residency_once_known() {
         let config = EngineConfig {
-            model: ModelSource::Dir(PathBuf::from("/models/ace")),
+            model: ModelSpec { variant: Variant::XlSft, ..ModelSource::Dir(PathBuf::from("/models/ace")).into() },
             device: DeviceChoice::Cuda(1),
             vram_budget: Some(6 << 30),
             ..EngineConfig::default()
         };
-        assert_eq!(status_line("ready", &config, None), "engine: ready · cuda:1 · model /models/ace · budget 6.00 GiB");
+        assert_eq!(
+            status_line("ready", &config, None),
+            "engine: ready · cuda:1 · xl-sft from /models/ace · budget 6.00 GiB"
+        );
         let stats = EngineStats {
             residency: ResidencyStats { resident_bytes: 3 << 30, peak_bytes: 5 << 30, ..ResidencyStats::default() },
             ..EngineStats::default()
         };
         assert_eq!(
             status_line("ready", &config, Some(&stats)),
-            "engine: ready · cuda:1 · model /models/ace · budget 6.00 GiB · resident 3.00 GiB (peak 5.00 GiB with \
-             activations)"
+            "engine: ready · cuda:1 · xl-sft from /models/ace · budget 6.00 GiB · resident 3.00 GiB (peak 5.00 GiB \
+             with activations)"
         );
         let default = EngineConfig::default();
         assert_eq!(
             status_line("running", &default, None),
-            "engine: running · cpu · model ACE-Step/Ace-Step1.5@main (Hugging Face cache) · budget no limit"
+            "engine: running · cpu · turbo from ACE-Step/Ace-Step1.5@main (Hugging Face cache) · budget no limit"
         );
     }
 }

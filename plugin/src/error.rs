@@ -143,6 +143,9 @@ pub enum PluginError {
     /// The VRAM budget setting is not a size.
     #[error("VRAM budget: {0}")]
     VramBudget(String),
+    /// The variant setting names no ACE-Step 1.5 checkpoint.
+    #[error("checkpoint variant: {0}")]
+    Variant(String),
 }
 
 impl From<TakeProblem> for PluginError {

@@ -1,19 +1,21 @@
-//! Engine settings: the model folder, the device and the VRAM budget, each from its environment
-//! variable (`RETAKE_MODEL_DIR`, `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET`), else from the settings file
+//! Engine settings: the model folder, the device, the VRAM budget and the checkpoint variant, each from its
+//! environment variable (`RETAKE_MODEL_DIR`, `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET`, `RETAKE_VARIANT`), else from the
+//! settings file
 //! `$XDG_CONFIG_HOME/retake/settings.json` that the editor writes, else the default.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use retake_engine::model_source::ModelSource;
+use retake_engine::model::variant::Variant;
+use retake_engine::model_source::{ModelSource, ModelSpec};
 use retake_engine::runtime::{parse_size, DeviceChoice, EngineConfig};
 use retake_engine::EngineError;
 
 use crate::error::{PluginError, Result};
 
 /// The environment variables, in the order of [`EngineSettings`]' fields.
-pub const ENV_VARS: [&str; 3] = ["RETAKE_MODEL_DIR", "RETAKE_DEVICE", "RETAKE_VRAM_BUDGET"];
+pub const ENV_VARS: [&str; 4] = ["RETAKE_MODEL_DIR", "RETAKE_DEVICE", "RETAKE_VRAM_BUDGET", "RETAKE_VARIANT"];
 
 /// The settings as written: an empty field means "not set here".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,18 +28,25 @@ pub struct EngineSettings {
     pub device: String,
     /// Most device memory for model weights, e.g. `6GiB`; unset: no limit.
     pub vram_budget: String,
+    /// The checkpoint variant (`turbo`, `base`, `xl-sft`, …; README.md, "Checkpoint variants"); unset: turbo.
+    pub variant: String,
 }
 
 impl EngineSettings {
     /// The settings the environment variables hold (`var` reads one; empty values count as unset).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
-        let [model_dir, device, vram_budget] = ENV_VARS.map(|name| var(name).unwrap_or_default());
-        Self { model_dir, device, vram_budget }
+        let [model_dir, device, vram_budget, variant] = ENV_VARS.map(|name| var(name).unwrap_or_default());
+        Self { model_dir, device, vram_budget, variant }
     }
 
-    /// The three fields with their environment variable names.
-    pub fn fields(&self) -> [(&'static str, &str); 3] {
-        [(ENV_VARS[0], &self.model_dir), (ENV_VARS[1], &self.device), (ENV_VARS[2], &self.vram_budget)]
+    /// The four fields with their environment variable names.
+    pub fn fields(&self) -> [(&'static str, &str); 4] {
+        [
+            (ENV_VARS[0], &self.model_dir),
+            (ENV_VARS[1], &self.device),
+            (ENV_VARS[2], &self.vram_budget),
+            (ENV_VARS[3], &self.variant),
+        ]
     }
 
     /// These settings, with every field that `over` sets replaced by `over`'s.
@@ -47,6 +56,7 @@ impl EngineSettings {
             model_dir: pick(&over.model_dir, &self.model_dir),
             device: pick(&over.device, &self.device),
             vram_budget: pick(&over.vram_budget, &self.vram_budget),
+            variant: pick(&over.variant, &self.variant),
         }
     }
 
@@ -67,12 +77,17 @@ impl EngineSettings {
         retake_engine::audio::write_bytes(path, (text + "\n").as_bytes())
     }
 
-    /// The engine configuration these settings describe; refuses a device or budget it cannot read.
+    /// The engine configuration these settings describe; refuses a device, budget or variant it cannot read.
     pub fn engine_config(&self) -> Result<EngineConfig> {
-        let model = match self.model_dir.trim() {
+        let source = match self.model_dir.trim() {
             "" => ModelSource::default(),
             dir => ModelSource::Dir(PathBuf::from(dir)),
         };
+        let variant = match self.variant.trim() {
+            "" => Variant::default(),
+            name => name.parse().map_err(PluginError::Variant)?,
+        };
+        let model = ModelSpec { source, variant, dit_dir: None };
         let device = match self.device.trim() {
             "" if cfg!(feature = "cuda") => DeviceChoice::Cuda(0),
             "" => DeviceChoice::Cpu,
@@ -115,7 +130,12 @@ mod tests {
     use super::*;
 
     fn settings(model_dir: &str, device: &str, vram_budget: &str) -> EngineSettings {
-        EngineSettings { model_dir: model_dir.into(), device: device.into(), vram_budget: vram_budget.into() }
+        EngineSettings {
+            model_dir: model_dir.into(),
+            device: device.into(),
+            vram_budget: vram_budget.into(),
+            variant: String::new(),
+        }
     }
 
     #[test]
@@ -130,7 +150,7 @@ mod tests {
     #[test]
     fn settings_become_the_engine_configuration() {
         let config = settings("/models/ace", "cuda:2", "3GiB").engine_config().unwrap();
-        assert_eq!(config.model, ModelSource::Dir(PathBuf::from("/models/ace")));
+        assert_eq!(config.model, ModelSource::Dir(PathBuf::from("/models/ace")).into());
         assert_eq!((config.device, config.vram_budget), (DeviceChoice::Cuda(2), Some(3 << 30)));
     }
 
@@ -138,7 +158,25 @@ mod tests {
     fn unset_settings_mean_the_hugging_face_cache_the_build_device_and_no_budget() {
         let config = EngineSettings::default().engine_config().unwrap();
         let device = if cfg!(feature = "cuda") { DeviceChoice::Cuda(0) } else { DeviceChoice::Cpu };
-        assert_eq!((config.model, config.device, config.vram_budget), (ModelSource::default(), device, None));
+        assert_eq!(config.model.variant, Variant::Turbo);
+        assert_eq!((config.model, config.device, config.vram_budget), (ModelSpec::default(), device, None));
+    }
+
+    #[test]
+    fn the_variant_comes_from_the_file_or_the_environment_and_a_wrong_one_lists_the_nine() {
+        let file = EngineSettings { variant: "xl-sft".into(), ..settings("/models/ace", "", "") };
+        assert_eq!(file.engine_config().unwrap().model.variant, Variant::XlSft);
+        let env = EngineSettings::from_env(|name| (name == "RETAKE_VARIANT").then(|| "base".to_string()));
+        let both = file.overridden_by(&env);
+        assert_eq!((both.variant.as_str(), both.model_dir.as_str()), ("base", "/models/ace"));
+        assert_eq!(both.engine_config().unwrap().model.variant, Variant::Base);
+        let wrong = EngineSettings { variant: "xl".into(), ..EngineSettings::default() };
+        let err = wrong.engine_config().unwrap_err().to_string();
+        assert!(
+            err.starts_with("checkpoint variant: `xl` is not an ACE-Step 1.5 variant; pick one of turbo,"),
+            "{err}"
+        );
+        assert!(err.ends_with("xl-sft, xl-turbo"), "{err}");
     }
 
     #[test]

@@ -499,7 +499,7 @@ mod tests {
     fn harness(name: &str) -> Harness {
         let root = std::env::temp_dir().join(format!("retake-worker-test-{name}-{}", std::process::id()));
         let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
-        let config = EngineConfig { model: ModelSource::Dir(fixture), ..EngineConfig::default() };
+        let config = EngineConfig { model: ModelSource::Dir(fixture).into(), ..EngineConfig::default() };
         let shared = Arc::new(Shared::default());
         let (commands, receiver) = unbounded();
         let (sender, mut player) = take_channel();

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use retake_engine::model::variant::Variant;
 use retake_engine::pipeline::request::{Mode, MAX_DURATION_S, MAX_SPLICE_CROSSFADE_MS, MAX_STEPS};
 use retake_engine::runtime::{parse_size, DeviceChoice};
 
@@ -136,10 +137,19 @@ pub struct CommonArgs {
     /// Time signature numerator, e.g. 4 or 3.
     #[arg(long = "timesig", value_name = "N")]
     pub time_signature: Option<String>,
-    /// Model folder in the ACE-Step/Ace-Step1.5 layout [default: the Hugging Face cache, downloading what is
-    /// missing].
+    /// Model folder in the ACE-Step/Ace-Step1.5 layout, or the official repo's checkpoints/ folder (or the folder
+    /// holding it), with the variant's DiT in <DIR>/<folder> or <DIR>/checkpoints/<folder> [default: the Hugging
+    /// Face cache, downloading what is missing].
     #[arg(long, value_name = "DIR", env = "RETAKE_MODEL_DIR")]
     pub model: Option<PathBuf>,
+    /// Checkpoint variant: turbo, turbo-shift1, turbo-shift3, turbo-continuous, base, sft, xl-base, xl-sft or
+    /// xl-turbo (README.md, "Checkpoint variants"); sets the defaults of --steps, --shift and --cfg.
+    #[arg(long, value_name = "NAME", env = "RETAKE_VARIANT", default_value = "turbo")]
+    pub variant: Variant,
+    /// The variant's DiT folder (config.json and model.safetensors or model.safetensors.index.json with its
+    /// shards), instead of the one under --model or in the Hugging Face cache.
+    #[arg(long, value_name = "DIR")]
+    pub dit_dir: Option<PathBuf>,
     /// Compute device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
@@ -149,12 +159,16 @@ pub struct CommonArgs {
     /// Noise seed, 0..2^64 [default: random, printed in the summary].
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
-    /// Diffusion steps (1..1000).
-    #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_STEPS as i64))]
-    pub steps: u32,
-    /// Schedule shift (above 0).
-    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true, value_parser = number(0.0, Low::Excluded, f64::INFINITY))]
-    pub shift: f64,
+    /// Diffusion steps, 1..1000 [default: the variant's, 8 for turbo variants, 50 for base and sft].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_STEPS as i64))]
+    pub steps: Option<u32>,
+    /// Schedule shift, above 0 [default: the variant's, 3 (1 for turbo-shift1)].
+    #[arg(long, allow_negative_numbers = true, value_parser = number(0.0, Low::Excluded, f64::INFINITY))]
+    pub shift: Option<f64>,
+    /// Guidance scale, above 0 (1 = off) [default: the variant's, 1 for turbo variants, which refuse more, 4 for
+    /// base and sft].
+    #[arg(long, value_name = "G", allow_negative_numbers = true, value_parser = number(0.0, Low::Excluded, f64::INFINITY))]
+    pub cfg: Option<f64>,
     /// Pipeline glue: studio (official ACE-Step behaviour) or reference (DiffSynth 2.1.12 semantics).
     #[arg(long, default_value = "studio", value_parser = mode_parser())]
     pub mode: Mode,
@@ -268,7 +282,8 @@ mod tests {
             (12.0, 16.5, 1.0, 100.0, false)
         );
         let common = task(&cli).unwrap().common();
-        assert_eq!((common.steps, common.shift, common.mode, common.device), (8, 3.0, Mode::Studio, DeviceChoice::Cpu));
+        assert_eq!((common.steps, common.shift, common.cfg), (None, None, None), "the variant's defaults apply");
+        assert_eq!((common.variant, common.mode, common.device), (Variant::Turbo, Mode::Studio, DeviceChoice::Cpu));
         assert_eq!((common.seed, common.vram_budget, common.language.as_str()), (None, None, "unknown"));
     }
 
@@ -303,6 +318,28 @@ mod tests {
         let Some(Command::Repaint(args)) = task(&cli) else { panic!("{cli:?}") };
         assert_eq!(args.start, -2.0);
         assert_eq!("CUDA".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(0)));
+    }
+
+    #[test]
+    fn variant_dit_dir_and_guidance_parse_and_a_wrong_variant_lists_the_nine() {
+        let t2m = ["text2music", "--output", "o.wav", "--duration", "5", "--prompt", "p"];
+        let cli = parse(&[&t2m[..], &["--variant", "xl-base", "--dit-dir", "/m/xl", "--cfg", "7.5"]].concat()).unwrap();
+        let common = task(&cli).unwrap().common();
+        assert_eq!(
+            (common.variant, common.dit_dir.as_deref(), common.cfg),
+            (Variant::XlBase, Some(Path::new("/m/xl")), Some(7.5))
+        );
+        let err = parse(&[&t2m[..], &["--variant", "large"]].concat()).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(
+            err.to_string().contains(
+                "pick one of turbo, turbo-shift1, turbo-shift3, turbo-continuous, base, sft, xl-base, xl-sft, xl-turbo"
+            ),
+            "{err}"
+        );
+        for value in ["0", "-1", "inf", "NaN"] {
+            value_error("--cfg", value);
+        }
     }
 
     #[test]
@@ -381,6 +418,6 @@ mod tests {
             parse(&[&REPAINT[..], &["--crossfade-ms", "500", "--strength", "0.01", "--steps", "1000"]].concat())
                 .unwrap();
         let Some(Command::Repaint(args)) = task(&edges) else { panic!("{edges:?}") };
-        assert_eq!((args.crossfade_ms, args.strength, args.common.steps), (500.0, 0.01, 1000));
+        assert_eq!((args.crossfade_ms, args.strength, args.common.steps), (500.0, 0.01, Some(1000)));
     }
 }

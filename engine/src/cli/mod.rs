@@ -77,5 +77,6 @@ fn run(command: &Command, view: &ProgressView) -> Result<serde_json::Value, CliE
         None => finished.take.audio.clone(),
     };
     write_wav(command.output(), &audio, WavFormat::Int24)?;
-    Ok(summary::summary(command, source.as_ref(), &audio, seed, started.elapsed(), &finished.warnings))
+    let take = &finished.take.request;
+    Ok(summary::summary(command, source.as_ref(), &audio, take, started.elapsed(), &finished.warnings))
 }

@@ -3,18 +3,19 @@
 use std::time::Duration;
 
 use retake_engine::audio::Audio;
-use retake_engine::pipeline::request::Mode;
+use retake_engine::pipeline::request::{GenerationRequest, Mode};
 use serde_json::{json, Value};
 
 use super::args::Command;
 use super::clip::SourceClip;
 
-/// What was done, where from and to, how long it took and with which settings.
+/// What was done, where from and to, how long it took and with which settings (those of `request`, the job as it
+/// ran: the variant's defaults filled in).
 pub fn summary(
     command: &Command,
     source: Option<&SourceClip>,
     output: &Audio,
-    seed: u64,
+    request: &GenerationRequest,
     took: Duration,
     warnings: &[String],
 ) -> Value {
@@ -25,9 +26,11 @@ pub fn summary(
         "seconds": (took.as_secs_f64() * 1000.0).round() / 1000.0,
         "device": common.device.to_string(),
         "mode": match common.mode { Mode::Studio => "studio", Mode::Reference => "reference" },
-        "seed": seed,
-        "steps": common.steps,
-        "shift": common.shift,
+        "variant": common.variant.name(),
+        "seed": request.seed,
+        "steps": request.steps,
+        "shift": request.shift,
+        "cfg": request.cfg_scale,
         "sample_rate": output.sample_rate,
         "duration_s": output.duration_s(),
         "warnings": warnings,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 
 use super::config::{read_json, AceStepConfig, Qwen3Config, VaeConfig};
+use super::variant::{ScheduleKind, Variant};
 use super::weights::Weights;
 use crate::error::{EngineError, Result};
 
@@ -140,6 +141,8 @@ pub struct Checkpoint {
     pub vae: VaeConfig,
     /// Text encoder config.
     pub qwen3: Qwen3Config,
+    /// The variant this checkpoint was opened as, when the caller said (model/variant.rs).
+    variant: Option<Variant>,
     dtype: DType,
     device: Device,
 }
@@ -175,7 +178,15 @@ impl Checkpoint {
         vae.validate(&main(VAE_DIR))?;
         let qwen3: Qwen3Config = read_json(&main(TEXT_DIR))?;
         qwen3.validate(&main(TEXT_DIR))?;
-        Ok(Self { origin: Origin::Dir(dirs.clone()), acestep, vae, qwen3, dtype, device: device.clone() })
+        Ok(Self {
+            origin: Origin::Dir(dirs.clone()),
+            acestep,
+            vae,
+            qwen3,
+            variant: None,
+            dtype,
+            device: device.clone(),
+        })
     }
 
     /// A checkpoint with the given geometry and seeded random weights (benchmarks, geometry tests).
@@ -187,7 +198,7 @@ impl Checkpoint {
         dtype: DType,
         device: &Device,
     ) -> Self {
-        Self { origin: Origin::Random(seed), acestep, vae, qwen3, dtype, device: device.clone() }
+        Self { origin: Origin::Random(seed), acestep, vae, qwen3, variant: None, dtype, device: device.clone() }
     }
 
     /// The real ACE-Step 1.5 turbo geometry (its DiT and VAE, Qwen3-Embedding-0.6B) with seeded random weights.
@@ -202,9 +213,52 @@ impl Checkpoint {
         )
     }
 
-    /// This checkpoint's geometry, dtype and device with seeded random weights instead of its files.
+    /// This checkpoint's geometry, variant, dtype and device with seeded random weights instead of its files.
     pub fn with_random_weights(&self, seed: u64) -> Self {
-        Self::random(self.acestep.clone(), self.vae.clone(), self.qwen3.clone(), seed, self.dtype, &self.device)
+        let random =
+            Self::random(self.acestep.clone(), self.vae.clone(), self.qwen3.clone(), seed, self.dtype, &self.device);
+        Self { variant: self.variant, ..random }
+    }
+
+    /// This checkpoint as `variant`: studio mode samples on the variant's schedule kind, and guidance is refused
+    /// when the variant or the DiT's config is guidance-distilled (see [`Checkpoint::check_guidance`]).
+    pub fn with_variant(self, variant: Variant) -> Self {
+        Self { variant: Some(variant), ..self }
+    }
+
+    /// The variant this checkpoint was opened as (`None` when the caller did not say).
+    pub fn variant(&self) -> Option<Variant> {
+        self.variant
+    }
+
+    /// How studio mode lays out the noise levels: the variant's kind, else the turbo table for a turbo config.
+    pub fn schedule_kind(&self) -> ScheduleKind {
+        match self.variant {
+            Some(variant) => variant.defaults().schedule,
+            None if self.acestep.is_turbo => ScheduleKind::TurboTable,
+            None => ScheduleKind::Formula,
+        }
+    }
+
+    /// Refuses guidance (`cfg_scale` above 1) on a checkpoint opened as a variant when the variant is a turbo one
+    /// or its DiT's config says `is_turbo`: those are guidance-distilled and run at cfg 1. A checkpoint opened
+    /// without a variant is not checked (library callers choose for themselves).
+    pub fn check_guidance(&self, cfg_scale: f64) -> Result<()> {
+        let Some(variant) = self.variant.filter(|_| cfg_scale > 1.0) else { return Ok(()) };
+        let distilled = if variant.is_turbo() {
+            format!("the {variant} variant is guidance-distilled")
+        } else if self.acestep.is_turbo {
+            let config = self.dirs().map(|dirs| dirs.dit.join(DIT_CONFIG).display().to_string()).unwrap_or_default();
+            format!("the DiT loaded as {variant} is guidance-distilled (`{config}` says is_turbo)")
+        } else {
+            return Ok(());
+        };
+        let guided: Vec<&str> = Variant::ALL.into_iter().filter(|v| !v.is_turbo()).map(Variant::name).collect();
+        Err(EngineError::invalid(format!(
+            "a guidance scale (cfg) of {cfg_scale} needs a guided model, but {distilled} and runs without guidance; \
+             set cfg to 1, or load a guided variant ({})",
+            guided.join(", ")
+        )))
     }
 
     /// The main model folder, if this checkpoint lives on disk.

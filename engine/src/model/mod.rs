@@ -14,5 +14,6 @@ pub mod resident;
 pub mod scheduler;
 pub mod silence;
 pub mod text_encoder;
+pub mod variant;
 pub mod vae;
 pub mod weights;

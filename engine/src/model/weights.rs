@@ -171,36 +171,47 @@ impl Weights {
 /// The shard files a `model.safetensors.index.json` names in its `weight_map` (each once),
 /// resolved beside the index; every one must exist.
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
+    let folder = index.parent().unwrap_or(Path::new("."));
+    let mut shards = Vec::new();
+    for name in shard_names(index)? {
+        let shard = folder.join(name);
+        if !shard.is_file() {
+            return Err(EngineError::MissingFile {
+                path: shard,
+                hint: format!("the shard index names it; download every shard listed in `{}`", index.display()),
+            });
+        }
+        shards.push(shard);
+    }
+    Ok(shards)
+}
+
+/// The shard file names a `model.safetensors.index.json` names in its `weight_map`, each once in order of first
+/// mention; each must be a plain file name (the shards lie beside the index) and there must be at least one.
+pub(crate) fn shard_names(index: &Path) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]
     struct Index {
         weight_map: std::collections::BTreeMap<String, String>,
     }
     let corrupt = |message: String| EngineError::CorruptWeights { path: index.to_path_buf(), message };
-    let text = std::fs::read_to_string(index).map_err(|source| EngineError::Io { path: index.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(index).map_err(|source| EngineError::Io { path: index.to_path_buf(), source })?;
     let parsed: Index =
         serde_json::from_str(&text).map_err(|e| corrupt(format!("not a safetensors shard index: {e}")))?;
-    let folder = index.parent().unwrap_or(Path::new("."));
-    let mut shards: Vec<PathBuf> = Vec::new();
-    for file in parsed.weight_map.values() {
-        let name = Path::new(file);
+    let mut names: Vec<String> = Vec::new();
+    for file in parsed.weight_map.into_values() {
+        let name = Path::new(&file);
         if name.components().count() != 1 || name.is_absolute() {
             return Err(corrupt(format!("shard `{file}` is not a file name beside the index")));
         }
-        let shard = folder.join(name);
-        if !shards.contains(&shard) {
-            if !shard.is_file() {
-                return Err(EngineError::MissingFile {
-                    path: shard,
-                    hint: format!("the shard index names it; download every shard listed in `{}`", index.display()),
-                });
-            }
-            shards.push(shard);
+        if !names.contains(&file) {
+            names.push(file);
         }
     }
-    if shards.is_empty() {
+    if names.is_empty() {
         return Err(corrupt("the shard index's weight_map is empty".into()));
     }
-    Ok(shards)
+    Ok(names)
 }
 
 /// SplitMix64: a tiny, fast, well-mixed generator for deterministic random weights and seeds.

@@ -24,9 +24,9 @@ use crate::model::audio_tokenizer::parse_audio_codes;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::prompt::{Instruction, PromptTokenizer};
 use crate::model::scheduler::{add_noise, Schedule};
-use crate::model::variant::ScheduleKind;
 use crate::model::silence::SilenceLatent;
 use crate::model::vae::Tiling;
+use crate::model::variant::ScheduleKind;
 use crate::residency::{ResidencyStats, Stage, Unit};
 
 /// Frames of the official boundary crossfade after a repaint (0.4 s).

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use super::events::{Event, JobId, Take};
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
-use crate::model_source::ModelSource;
+use crate::model_source::ModelSpec;
 use crate::pipeline::request::{GenerationRequest, Progress};
 use crate::pipeline::Generator;
 use crate::residency::{check_model_budget, ResidencyStats};
@@ -52,8 +52,8 @@ impl DeviceChoice {
 /// How to start the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Where the model files come from.
-    pub model: ModelSource,
+    /// Which checkpoint variant runs and where its files come from.
+    pub model: ModelSpec,
     /// Compute device.
     pub device: DeviceChoice,
     /// Most bytes of model weights kept resident at once (`None` = everything may stay loaded).
@@ -64,7 +64,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { model: ModelSource::default(), device: DeviceChoice::Cpu, vram_budget: None, queue_capacity: 32 }
+        Self { model: ModelSpec::default(), device: DeviceChoice::Cpu, vram_budget: None, queue_capacity: 32 }
     }
 }
 
@@ -328,11 +328,11 @@ impl Worker {
     fn load_generator(&self) -> Result<Generator> {
         let (device, dtype) = self.open_device();
         let events = self.events.clone();
-        let root = self.config.model.resolve(&mut |p| {
+        let dirs = self.config.model.resolve(&mut |p| {
             let _ =
                 events.send(Event::Loading { component: p.file, bytes_done: p.bytes_done, bytes_total: p.bytes_total });
         })?;
-        let checkpoint = Checkpoint::open(&root, dtype, &device)?;
+        let checkpoint = Checkpoint::open_dirs(&dirs, dtype, &device)?.with_variant(self.config.model.variant);
         let generator = Generator::new(checkpoint, self.config.vram_budget);
         if let Err(e @ EngineError::BudgetTooSmall(_)) = &generator {
             // The budget is fixed for this engine: every later submit is refused at once with the same message.
@@ -400,8 +400,8 @@ impl StepClock {
 /// that cannot be read, is checked by the first job instead.
 fn budget_refusal_from_headers(config: &EngineConfig) -> Option<String> {
     let budget = config.vram_budget?;
-    let root = config.model.local_root()?;
-    let checkpoint = Checkpoint::open(&root, config.device.dtype(), &Device::Cpu).ok()?;
+    let dirs = config.model.local_dirs()?;
+    let checkpoint = Checkpoint::open_dirs(&dirs, config.device.dtype(), &Device::Cpu).ok()?;
     check_model_budget(&checkpoint, budget).err().map(|refusal| refusal.to_string())
 }
 
