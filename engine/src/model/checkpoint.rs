@@ -2,11 +2,13 @@
 //! front, weights memory-mapped lazily per component so a caller can keep only one component resident.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{DType, Device};
 
 use super::config::{read_json, AceStepConfig, Qwen3Config, VaeConfig};
 use super::variant::{ScheduleKind, Variant};
+use super::lora::{Adapters, LoraSpec};
 use super::weights::Weights;
 use crate::error::{EngineError, Result};
 
@@ -89,7 +91,8 @@ impl ModelDirs {
 
     /// Every required file that is absent, as a full path (see [`missing_files`] for what counts as absent).
     fn missing(&self) -> Result<Vec<PathBuf>> {
-        let mut missing: Vec<PathBuf> = missing_files(&self.main, MAIN_FILES)?.iter().map(|f| self.main.join(f)).collect();
+        let mut missing: Vec<PathBuf> =
+            missing_files(&self.main, MAIN_FILES)?.iter().map(|f| self.main.join(f)).collect();
         let weights = if self.dit.join(DIT_INDEX).is_file() { DIT_INDEX } else { DIT_WEIGHTS };
         missing.extend(missing_files(&self.dit, &[DIT_CONFIG, weights])?.iter().map(|f| self.dit.join(f)));
         Ok(missing)
@@ -143,6 +146,8 @@ pub struct Checkpoint {
     pub qwen3: Qwen3Config,
     /// The variant this checkpoint was opened as, when the caller said (model/variant.rs).
     variant: Option<Variant>,
+    /// LoRA adapters merged into the DiT weights as they load (model/lora.rs).
+    adapters: Option<Arc<Adapters>>,
     dtype: DType,
     device: Device,
 }
@@ -184,6 +189,7 @@ impl Checkpoint {
             vae,
             qwen3,
             variant: None,
+            adapters: None,
             dtype,
             device: device.clone(),
         })
@@ -198,7 +204,16 @@ impl Checkpoint {
         dtype: DType,
         device: &Device,
     ) -> Self {
-        Self { origin: Origin::Random(seed), acestep, vae, qwen3, variant: None, dtype, device: device.clone() }
+        Self {
+            origin: Origin::Random(seed),
+            acestep,
+            vae,
+            qwen3,
+            variant: None,
+            adapters: None,
+            dtype,
+            device: device.clone(),
+        }
     }
 
     /// The real ACE-Step 1.5 turbo geometry (its DiT and VAE, Qwen3-Embedding-0.6B) with seeded random weights.
@@ -261,6 +276,28 @@ impl Checkpoint {
         )))
     }
 
+    /// This checkpoint with `loras` merged into its DiT weights whenever they load (in the order given; none
+    /// leaves it as it is). The adapters are opened and checked against the DiT's weight header now — an unknown
+    /// module, a shape of another model size, mismatched ranks, a non-float tensor or a file without LoRA tensors
+    /// is refused naming the first offending key and the file.
+    pub fn with_loras(mut self, loras: &[LoraSpec]) -> Result<Self> {
+        if loras.is_empty() {
+            self.adapters = None;
+            return Ok(self);
+        }
+        if self.dirs().is_none() {
+            return Err(EngineError::invalid("LoRA adapters need a model on disk, not random weights"));
+        }
+        let weights = self.weights(ModelDirs::dit_weights)?;
+        self.adapters = Some(Arc::new(Adapters::open(loras, &weights)?));
+        Ok(self)
+    }
+
+    /// The LoRA adapters merged into the DiT, in merge order.
+    pub fn loras(&self) -> &[LoraSpec] {
+        self.adapters.as_deref().map_or(&[], Adapters::specs)
+    }
+
     /// The main model folder, if this checkpoint lives on disk.
     pub fn root(&self) -> Option<&Path> {
         self.dirs().map(|dirs| dirs.main.as_path())
@@ -293,8 +330,13 @@ impl Checkpoint {
 
     /// The DiT folder's `model.safetensors` or its shards (keys `decoder.*`, `encoder.*`, `tokenizer.*`,
     /// `detokenizer.*`, `null_condition_emb`).
+    /// The LoRA adapters, if any, are merged into the `decoder.*` weights they change.
     pub fn acestep_weights(&self) -> Result<Weights> {
-        self.weights(ModelDirs::dit_weights)
+        let weights = self.weights(ModelDirs::dit_weights)?;
+        Ok(match &self.adapters {
+            Some(adapters) => weights.with_adapters(adapters.clone()),
+            None => weights,
+        })
     }
 
     /// `vae/diffusion_pytorch_model.safetensors`.

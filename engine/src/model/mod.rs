@@ -9,6 +9,7 @@ pub mod config;
 pub mod dit;
 pub mod layers;
 pub mod linear;
+pub mod lora;
 pub mod prompt;
 pub mod resident;
 pub mod scheduler;

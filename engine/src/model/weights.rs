@@ -7,6 +7,7 @@ use std::sync::Arc;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
+use super::lora::Adapters;
 use crate::error::{EngineError, Result};
 
 /// Where tensors come from.
@@ -24,6 +25,8 @@ enum Source {
 #[derive(Clone)]
 pub struct Weights {
     source: Arc<Source>,
+    /// LoRA adapters merged into the weights they change as those load.
+    adapters: Option<Arc<Adapters>>,
     prefix: String,
     dtype: DType,
     device: Device,
@@ -59,7 +62,14 @@ impl Weights {
     }
 
     fn from_source(source: Source, dtype: DType, device: &Device) -> Self {
-        Self { source: Arc::new(source), prefix: String::new(), dtype, device: device.clone() }
+        Self { source: Arc::new(source), adapters: None, prefix: String::new(), dtype, device: device.clone() }
+    }
+
+    /// The same source with `adapters` merged into every weight they change when it loads (in f32, before the
+    /// conversion to the compute dtype): every consumer, streamed DiT blocks included, gets merged weights of the
+    /// stored shapes, so byte accounting from the headers stays right.
+    pub fn with_adapters(&self, adapters: Arc<Adapters>) -> Self {
+        Self { adapters: Some(adapters), ..self.clone() }
     }
 
     /// A view one level further down the key hierarchy (`vb.pp("layers").pp(3)`).
@@ -105,6 +115,15 @@ impl Weights {
         }
     }
 
+    /// The stored shape of the tensor `name` under this prefix, from the file header (`None` when absent or for
+    /// random sources).
+    pub fn stored_shape(&self, name: &str) -> Option<Vec<usize>> {
+        match &*self.source {
+            Source::File { tensors, .. } => tensors.get(&self.key(name)).ok().map(|view| view.shape().to_vec()),
+            Source::Random { .. } => None,
+        }
+    }
+
     /// Loads `name`, checks its shape and converts it to the compute dtype and device.
     pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
         self.get_as(shape, name, self.dtype)
@@ -131,7 +150,11 @@ impl Weights {
             }
             Source::Random { seed } => random_tensor(*seed, &key, shape, &self.device)?,
         };
-        Ok(tensor.to_dtype(dtype)?)
+        let merged = match &self.adapters {
+            Some(adapters) => adapters.merge(&key, &tensor)?,
+            None => None,
+        };
+        Ok(merged.unwrap_or(tensor).to_dtype(dtype)?)
     }
 
     /// Bytes that the tensors under `prefix` (relative to this view) occupy once loaded in the compute

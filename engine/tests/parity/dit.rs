@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use retake_engine::model::checkpoint::Checkpoint;
 use retake_engine::model::condition::ConditionEncoder;
-use retake_engine::model::dit::{CrossCache, Dit};
+use retake_engine::model::dit::{CrossCache, Dit, DitContext};
 use retake_engine::model::silence::SilenceLatent;
 
 use crate::harness::{Inputs, Produced};
@@ -64,33 +64,58 @@ fn condition(inputs: &Inputs, checkpoint: &Checkpoint) -> Result<Produced, Strin
     Ok(produced)
 }
 
+/// The `in.*` tensors of a `dit_forward`-shaped case, prepared for one DiT.
+pub(crate) struct DitInputs {
+    latents: Tensor,
+    encoder_states: Tensor,
+    t: f32,
+    context: DitContext,
+}
+
+impl DitInputs {
+    /// Reads `in.hidden_states`, `in.encoder_hidden_states`, `in.timestep` and `in.context_latents` for `dit`.
+    pub(crate) fn read(inputs: &Inputs, dit: &Dit) -> Result<Self, String> {
+        let timestep: Vec<f32> = inputs.stored("in.timestep")?.to_vec1().map_err(text)?;
+        let &[t] = timestep.as_slice() else {
+            return Err(format!("in.timestep has {} values, expected 1", timestep.len()));
+        };
+        Ok(Self {
+            latents: inputs.tensor("in.hidden_states")?,
+            encoder_states: inputs.tensor("in.encoder_hidden_states")?,
+            t,
+            context: dit.shell().prepare_context(&inputs.tensor("in.context_latents")?).map_err(text)?,
+        })
+    }
+
+    /// The velocity `dit` gives for these inputs, through the public one-call path.
+    pub(crate) fn velocity(&self, dit: &Dit) -> Result<Tensor, String> {
+        let cond = dit.shell().timestep(self.t).map_err(text)?;
+        let cross = dit.cross_cache(&self.encoder_states).map_err(text)?;
+        dit.forward(&self.latents, &self.context, &cross, &cond).map_err(text)
+    }
+}
+
 fn dit_forward(inputs: &Inputs, checkpoint: &Checkpoint) -> Result<Produced, String> {
     let dit = Dit::load(checkpoint).map_err(text)?;
     let shell = dit.shell();
-    let latents = inputs.tensor("in.hidden_states")?;
-    let encoder_states = inputs.tensor("in.encoder_hidden_states")?;
-    let timestep: Vec<f32> = inputs.stored("in.timestep")?.to_vec1().map_err(text)?;
-    let &[t] = timestep.as_slice() else {
-        return Err(format!("in.timestep has {} values, expected 1", timestep.len()));
-    };
-    let context = shell.prepare_context(&inputs.tensor("in.context_latents")?).map_err(text)?;
+    let step = DitInputs::read(inputs, &dit)?;
+    let DitInputs { latents, encoder_states, t, context } = &step;
     let mut produced = Produced::new();
 
     // The public one-call path gives the output …
-    let cond = shell.timestep(t).map_err(text)?;
-    let cross = dit.cross_cache(&encoder_states).map_err(text)?;
-    produced.insert("out.velocity".into(), dit.forward(&latents, &context, &cross, &cond).map_err(text)?);
+    produced.insert("out.velocity".into(), step.velocity(&dit)?);
+    let cond = shell.timestep(*t).map_err(text)?;
 
     // … and the per-part API gives the intermediates.
-    let (t_term, r_term) = shell.timestep_terms(t).map_err(text)?;
+    let (t_term, r_term) = shell.timestep_terms(*t).map_err(text)?;
     produced.insert("mid.temb_t".into(), t_term.temb);
     produced.insert("mid.timestep_proj_t".into(), t_term.proj);
     produced.insert("mid.temb_r".into(), r_term.temb);
     produced.insert("mid.timestep_proj_r".into(), r_term.proj);
-    let embedded = shell.embed_condition(&encoder_states).map_err(text)?;
+    let embedded = shell.embed_condition(encoder_states).map_err(text)?;
     let cross = CrossCache::build(&embedded, dit.blocks()).map_err(text)?;
     produced.insert("mid.condition_embedded".into(), embedded);
-    let mut hidden = shell.embed_input(&latents, &context).map_err(text)?;
+    let mut hidden = shell.embed_input(latents, context).map_err(text)?;
     produced.insert("mid.proj_in".into(), hidden.clone());
     for (i, block) in dit.blocks().iter().enumerate() {
         let kv = cross.layer(i).ok_or_else(|| format!("no cross-attention K/V for block {i}"))?;
