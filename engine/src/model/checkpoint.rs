@@ -7,8 +7,8 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 
 use super::config::{read_json, AceStepConfig, Qwen3Config, VaeConfig};
-use super::variant::{ScheduleKind, Variant};
 use super::lora::{Adapters, LoraSpec};
+use super::variant::{ScheduleKind, Variant};
 use super::weights::Weights;
 use crate::error::{EngineError, Result};
 
