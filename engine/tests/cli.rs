@@ -11,10 +11,11 @@ fn fixture_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep")
 }
 
-/// `retake` with `args` on the fixture model (unless `args` names another), ignoring `RETAKE_MODEL_DIR`.
+/// `retake` with `args` on the fixture model (unless `args` names another), ignoring `RETAKE_MODEL_DIR` and
+/// `RETAKE_VARIANT`.
 fn retake_command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_retake"));
-    command.args(args).env_remove("RETAKE_MODEL_DIR");
+    command.args(args).env_remove("RETAKE_MODEL_DIR").env_remove("RETAKE_VARIANT");
     if !args.contains(&"--model") {
         command.arg("--model").arg(fixture_model());
     }
@@ -194,6 +195,31 @@ fn text2music_output_has_the_requested_duration() {
     assert!(summary.get("input").is_none());
 }
 
+/// A guided variant from its own DiT folder (the tiny sharded XL-shaped one) beside the main model: its defaults
+/// (50 steps, shift 3, cfg 4) apply, and the flags override them.
+#[test]
+fn a_guided_xl_variant_from_a_dit_dir_runs_text2music_at_its_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("xl.wav");
+    let xl =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures-variants/tiny-acestep/acestep-v15-xl-base");
+    let args = ["text2music", "--output", path_str(&output), "--duration", "0.5", "--prompt", "dub", "--seed", "3"];
+    let with_xl = |extra: &[&'static str]| {
+        let more = ["--variant", "xl-base", "--dit-dir", path_str(&xl)];
+        [&args[..], &more[..], extra].concat()
+    };
+    let summary = succeed(&with_xl(&[]));
+    let settings = |s: &Value| {
+        (s["variant"].as_str().map(str::to_owned), s["steps"].as_u64(), s["shift"].as_f64(), s["cfg"].as_f64())
+    };
+    assert_eq!(settings(&summary), (Some("xl-base".into()), Some(50), Some(3.0), Some(4.0)));
+    let (spec, result) = read_ints(&output);
+    assert_eq!(spec.sample_rate, 48_000);
+    assert!(result.iter().all(|c| c.len() == 24_000));
+    let overridden = succeed(&with_xl(&["--steps", "3", "--shift", "2", "--cfg", "1.5"]));
+    assert_eq!(settings(&overridden), (Some("xl-base".into()), Some(3), Some(2.0), Some(1.5)));
+}
+
 #[test]
 fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -243,6 +269,20 @@ fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
             "give a number above 0 up to 600",
         ),
         (strings(&["cover", "--input", i, "--output", o, "--prompt", "p", "--device", "tpu"]), "`tpu` is not a device"),
+        (
+            strings(&["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--variant", "large"]),
+            "`large` is not an ACE-Step 1.5 variant; pick one of turbo, turbo-shift1, turbo-shift3, turbo-continuous, \
+             base, sft, xl-base, xl-sft, xl-turbo",
+        ),
+        (
+            strings(&["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--cfg", "4"]),
+            "a guidance scale (cfg) of 4 needs a guided model, but the turbo variant is guidance-distilled and runs \
+             without guidance; set cfg to 1, or load a guided variant (base, sft, xl-base, xl-sft)",
+        ),
+        (
+            strings(&["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--variant", "base"]),
+            "fetch them with `huggingface-cli download ACE-Step/acestep-v15-base config.json model.safetensors",
+        ),
     ];
     for (args, message) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
