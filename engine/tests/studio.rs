@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use retake_engine::audio::{Audio, MODEL_SAMPLE_RATE};
 use retake_engine::model::checkpoint::Checkpoint;
+use retake_engine::model::variant::Variant;
 use retake_engine::pipeline::request::{CfgInterval, GenerationOutput, GenerationRequest, Metas, Mode, Task};
 use retake_engine::pipeline::Generator;
 use retake_engine::EngineError;
@@ -14,9 +15,12 @@ use retake_engine::EngineError;
 const RATE: usize = MODEL_SAMPLE_RATE as usize;
 const HOP: usize = 1920;
 
+fn fixture_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep")
+}
+
 fn generator() -> Generator {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
-    Generator::new(Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap(), None).unwrap()
+    Generator::new(Checkpoint::open(&fixture_root(), DType::F32, &Device::Cpu).unwrap(), None).unwrap()
 }
 
 /// A stereo test signal: two sines plus a slow envelope, so every sample differs.
@@ -214,4 +218,59 @@ fn guidance_above_one_mixes_in_the_null_condition() {
     assert_eq!(plain.audio.len(), guided.audio.len());
     assert_ne!(plain.latents.to_vec3::<f32>().unwrap(), guided.latents.to_vec3::<f32>().unwrap());
     assert!(guided.audio.channels.iter().flatten().all(|s| s.is_finite()));
+}
+
+/// Studio mode samples on the schedule kind of the variant the checkpoint was opened as (model/variant.rs): at 8 steps
+/// a turbo variant snaps the shift to the official tables, turbo-continuous keeps it on the formula; a checkpoint
+/// opened without a variant follows its config (turbo here, so it snaps).
+#[test]
+fn the_variant_sets_the_studio_schedule() {
+    let latents = |variant: Option<Variant>, shift: f64| {
+        let checkpoint = Checkpoint::open(&fixture_root(), DType::F32, &Device::Cpu).unwrap();
+        let checkpoint = match variant {
+            Some(variant) => checkpoint.with_variant(variant),
+            None => checkpoint,
+        };
+        let mut generator = Generator::new(checkpoint, None).unwrap();
+        let req = GenerationRequest { shift, ..request(Task::Text2Music { duration_s: 0.4 }, None) };
+        run(&mut generator, &req).unwrap().latents.to_vec3::<f32>().unwrap()
+    };
+    for table in [Some(Variant::Turbo), Some(Variant::XlTurbo), None] {
+        assert_eq!(latents(table, 2.4), latents(table, 2.0), "{table:?} snaps 2.4 to the shift-2 table");
+    }
+    let continuous = Some(Variant::TurboContinuous);
+    assert_ne!(latents(continuous, 2.4), latents(continuous, 2.0), "turbo-continuous never snaps");
+}
+
+/// Guidance on a checkpoint opened as a turbo variant, or as a guided one whose DiT config says `is_turbo`, is
+/// refused before any work, naming why and what to do.
+#[test]
+fn guidance_on_a_guidance_distilled_variant_is_refused_before_any_work() {
+    let checkpoint = Checkpoint::open(&fixture_root(), DType::F32, &Device::Cpu).unwrap();
+    let req = GenerationRequest { cfg_scale: 3.0, ..request(Task::Text2Music { duration_s: 0.4 }, None) };
+    for (variant, why) in [
+        (Variant::TurboShift3, "the turbo-shift3 variant is guidance-distilled".to_string()),
+        (
+            Variant::Sft,
+            format!(
+                "the DiT loaded as sft is guidance-distilled (`{}` says is_turbo)",
+                fixture_root().join("acestep-v15-turbo/config.json").display()
+            ),
+        ),
+    ] {
+        let mut generator = Generator::new(checkpoint.clone().with_variant(variant), None).unwrap();
+        let mut reports = 0;
+        let err = generator.generate(&req, &mut |_| {
+            reports += 1;
+            ControlFlow::Continue(())
+        });
+        let err = err.err().expect("guidance on a distilled model is refused");
+        assert!(matches!(err, EngineError::InvalidInput(_)), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&format!("a guidance scale (cfg) of 3 needs a guided model, but {why}")), "{message}");
+        assert!(message.ends_with("set cfg to 1, or load a guided variant (base, sft, xl-base, xl-sft)"), "{message}");
+        assert_eq!(reports, 0, "{variant}: nothing ran");
+        let unguided = GenerationRequest { cfg_scale: 1.0, ..req.clone() };
+        assert!(run(&mut generator, &unguided).is_ok(), "{variant} runs at cfg 1");
+    }
 }
