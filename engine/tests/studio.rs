@@ -260,11 +260,12 @@ fn guidance_on_a_guidance_distilled_variant_is_refused_before_any_work() {
     ] {
         let mut generator = Generator::new(checkpoint.clone().with_variant(variant), None).unwrap();
         let mut reports = 0;
-        let err = generator.generate(&req, &mut |_| {
-            reports += 1;
-            ControlFlow::Continue(())
-        });
-        let err = err.err().expect("guidance on a distilled model is refused");
+        let err = generator
+            .generate(&req, &mut |_| {
+                reports += 1;
+                ControlFlow::Continue(())
+            })
+            .expect_err("guidance on a distilled model is refused");
         assert!(matches!(err, EngineError::InvalidInput(_)), "{err}");
         let message = err.to_string();
         assert!(message.contains(&format!("a guidance scale (cfg) of 3 needs a guided model, but {why}")), "{message}");
