@@ -121,6 +121,25 @@ impl CrossCache {
         Ok(Self { layers: blocks.into_iter().map(|b| b.cross_key_values(condition)).collect::<Result<_>>()? })
     }
 
+    /// `self` (batch rows first) and `other` (the rows after) in one cache, layer by layer, so a batched DiT call
+    /// evaluates both conditions at once (classifier-free guidance). Each source layer is freed once copied.
+    pub fn pair(self, other: Self) -> Result<Self> {
+        if self.len() != other.len() {
+            return Err(EngineError::invalid(format!(
+                "cross-attention caches of {} and {} blocks cannot be paired",
+                self.len(),
+                other.len()
+            )));
+        }
+        let layers = self.layers.into_iter().zip(other.layers).map(|(a, b)| a.cat(&b)).collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+
+    /// The batch rows `start..start + len` of every layer (views, no copy).
+    pub fn rows(&self, start: usize, len: usize) -> Result<Self> {
+        Ok(Self { layers: self.layers.iter().map(|kv| kv.rows(start, len)).collect::<Result<_>>()? })
+    }
+
     /// K/V of block `index`.
     pub fn layer(&self, index: usize) -> Option<&KeyValues> {
         self.layers.get(index)
@@ -240,19 +259,20 @@ impl DitShell {
     }
 
     /// The per-step input `[B, S, hidden]`: `proj_in` of the noisy latents `[B, T, latent]` plus the
-    /// precomputed context projection.
+    /// precomputed context projection (of batch `B`, or of batch 1 shared by every row).
     pub fn embed_input(&self, latents: &Tensor, context: &DitContext) -> Result<Tensor> {
         let (batch, frames, channels) = latents.dims3()?;
-        if channels != self.latent || frames != context.frames || batch != context.projected.dim(0)? {
+        let context_batch = context.projected.dim(0)?;
+        if channels != self.latent || frames != context.frames || (batch != context_batch && context_batch != 1) {
             return Err(EngineError::invalid(format!(
                 "noisy latents {:?} do not match the DiT context ({} frames of {} channels, batch {})",
                 latents.dims(),
                 context.frames,
                 self.latent,
-                context.projected.dim(0)?
+                context_batch
             )));
         }
-        Ok((self.proj_in_latent.forward(&patches(latents, self.patch)?)? + &context.projected)?)
+        Ok(self.proj_in_latent.forward(&patches(latents, self.patch)?)?.broadcast_add(&context.projected)?)
     }
 
     /// The output head: `norm_out(h)·(1 + scale) + shift` with `(shift, scale) = scale_shift_table + temb`,
@@ -572,6 +592,25 @@ mod tests {
         }
         let err = Dit::streamed(&vb, &cfg, 3, &Ledger::new()).unwrap_err();
         assert!(matches!(err, EngineError::InvalidInput(_)), "{err}");
+    }
+
+    #[test]
+    fn a_paired_cache_evaluates_both_conditions_in_one_batched_call() {
+        let (cfg, vb) = (tiny_config(), Weights::random(9, DType::F32, &Device::Cpu));
+        let dit = Dit::new(&vb, &cfg).unwrap();
+        let rand = |shape: (usize, usize, usize)| Tensor::randn(0f32, 1., shape, &Device::Cpu).unwrap();
+        let context = dit.shell().prepare_context(&rand((1, 6, cfg.in_channels - 64))).unwrap();
+        let (states, null) = (rand((1, 3, cfg.hidden_size)), rand((1, 3, cfg.hidden_size)));
+        let timestep = dit.shell().timestep(700.0).unwrap();
+        let x = rand((1, 6, 64));
+        let single = |states: &Tensor| dit.forward(&x, &context, &dit.cross_cache(states).unwrap(), &timestep).unwrap();
+        let pair = dit.cross_cache(&states).unwrap().pair(dit.cross_cache(&null).unwrap()).unwrap();
+        let both = dit.forward(&Tensor::cat(&[&x, &x], 0).unwrap(), &context, &pair, &timestep).unwrap();
+        assert_eq!(both.dims(), &[2, 6, 64]);
+        assert!(max_diff(&both.narrow(0, 0, 1).unwrap(), &single(&states)) < 1e-5);
+        assert!(max_diff(&both.narrow(0, 1, 1).unwrap(), &single(&null)) < 1e-5);
+        let first = dit.forward(&x, &context, &pair.rows(0, 1).unwrap(), &timestep).unwrap();
+        assert_eq!(max_diff(&first, &single(&states)), 0.0);
     }
 
     #[test]

@@ -115,6 +115,18 @@ pub struct KeyValues {
     v: Tensor,
 }
 
+impl KeyValues {
+    /// `self` and `other` stacked along the batch: `[B₁ + B₂, KV, S_k, D]` (both must have the same `S_k`).
+    pub fn cat(&self, other: &Self) -> Result<Self> {
+        Ok(Self { k: Tensor::cat(&[&self.k, &other.k], 0)?, v: Tensor::cat(&[&self.v, &other.v], 0)? })
+    }
+
+    /// The batch rows `start..start + len` (a view, no copy).
+    pub fn rows(&self, start: usize, len: usize) -> Result<Self> {
+        Ok(Self { k: self.k.narrow(0, start, len)?, v: self.v.narrow(0, start, len)? })
+    }
+}
+
 /// `AceStepAttention` / Qwen3 attention: q/k RMSNorm per head, optional RoPE, GQA, no biases.
 #[derive(Debug, Clone)]
 pub struct Attention {

@@ -81,16 +81,24 @@ pub fn encode_prompts(
 pub struct DitCondition {
     /// Projected context latents.
     pub context: DitContext,
-    /// Cross-attention K/V of the encoder states.
+    /// Cross-attention K/V of the encoder states (batch 1).
     pub cross: CrossCache,
-    /// Cross-attention K/V of the null condition, when classifier-free guidance is on.
-    pub null_cross: Option<CrossCache>,
+    /// With classifier-free guidance: the K/V of the encoder states (row 0) and of the null condition (row 1), for
+    /// one batched DiT call per guided step; [`DitCondition::cross`] is a view of its first row.
+    pub guided_cross: Option<CrossCache>,
 }
 
 impl DitCondition {
     /// Prepares the context `[1, T, 2C]` and the caches of the prompt's states (and of its null condition).
     pub fn new(dit: &Dit, context: &Tensor, prompt: &EncodedPrompt) -> Result<Self> {
-        let null_cross = prompt.null_states.as_ref().map(|null| dit.cross_cache(null)).transpose()?;
-        Ok(Self { context: dit.shell().prepare_context(context)?, cross: dit.cross_cache(&prompt.states)?, null_cross })
+        let cross = dit.cross_cache(&prompt.states)?;
+        let (cross, guided_cross) = match &prompt.null_states {
+            Some(null) => {
+                let pair = cross.pair(dit.cross_cache(null)?)?;
+                (pair.rows(0, 1)?, Some(pair))
+            }
+            None => (cross, None),
+        };
+        Ok(Self { context: dit.shell().prepare_context(context)?, cross, guided_cross })
     }
 }

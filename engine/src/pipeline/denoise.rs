@@ -65,11 +65,14 @@ pub fn denoise(dit: &Dit, mut x: Tensor, plan: &mut DenoisePlan, progress: &mut 
         let phase = plan.phases.iter().rev().find(|p| p.from_step <= k).expect("a phase starts at step 0");
         let condition = &phase.condition;
         let timestep = dit.shell().timestep(sigma * 1000.0)?;
-        let mut v = dit.forward(&x, &condition.context, &condition.cross, &timestep)?;
-        if let (Some(null_cross), true) = (&condition.null_cross, plan.guidance.guides(sigma)) {
-            let v_null = dit.forward(&x, &condition.context, null_cross, &timestep)?;
-            v = plan.guidance.combine(&v, &v_null)?;
-        }
+        let mut v = match (&condition.guided_cross, plan.guidance.guides(sigma)) {
+            // The conditional and the null-condition pass as one batch of two.
+            (Some(pair), true) => {
+                let both = dit.forward(&Tensor::cat(&[&x, &x], 0)?, &condition.context, pair, &timestep)?;
+                plan.guidance.combine(&both.narrow(0, 0, 1)?, &both.narrow(0, 1, 1)?)?
+            }
+            _ => dit.forward(&x, &condition.context, &condition.cross, &timestep)?,
+        };
         if let Some(keep) = &plan.keep_outside {
             let follow_source = ((&x - &keep.source)? / sigma as f64)?;
             v = mix_frames(&follow_source, &v, &keep.mask)?;

@@ -25,10 +25,10 @@ impl CfgInterval {
     /// The whole schedule (the official default).
     pub const ALL: Self = Self { start: 0.0, end: 1.0 };
 
-    /// Whether the step at sampler time `t` is guided.
+    /// Whether the step at sampler time `t` is guided. The bounds are compared in f32, as torch compares the
+    /// sampler's float32 `t` with a Python float.
     pub fn contains(&self, t: f32) -> bool {
-        let t = f64::from(t);
-        self.start <= t && t <= self.end
+        self.start as f32 <= t && t <= self.end as f32
     }
 }
 
@@ -149,5 +149,45 @@ impl Apg {
         let (parallel, orthogonal) = (parallel.to_dtype(cond.dtype())?, orthogonal.to_dtype(cond.dtype())?);
         let update = (orthogonal + (parallel * self.eta)?)?;
         Ok((cond + (update * (self.scale - 1.0))?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn reference_mode_guides_whenever_the_scale_is_not_one_and_studio_mode_above_one() {
+        assert!(matches!(Guidance::new(Mode::Reference, 0.5, CfgInterval::ALL), Guidance::Cfg { scale } if scale == 0.5));
+        assert!(matches!(Guidance::new(Mode::Reference, 1.0, CfgInterval::ALL), Guidance::Off));
+        assert!(matches!(Guidance::new(Mode::Studio, 0.5, CfgInterval::ALL), Guidance::Off));
+        let apg = Guidance::new(Mode::Studio, 4.0, CfgInterval { start: 0.2, end: 0.8 });
+        assert!(apg.uses_null());
+        assert_eq!([0.1f32, 0.2, 0.5, 0.8, 0.9].map(|t| apg.guides(t)), [false, true, true, true, false]);
+    }
+
+    #[test]
+    fn cfg_is_the_unconditional_velocity_plus_the_scaled_difference() {
+        let cond = Tensor::new(&[[[1f32, 2.0]]], &Device::Cpu).unwrap();
+        let uncond = Tensor::new(&[[[0f32, 4.0]]], &Device::Cpu).unwrap();
+        let v = Guidance::Cfg { scale: 3.0 }.combine(&cond, &uncond).unwrap();
+        assert_eq!(v.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [3.0, -2.0]);
+    }
+
+    #[test]
+    fn apg_drops_the_part_of_the_difference_parallel_to_the_conditional_velocity() {
+        // One channel over two frames: cond (1, 0); the difference (1, 1) has a parallel part (1, 0) and an
+        // orthogonal part (0, 1); its norm √2 is below the 2.5 threshold, so nothing is clipped.
+        let cond = Tensor::new(&[[[1f32], [0.0]]], &Device::Cpu).unwrap();
+        let uncond = Tensor::new(&[[[0f32], [-1.0]]], &Device::Cpu).unwrap();
+        let mut apg = Apg::new(3.0, CfgInterval::ALL);
+        let v = apg.step(&cond, &uncond).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(v, [1.0, 2.0]);
+        // The next step adds −0.75 × the previous difference to the new one before projecting.
+        apg.step(&cond, &uncond).unwrap();
+        let running = apg.running_average().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(running, [0.25, 0.25]);
     }
 }
