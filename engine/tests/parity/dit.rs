@@ -122,5 +122,10 @@ fn dit_forward(inputs: &Inputs, checkpoint: &Checkpoint) -> Result<Produced, Str
         hidden = block.forward(&hidden, context.rope(), &cond, kv).map_err(text)?;
         produced.insert(format!("mid.layer{i}_out"), hidden.clone());
     }
+    // The CFG negative case also checks the loader's null condition (at the encoder width on XL).
+    if inputs.expected_names().iter().any(|name| name == "mid.null_condition_emb") {
+        let encoder = ConditionEncoder::load(checkpoint).map_err(text)?;
+        produced.insert("mid.null_condition_emb".into(), encoder.null_condition(1).map_err(text)?);
+    }
     Ok(produced)
 }

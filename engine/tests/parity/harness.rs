@@ -55,25 +55,26 @@ pub struct Fixtures {
 }
 
 impl Fixtures {
-    /// `RETAKE_FIXTURES` (relative paths are tried from the current and the workspace folder), else
-    /// the workspace's `tests/fixtures`.
-    pub fn from_env() -> Self {
+    /// The set named by `RETAKE_FIXTURES` (relative paths are tried from the current and the workspace folder), else
+    /// the workspace's `tests/fixtures` and `tests/fixtures-variants`.
+    pub fn from_env() -> Vec<Self> {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let dir = match std::env::var_os("RETAKE_FIXTURES") {
+        let dirs = match std::env::var_os("RETAKE_FIXTURES") {
             Some(d) => {
                 let d = PathBuf::from(d);
-                if d.is_absolute() || d.exists() {
-                    d
-                } else {
-                    workspace.join(d)
-                }
+                vec![if d.is_absolute() || d.exists() { d } else { workspace.join(d) }]
             }
-            None => workspace.join("tests/fixtures"),
+            None => vec![workspace.join("tests/fixtures"), workspace.join("tests/fixtures-variants")],
         };
+        let target = Target::from_env();
+        dirs.into_iter().map(|dir| Self::open(dir, target.clone())).collect()
+    }
+
+    fn open(dir: PathBuf, target: Target) -> Self {
         let text = std::fs::read_to_string(dir.join("manifest.json"))
             .unwrap_or_else(|e| panic!("cannot read {}/manifest.json: {e}", dir.display()));
         let manifest = serde_json::from_str(&text).expect("manifest.json is not JSON");
-        Self { dir, target: Target::from_env(), manifest }
+        Self { dir, target, manifest }
     }
 
     /// Every case in manifest order. A variant set (`main_models_root` in the manifest) takes the VAE, text

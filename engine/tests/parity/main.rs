@@ -1,6 +1,7 @@
 //! Data-driven parity runner: reads `<fixtures>/manifest.json`, runs every case through the port by its
 //! `kind`, and compares the produced `out.*` (and any `mid.*` the port exposes) with the reference at the
-//! manifest's tolerances. `RETAKE_FIXTURES=<dir>` picks the fixture set (default `tests/fixtures`).
+//! manifest's tolerances. `RETAKE_FIXTURES=<dir>` picks one fixture set; by default both `tests/fixtures` (the
+//! turbo checkpoint) and `tests/fixtures-variants` (the XL-shaped guided checkpoint, APG, LoRA) run.
 //!
 //! Prints `PARITY <case> <kind> max_abs=<..> worst_ratio=<..> PASS|FAIL|SKIP` per case; fails if any fails.
 
@@ -19,20 +20,21 @@ use harness::{Fixtures, Verdict};
 
 #[test]
 fn parity() {
-    let fixtures = Fixtures::from_env();
-    println!("parity fixtures: {} on {}", fixtures.dir.display(), fixtures.target.describe());
     let mut failed = Vec::new();
     let mut counts = [0usize; 3];
-    for case in fixtures.cases() {
-        let verdict = case.run(kinds::run);
-        println!("{}", verdict.line(&case));
-        match verdict {
-            Verdict::Pass { .. } => counts[0] += 1,
-            Verdict::Fail { .. } => {
-                counts[1] += 1;
-                failed.push(case.name.clone());
+    for fixtures in Fixtures::from_env() {
+        println!("parity fixtures: {} on {}", fixtures.dir.display(), fixtures.target.describe());
+        for case in fixtures.cases() {
+            let verdict = case.run(kinds::run);
+            println!("{}", verdict.line(&case));
+            match verdict {
+                Verdict::Pass { .. } => counts[0] += 1,
+                Verdict::Fail { .. } => {
+                    counts[1] += 1;
+                    failed.push(case.name.clone());
+                }
+                Verdict::Skip { .. } => counts[2] += 1,
             }
-            Verdict::Skip { .. } => counts[2] += 1,
         }
     }
     println!("parity: {} passed, {} failed, {} skipped", counts[0], counts[1], counts[2]);
