@@ -111,11 +111,21 @@ pub enum PluginError {
     /// A project id that is not of the form Retake generates, so it cannot name a take folder.
     #[error("`{0}` is not a project id Retake makes (16 lowercase hex digits), so it names no take folder")]
     ProjectId(String),
-    /// Neither `XDG_DATA_HOME` nor `HOME` is an absolute path.
-    #[error("cannot find a folder for take files: set XDG_DATA_HOME or HOME to an absolute path")]
+    /// No per-user data folder: neither `XDG_DATA_HOME` nor `HOME` is an absolute path (Windows: neither `APPDATA`
+    /// nor the application-data known folder is).
+    #[cfg_attr(
+        not(windows),
+        error("cannot find a folder for take files: set XDG_DATA_HOME or HOME to an absolute path")
+    )]
+    #[cfg_attr(windows, error("cannot find a folder for take files: set APPDATA to an absolute path"))]
     NoDataFolder,
-    /// Neither `XDG_CONFIG_HOME` nor `HOME` is an absolute path.
-    #[error("cannot find the settings folder: set XDG_CONFIG_HOME or HOME to an absolute path")]
+    /// No per-user settings folder: neither `XDG_CONFIG_HOME` nor `HOME` is an absolute path (Windows: neither
+    /// `APPDATA` nor the application-data known folder is).
+    #[cfg_attr(
+        not(windows),
+        error("cannot find the settings folder: set XDG_CONFIG_HOME or HOME to an absolute path")
+    )]
+    #[cfg_attr(windows, error("cannot find the settings folder: set APPDATA to an absolute path"))]
     NoConfigFolder,
     /// The settings file exists but cannot be read.
     #[error("cannot read the settings file `{}`: {source}", path.display())]

@@ -31,6 +31,7 @@ pub mod shared;
 pub mod takes;
 pub mod transport;
 mod unload;
+pub mod user_folders;
 pub mod worker;
 
 use capture::CaptureStore;

@@ -6,21 +6,32 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The command that shows `file` in the platform's file manager: selected in Finder (`open -R`) and Explorer
-/// (`explorer /select,`); elsewhere its folder is opened with `xdg-open`, which cannot select a file.
+/// (`explorer /select,"<file>"`); elsewhere its folder is opened with `xdg-open`, which cannot select a file.
 pub fn reveal_command(file: &Path) -> Command {
-    let mut command;
-    if cfg!(target_os = "macos") {
-        command = Command::new("open");
+    #[cfg(target_os = "macos")]
+    let mut command = {
+        let mut command = Command::new("open");
         command.arg("-R").arg(file);
-    } else if cfg!(target_os = "windows") {
-        command = Command::new("explorer");
-        let mut select = std::ffi::OsString::from("/select,");
+        command
+    };
+    // Explorer reads its command line itself and wants the path quoted after the comma (a user folder such as
+    // `C:\Users\Jane Doe` holds spaces), so the argument goes in as written rather than quoted whole.
+    #[cfg(windows)]
+    let mut command = {
+        use std::os::windows::process::CommandExt;
+        let mut command = Command::new("explorer");
+        let mut select = std::ffi::OsString::from("/select,\"");
         select.push(file);
-        command.arg(select);
-    } else {
-        command = Command::new("xdg-open");
+        select.push("\"");
+        command.raw_arg(select);
+        command
+    };
+    #[cfg(not(any(target_os = "macos", windows)))]
+    let mut command = {
+        let mut command = Command::new("xdg-open");
         command.arg(file.parent().unwrap_or(file));
-    }
+        command
+    };
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     command
 }
@@ -49,6 +60,15 @@ mod tests {
         assert_eq!(command.get_program(), "xdg-open");
         let args: Vec<_> = command.get_args().collect();
         assert_eq!(args, [Path::new("/data/retake/takes/p1").as_os_str()]);
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn on_windows_explorer_selects_the_take_quoted_as_explorer_reads_it() {
+        let command = reveal_command(Path::new(r"C:\Users\Jane Doe\AppData\Roaming\retake\takes\p1\take-001-44k.wav"));
+        assert_eq!(command.get_program(), "explorer");
+        let args: Vec<_> = command.get_args().collect();
+        assert_eq!(args, [r#"/select,"C:\Users\Jane Doe\AppData\Roaming\retake\takes\p1\take-001-44k.wav""#]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Engine settings: the model folder, the device, the VRAM budget and the checkpoint variant, each from its
 //! environment variable (`RETAKE_MODEL_DIR`, `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET`, `RETAKE_VARIANT`), else from the
-//! settings file
-//! `$XDG_CONFIG_HOME/retake/settings.json` that the editor writes, else the default.
+//! settings file `$XDG_CONFIG_HOME/retake/settings.json` (Windows: `%APPDATA%\retake\settings.json`) that the editor
+//! writes, else the default.
 
 use std::path::{Path, PathBuf};
 
@@ -101,17 +101,11 @@ impl EngineSettings {
     }
 }
 
-/// `$XDG_CONFIG_HOME/retake/settings.json` (falling back to `~/.config/retake/settings.json`).
+/// `$XDG_CONFIG_HOME/retake/settings.json` (falling back to `~/.config/retake/settings.json`); on Windows
+/// `%APPDATA%\retake\settings.json` (see [`user_folders`](crate::user_folders)).
 pub fn settings_file() -> Result<PathBuf> {
-    let config_home = xdg_folder("XDG_CONFIG_HOME", ".config").ok_or(PluginError::NoConfigFolder)?;
+    let config_home = crate::user_folders::config_home().ok_or(PluginError::NoConfigFolder)?;
     Ok(config_home.join("retake").join("settings.json"))
-}
-
-/// The XDG base folder named by environment variable `variable`, else `$HOME/<under_home>`; only absolute paths
-/// count, as the XDG base directory specification says.
-pub fn xdg_folder(variable: &str, under_home: &str) -> Option<PathBuf> {
-    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|path| path.is_absolute());
-    absolute(variable).or_else(|| absolute("HOME").map(|home| home.join(under_home)))
 }
 
 /// The settings in the process environment.

@@ -1,4 +1,4 @@
-//! Takes: the persisted takes list, their WAV files under `$XDG_DATA_HOME/retake/takes/<project-id>/`, and
+//! Takes: the persisted takes list, their WAV files under `<takes root>/<project-id>/` ([`takes_root`]), and
 //! loading them back as playable audio at the host rate, reporting missing or altered files.
 
 use std::collections::{BTreeMap, HashMap};
@@ -308,9 +308,10 @@ impl<'a> PersistentField<'a, SavedTakes> for TakesField {
     }
 }
 
-/// `$XDG_DATA_HOME/retake/takes` (falling back to `~/.local/share/retake/takes`).
+/// `$XDG_DATA_HOME/retake/takes` (falling back to `~/.local/share/retake/takes`); on Windows
+/// `%APPDATA%\retake\takes` (see [`user_folders`](crate::user_folders)).
 pub fn takes_root() -> Result<PathBuf> {
-    let data_home = crate::settings::xdg_folder("XDG_DATA_HOME", ".local/share").ok_or(PluginError::NoDataFolder)?;
+    let data_home = crate::user_folders::data_home().ok_or(PluginError::NoDataFolder)?;
     Ok(data_home.join("retake").join("takes"))
 }
 

@@ -2,7 +2,8 @@
 //! (closing a project, removing the plugin, quitting) must not wait for a running job. The worker is told to shut
 //! down, which cancels its job within one engine layer; if it has not ended after a short grace, it is detached
 //! and ends on its own. A detached thread still runs this library's code, so before detaching, the library is
-//! pinned in memory (never unloaded by the host's `dlclose`), as a library whose threads outlive it must be.
+//! pinned in memory (never unloaded by the host's `dlclose` or `FreeLibrary`), as a library whose threads outlive it
+//! must be.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -54,8 +55,29 @@ fn pin_library() -> bool {
     std::env::current_exe().ok().and_then(|exe| canonical(&exe)).is_some_and(|exe| canonical(&path) == Some(exe))
 }
 
+/// Keeps the DLL holding this code loaded until the process ends (`GET_MODULE_HANDLE_EX_FLAG_PIN`, Windows'
+/// counterpart of `RTLD_NODELETE`); false where that cannot be done, and the caller must wait instead.
+#[cfg(windows)]
+fn pin_library() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{
+        GetModuleHandleExW, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, GET_MODULE_HANDLE_EX_FLAG_PIN,
+    };
+
+    let mut module = std::ptr::null_mut();
+    // SAFETY: with FROM_ADDRESS the name argument is an address inside the module to find, here this function's
+    // own; `module` receives its handle. PIN keeps the module loaded whatever `FreeLibrary` calls follow, which is
+    // the point, so the handle is not released. The program itself (the unit tests) is pinned as well: harmless.
+    unsafe {
+        GetModuleHandleExW(
+            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+            pin_library as *const u16,
+            &mut module,
+        ) != 0
+    }
+}
+
 /// Elsewhere the library cannot be pinned here: the caller waits for the worker (it stops within one engine layer).
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 fn pin_library() -> bool {
     false
 }

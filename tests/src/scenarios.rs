@@ -1,10 +1,9 @@
 //! The CLAP round trips of the real-host tests: repaint (with `monitor = Original`), cover, a state restore
 //! into a fresh instance, and crafted project states (takes naming files elsewhere, parameters out of range).
 //! Each returns what it verified, or the first thing that was wrong.
-//! They expect `RETAKE_MODEL_DIR` (the model) and `XDG_DATA_HOME` (where takes are written) to be set for the
-//! process, so they run in a child process: `retake-clap-host <scenario> <bundle.clap>`.
+//! They expect `RETAKE_MODEL_DIR` (the model) and the user data folder (where takes are written: [`DATA_HOME`]) to
+//! be set for the process, so they run in a child process: `retake-clap-host <scenario> <bundle.clap>`.
 
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -68,7 +67,14 @@ fn round_trip(session: &mut Session, what: &str) -> Result<(retake::takes::TakeM
 fn repaint(bundle: &ClapBundle) -> Result<Vec<String>, String> {
     let mut session = Session::open(bundle, 48_000, 512, None)?;
     common_settings(&mut session, "Repaint")?;
-    let (_, mut report) = round_trip(&mut session, "repaint")?;
+    let (take, mut report) = round_trip(&mut session, "repaint")?;
+    let takes_root = data_home()?.join("retake").join("takes");
+    for file in [&take.host_file.path, &take.model_file.path] {
+        if !file.starts_with(&takes_root) {
+            return Err(format!("the take file {} is not under {}", file.display(), takes_root.display()));
+        }
+    }
+    report.push(format!("take files under ${DATA_HOME}: {}", takes_root.display()));
     session.set("monitor", "Original")?;
     session.idle(Duration::from_millis(100))?;
     let original = session.play()?;
@@ -139,9 +145,26 @@ const PROJECT: &str = "0123456789abcdef";
 /// What the musician's own files hold; they must still hold it at the end.
 const PRECIOUS: &[u8] = b"a musician's own file, not a take";
 
-/// `$XDG_DATA_HOME`, where this scenario's take folders and the musician's files go.
+/// The environment variable naming the folder Retake keeps its take files in (`plugin/src/user_folders.rs`).
+pub const DATA_HOME: &str = if cfg!(windows) { "APPDATA" } else { "XDG_DATA_HOME" };
+
+/// `$XDG_DATA_HOME` (Windows: `%APPDATA%`), where this scenario's take folders and the musician's files go.
 fn data_home() -> Result<PathBuf, String> {
-    std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).ok_or_else(|| "XDG_DATA_HOME is not set".to_string())
+    std::env::var_os(DATA_HOME).map(PathBuf::from).ok_or_else(|| format!("{DATA_HOME} is not set"))
+}
+
+/// Whether `path` is a named pipe (Windows file systems hold none).
+fn is_pipe(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_fifo())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
 }
 
 /// A take record for `region_s` at 48 kHz whose files are `model` and `host`.
@@ -235,8 +258,7 @@ fn hostile_takes(bundle: &ClapBundle) -> Result<Vec<String>, String> {
     if made[0].host_file.path.exists() || !made[1].host_file.path.exists() {
         return Err("the evicted own take's files should be gone and the next take's kept".to_string());
     }
-    let is_pipe = std::fs::symlink_metadata(&pipe).map(|meta| meta.file_type().is_fifo()).unwrap_or(false);
-    if !is_pipe {
+    if !is_pipe(&pipe) {
         return Err(format!("{} (a pipe in the take folder) was removed or replaced", pipe.display()));
     }
     drop(session);
