@@ -53,6 +53,7 @@ fn request(task: Task) -> GenerationRequest {
         shift: 3.0,
         cfg_scale: 2.0,
         cfg_interval: CfgInterval::ALL,
+        references: Vec::new(),
         noise: None,
     }
 }
@@ -178,6 +179,7 @@ fn run_on_engine(budget: u64, request: GenerationRequest) -> (Event, EngineStats
         device: DeviceChoice::Cpu,
         vram_budget: Some(budget),
         queue_capacity: 4,
+        loras: Vec::new(),
     });
     let job = engine.submit(request).unwrap();
     let events = engine.events();
@@ -199,6 +201,7 @@ fn engine_over(model: PathBuf, budget: u64) -> retake_engine::runtime::EngineHan
         device: DeviceChoice::Cpu,
         vram_budget: Some(budget),
         queue_capacity: 4,
+        loras: Vec::new(),
     })
 }
 

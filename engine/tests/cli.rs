@@ -245,7 +245,7 @@ fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
         ),
         (
             strings(&["repaint", "--input", i, "--output", o, "--start", "0.5", "--end", "0.1"]),
-            "--start 0.5 must be a number before --end 0.1",
+            "the region 0.5..0.1 s must start before it ends",
         ),
         (
             strings(&["repaint", "--input", i, "--output", o, "--start", "2", "--end", "3"]),

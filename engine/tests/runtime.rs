@@ -17,7 +17,13 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn engine(queue_capacity: usize) -> EngineHandle {
     let model = ModelSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep"));
-    Engine::spawn(EngineConfig { model: model.into(), device: DeviceChoice::Cpu, vram_budget: None, queue_capacity })
+    Engine::spawn(EngineConfig {
+        model: model.into(),
+        device: DeviceChoice::Cpu,
+        vram_budget: None,
+        queue_capacity,
+        loras: Vec::new(),
+    })
 }
 
 fn request(task: Task, source: Option<Audio>, steps: usize) -> GenerationRequest {
@@ -34,6 +40,7 @@ fn request(task: Task, source: Option<Audio>, steps: usize) -> GenerationRequest
         shift: 3.0,
         cfg_scale: 1.0,
         cfg_interval: CfgInterval::ALL,
+        references: Vec::new(),
         noise: None,
     }
 }

@@ -50,6 +50,7 @@ fn request(task: Task, source: Option<Audio>) -> GenerationRequest {
         shift: 3.0,
         cfg_scale: 1.0,
         cfg_interval: CfgInterval::ALL,
+        references: Vec::new(),
         noise: None,
     }
 }

@@ -141,6 +141,7 @@ pub fn prepare_job(
         shift: TURBO_SHIFT,
         cfg_scale: 1.0,
         cfg_interval: CfgInterval::ALL,
+        references: Vec::new(),
         noise: None,
     };
     Ok(PreparedJob { request, placement: Placement { region, source_start: range.start } })

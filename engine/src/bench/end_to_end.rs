@@ -42,6 +42,7 @@ fn request(task: Task, run: usize) -> GenerationRequest {
         shift: SHIFT,
         cfg_scale: 1.0,
         cfg_interval: CfgInterval::ALL,
+        references: Vec::new(),
         noise: None,
     }
 }

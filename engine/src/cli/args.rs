@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use retake_engine::model::lora::LoraSpec;
 use retake_engine::model::variant::Variant;
 use retake_engine::pipeline::request::{Mode, MAX_DURATION_S, MAX_SPLICE_CROSSFADE_MS, MAX_STEPS};
 use retake_engine::runtime::{parse_size, DeviceChoice};
@@ -33,7 +34,7 @@ pub enum Invocation {
 /// The three tasks.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Regenerate the time range --start..--end of an audio file, keeping the rest of it.
+    /// Regenerate time ranges of an audio file (--range, repeatable, or --start..--end), keeping the rest of it.
     Repaint(RepaintArgs),
     /// Re-render a whole audio file in the style of --prompt, keeping its structure.
     Cover(CoverArgs),
@@ -52,12 +53,16 @@ pub struct RepaintArgs {
     /// only once the result is complete).
     #[arg(long, value_name = "WAV")]
     pub output: PathBuf,
-    /// Start of the region, in seconds (below 0 extends the track at the front).
-    #[arg(long, allow_negative_numbers = true)]
-    pub start: f64,
-    /// End of the region, in seconds (past the end extends the track).
-    #[arg(long, allow_negative_numbers = true)]
-    pub end: f64,
+    /// A region to regenerate, START:END in seconds (repeatable, regions must not overlap; a start below 0 extends
+    /// the track at the front, an end past its end extends it there).
+    #[arg(long = "range", value_name = "START:END", allow_hyphen_values = true, value_parser = range, conflicts_with_all = ["start", "end"], required_unless_present = "start")]
+    pub ranges: Vec<(f64, f64)>,
+    /// Start of the one region, in seconds (below 0 extends the track at the front); with --end, instead of --range.
+    #[arg(long, allow_negative_numbers = true, requires = "end")]
+    pub start: Option<f64>,
+    /// End of the one region, in seconds (past the end extends the track).
+    #[arg(long, allow_negative_numbers = true, requires = "start")]
+    pub end: Option<f64>,
     /// Style caption for the new material.
     #[arg(long, default_value = "")]
     pub prompt: String,
@@ -80,9 +85,13 @@ pub struct RepaintArgs {
 #[derive(Debug, Args)]
 pub struct CoverArgs {
     /// Audio file to cover: WAV, AIFF, FLAC, MP3 or Ogg Vorbis (from 8 kHz, mono or stereo, at most 600 s).
-    #[arg(long, value_name = "AUDIO")]
-    pub input: PathBuf,
-    /// Where to write the result (24-bit stereo WAV at the input's rate, as long as the input).
+    #[arg(long, value_name = "AUDIO", required_unless_present = "audio_codes", conflicts_with = "audio_codes")]
+    pub input: Option<PathBuf>,
+    /// Cover from LM audio codes instead of an audio file: a text file of `<|audio_code_N|>` tokens (other text
+    /// between them is ignored); the result lasts 0.2 s per code.
+    #[arg(long, value_name = "FILE")]
+    pub audio_codes: Option<PathBuf>,
+    /// Where to write the result (24-bit stereo WAV at the input's rate, as long as the input; 48 kHz from codes).
     #[arg(long, value_name = "WAV")]
     pub output: PathBuf,
     /// Style caption of the cover.
@@ -172,6 +181,23 @@ pub struct CommonArgs {
     /// Pipeline glue: studio (official ACE-Step behaviour) or reference (DiffSynth 2.1.12 semantics).
     #[arg(long, default_value = "studio", value_parser = mode_parser())]
     pub mode: Mode,
+    /// A LoRA adapter merged into the DiT, FILE or FILE:SCALE (repeatable; scale 1 by default): a safetensors file
+    /// with DiffSynth (`lora_A`/`lora_B`) or kohya (`lora_down`/`lora_up`, `alpha`) keys.
+    #[arg(long = "lora", value_name = "FILE[:SCALE]")]
+    pub loras: Vec<LoraSpec>,
+    /// An audio file whose timbre the result takes (repeatable; at least 1 s of sound each, at most 600 s).
+    #[arg(long = "reference", value_name = "AUDIO")]
+    pub references: Vec<PathBuf>,
+}
+
+impl RepaintArgs {
+    /// The regions to regenerate: every `--range`, or the one `--start..--end`.
+    pub fn ranges(&self) -> Vec<(f64, f64)> {
+        match (self.start, self.end) {
+            (Some(start), Some(end)) if self.ranges.is_empty() => vec![(start, end)],
+            _ => self.ranges.clone(),
+        }
+    }
 }
 
 impl Command {
@@ -188,7 +214,7 @@ impl Command {
     pub fn input(&self) -> Option<&Path> {
         match self {
             Self::Repaint(a) => Some(&a.input),
-            Self::Cover(a) => Some(&a.input),
+            Self::Cover(a) => a.input.as_deref(),
             Self::Text2Music(_) => None,
         }
     }
@@ -240,6 +266,18 @@ fn number(low: f64, included: Low, high: f64) -> impl Fn(&str) -> Result<f64, St
     }
 }
 
+/// A `--range` value: `START:END` in seconds, both finite, the start before the end.
+fn range(text: &str) -> Result<(f64, f64), String> {
+    let numbers = text.split_once(':').map(|(a, b)| (a.trim().parse::<f64>(), b.trim().parse::<f64>()));
+    let Some((Ok(start), Ok(end))) = numbers else {
+        return Err(format!("`{text}` is not START:END in seconds, e.g. 12.5:16 or -2:4"));
+    };
+    if !(start.is_finite() && end.is_finite() && start < end) {
+        return Err(format!("the range {start}..{end} s is empty or not finite; give a start before the end"));
+    }
+    Ok((start, end))
+}
+
 fn mode_parser() -> impl TypedValueParser<Value = Mode> {
     PossibleValuesParser::new(["studio", "reference"]).map(|mode| {
         if mode == "reference" {
@@ -278,8 +316,8 @@ mod tests {
             parse(&["repaint", "--input", "a.wav", "--output", "b.wav", "--start", "12", "--end", "16.5"]).unwrap();
         let Some(Command::Repaint(args)) = task(&cli) else { panic!("{cli:?}") };
         assert_eq!(
-            (args.start, args.end, args.strength, args.crossfade_ms, args.no_splice),
-            (12.0, 16.5, 1.0, 100.0, false)
+            (args.ranges(), args.strength, args.crossfade_ms, args.no_splice),
+            (vec![(12.0, 16.5)], 1.0, 100.0, false)
         );
         let common = task(&cli).unwrap().common();
         assert_eq!((common.steps, common.shift, common.cfg), (None, None, None), "the variant's defaults apply");
@@ -316,8 +354,67 @@ mod tests {
         );
         assert_eq!(common.time_signature.as_deref(), Some("3"));
         let Some(Command::Repaint(args)) = task(&cli) else { panic!("{cli:?}") };
-        assert_eq!(args.start, -2.0);
+        assert_eq!(args.ranges(), vec![(-2.0, 1.0)]);
         assert_eq!("CUDA".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(0)));
+    }
+
+    #[test]
+    fn ranges_repeat_and_may_start_before_zero_but_not_mix_with_start_and_end() {
+        let base = ["repaint", "--input", "a.wav", "--output", "b.wav"];
+        let cli = parse(&[&base[..], &["--range", "-0.1:0.3", "--range", "1.5:2"]].concat()).unwrap();
+        let Some(Command::Repaint(args)) = task(&cli) else { panic!("{cli:?}") };
+        assert_eq!(args.ranges(), vec![(-0.1, 0.3), (1.5, 2.0)]);
+        let mixed = parse(&[&base[..], &["--range", "1:2", "--start", "3", "--end", "4"]].concat()).unwrap_err();
+        assert_eq!(mixed.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let neither = parse(&base).unwrap_err();
+        assert_eq!(neither.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let half = parse(&[&base[..], &["--start", "3"]].concat()).unwrap_err();
+        assert_eq!(half.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        for (value, message) in [
+            ("2:1", "the range 2..1 s is empty or not finite; give a start before the end"),
+            ("1:1", "the range 1..1 s is empty"),
+            ("1-2", "`1-2` is not START:END in seconds"),
+            ("a:2", "`a:2` is not START:END"),
+            ("0:inf", "the range 0..inf s is empty or not finite"),
+        ] {
+            let err = parse(&[&base[..], &["--range", value]].concat()).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{value}: {err}");
+            assert!(err.to_string().contains(message), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn loras_and_references_repeat_and_cover_takes_codes_instead_of_an_input() {
+        let cli = parse(&[
+            "cover",
+            "--audio-codes",
+            "codes.txt",
+            "--output",
+            "o.wav",
+            "--prompt",
+            "p",
+            "--lora",
+            "style.safetensors:0.5",
+            "--lora",
+            "voice.safetensors",
+            "--reference",
+            "r1.wav",
+            "--reference",
+            "r2.wav",
+        ])
+        .unwrap();
+        let Some(Command::Cover(args)) = task(&cli) else { panic!("{cli:?}") };
+        assert_eq!((args.input.as_deref(), args.audio_codes.as_deref()), (None, Some(Path::new("codes.txt"))));
+        let loras: Vec<(&Path, f64)> = args.common.loras.iter().map(|l| (l.path.as_path(), l.scale)).collect();
+        assert_eq!(loras, [(Path::new("style.safetensors"), 0.5), (Path::new("voice.safetensors"), 1.0)]);
+        assert_eq!(args.common.references, [PathBuf::from("r1.wav"), PathBuf::from("r2.wav")]);
+        let neither = parse(&["cover", "--output", "o.wav", "--prompt", "p"]).unwrap_err();
+        assert_eq!(neither.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let both = parse(&["cover", "--input", "a", "--audio-codes", "c", "--output", "o", "--prompt", "p"]);
+        assert_eq!(both.unwrap_err().kind(), clap::error::ErrorKind::ArgumentConflict);
+        let t2m = ["text2music", "--output", "o.wav", "--duration", "5", "--prompt", "p", "--lora"];
+        let err = parse(&[&t2m[..], &["a.safetensors:nan"]].concat()).unwrap_err();
+        assert!(err.to_string().contains("the LoRA scale in `a.safetensors:nan` is not a finite number"), "{err}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub fn summary(
     }
     let task = match command {
         Command::Repaint(a) => json!({
-            "task": "repaint", "start": a.start, "end": a.end, "strength": a.strength,
+            "task": "repaint", "ranges": a.ranges(), "start": a.start, "end": a.end, "strength": a.strength,
             "crossfade_ms": (!a.no_splice).then_some(a.crossfade_ms),
         }),
         Command::Cover(a) => json!({

@@ -1,5 +1,5 @@
 //! Prompt → encoder states (docs/acestep-model.md §3, §5): caption through the whole text encoder, lyrics through its
-//! embedding table, both through the condition encoder with the default timbre; and the DiT-side condition
+//! embedding table, both through the condition encoder with the timbre references (or the default timbre); and the DiT-side condition
 //! (projected context, cross-attention K/V, the null condition for CFG) built once per phase.
 
 use candle_core::Tensor;
@@ -35,11 +35,14 @@ pub struct EncodedPrompt {
 }
 
 /// Encodes `prompts` in two stages — every caption through the text encoder, then every prompt through the
-/// condition encoder with the default timbre — so that a budget needs only one encoder resident at a time.
+/// condition encoder with the timbre of `references` (VAE latents `[N, frames, C]` of the timbre references,
+/// pipeline/timbre.rs) or, without them, the default timbre — so that a budget needs only one encoder resident at
+/// a time.
 pub fn encode_prompts(
     components: &mut Components,
     prompts: &[PromptParts],
     with_null: bool,
+    references: Option<&Tensor>,
 ) -> Result<Vec<EncodedPrompt>> {
     let tokenizer = components.tokenizer()?;
     let ids = prompts
@@ -67,10 +70,18 @@ pub fn encode_prompts(
     };
     components.enter(Stage::Condition(shape))?;
     let condition = components.condition()?;
+    let timbre = match references {
+        // One reference at a time, as the default timbre is encoded, so the stage's activations stay as booked.
+        Some(refs) => {
+            let each = (0..refs.dim(0)?).map(|i| condition.encoder.timbre(&refs.narrow(0, i, 1)?));
+            Tensor::cat(&each.collect::<Result<Vec<_>>>()?, 1)?
+        }
+        None => condition.default_timbre.clone(),
+    };
     hidden
         .iter()
         .map(|(text_hidden, lyric_hidden)| {
-            let states = condition.encoder.encode(text_hidden, lyric_hidden, &condition.default_timbre)?;
+            let states = condition.encoder.encode(text_hidden, lyric_hidden, &timbre)?;
             let null_states = if with_null { Some(condition.encoder.null_condition(states.dim(1)?)?) } else { None };
             Ok(EncodedPrompt { states, null_states })
         })

@@ -18,6 +18,7 @@ use super::masks::{
 use super::noise::initial_noise;
 use super::output::{splice, to_audio, Level};
 use super::request::{GenerationOutput, GenerationRequest, Metas, Mode, Progress, ProgressFn, Task, MAX_DURATION_S};
+use super::timbre::{checked_reference, timbre_window};
 use crate::audio::{check_finite, content_hash, to_stereo, Audio, MODEL_SAMPLE_RATE};
 use crate::error::{EngineError, Result};
 use crate::model::audio_tokenizer::parse_audio_codes;
@@ -130,7 +131,7 @@ impl Generator {
             return Err(EngineError::Cancelled);
         }
         let prepared = match &request.task {
-            Task::Text2Music { duration_s } => self.text2music(request, *duration_s)?,
+            Task::Text2Music { duration_s } => self.text2music(request, *duration_s, progress)?,
             Task::Cover { cover_strength, noise_strength, audio_codes } => {
                 self.cover(request, *cover_strength, *noise_strength, audio_codes.as_deref(), progress)?
             }
@@ -196,13 +197,16 @@ impl Generator {
         kind.schedule(request.steps, strength, request.shift)
     }
 
-    /// The encoded prompts of `instructions` for `request` (with null conditions when CFG is on).
+    /// The encoded prompts of `instructions` for `request` (with null conditions when CFG is on), with the
+    /// request's timbre references or the default timbre.
     fn prompts(
         &mut self,
         request: &GenerationRequest,
         instructions: &[Instruction],
         metas: &Metas,
+        progress: &mut ProgressFn,
     ) -> Result<Vec<EncodedPrompt>> {
+        let references = self.timbre_references(request, progress)?;
         let parts: Vec<PromptParts> = instructions
             .iter()
             .map(|&instruction| PromptParts {
@@ -213,7 +217,20 @@ impl Generator {
                 language: &request.language,
             })
             .collect();
-        encode_prompts(&mut self.components, &parts, guidance(request).uses_null())
+        encode_prompts(&mut self.components, &parts, guidance(request).uses_null(), references.as_ref())
+    }
+
+    /// VAE latents `[N, timbre_fix_frame, C]` of the request's timbre references, each prepared as
+    /// pipeline/timbre.rs describes with an offset seed of the job; `None` without references.
+    fn timbre_references(&mut self, request: &GenerationRequest, progress: &mut ProgressFn) -> Result<Option<Tensor>> {
+        let window = self.components.checkpoint().acestep.timbre_fix_frame * self.grid().hop;
+        let mut latents = Vec::new();
+        for (index, reference) in request.references.iter().enumerate() {
+            let reference = checked_reference(index, reference)?;
+            let clip = timbre_window(&reference, window, request.seed.wrapping_add(index as u64));
+            latents.push(self.encode_source(&clip, request.mode, progress)?);
+        }
+        Ok(if latents.is_empty() { None } else { Some(Tensor::cat(&latents, 0)?) })
     }
 
     /// The one encoded prompt of `instruction`.
@@ -222,8 +239,9 @@ impl Generator {
         request: &GenerationRequest,
         instruction: Instruction,
         metas: &Metas,
+        progress: &mut ProgressFn,
     ) -> Result<EncodedPrompt> {
-        let mut prompts = self.prompts(request, &[instruction], metas)?;
+        let mut prompts = self.prompts(request, &[instruction], metas, progress)?;
         Ok(prompts.remove(0))
     }
 
@@ -233,7 +251,12 @@ impl Generator {
         context_latents(&silence, &vec![1.0; frames])
     }
 
-    fn text2music(&mut self, request: &GenerationRequest, duration_s: f64) -> Result<Prepared> {
+    fn text2music(
+        &mut self,
+        request: &GenerationRequest,
+        duration_s: f64,
+        progress: &mut ProgressFn,
+    ) -> Result<Prepared> {
         if !(duration_s.is_finite() && duration_s > 0.0) {
             return Err(EngineError::invalid(format!("text2music duration {duration_s} s must be a positive number")));
         }
@@ -250,7 +273,7 @@ impl Generator {
             return Err(EngineError::invalid(format!("{duration_s} s is shorter than one latent frame")));
         }
         let metas = prompt_metas(request, Some(duration_s));
-        let prompt = self.prompt(request, Instruction::Text2Music, &metas)?;
+        let prompt = self.prompt(request, Instruction::Text2Music, &metas, progress)?;
         let context = self.silence_context(frames)?;
         Ok(Prepared {
             schedule: self.schedule(request, 1.0)?,
@@ -278,6 +301,8 @@ impl Generator {
             Some(codes) => {
                 let frames =
                     parse_audio_codes(codes, u32::MAX).len() * self.components.checkpoint().acestep.pool_window_size;
+                let grid = self.grid();
+                check_length("the cover from audio codes", (frames * grid.hop) as f64 / grid.sample_rate as f64)?;
                 self.components.enter(Stage::Hints { frames })?;
                 let tokenizer = self.components.audio_tokenizer()?;
                 let hints = self.components.detokenizer()?.from_code_string(tokenizer.fsq(), codes)?;
@@ -315,7 +340,7 @@ impl Generator {
             phases.push((switch, Instruction::Text2Music, self.silence_context(frames)?));
         }
         let instructions: Vec<Instruction> = phases.iter().map(|&(_, instruction, _)| instruction).collect();
-        let prompts = self.prompts(request, &instructions, &metas)?;
+        let prompts = self.prompts(request, &instructions, &metas, progress)?;
         let conditions = phases
             .into_iter()
             .zip(prompts)
@@ -369,7 +394,7 @@ impl Generator {
         let frames = clean.dim(1)?;
         let silence = self.components.silence()?;
         let metas = prompt_metas(request, Some(duration));
-        let prompt = self.prompt(request, Instruction::Repaint, &metas)?;
+        let prompt = self.prompt(request, Instruction::Repaint, &metas, progress)?;
         let noise = self.noise(request, frames)?;
         match request.mode {
             Mode::Reference => {

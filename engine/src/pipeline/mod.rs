@@ -10,6 +10,7 @@ pub mod masks;
 mod noise;
 mod output;
 pub mod request;
+pub mod timbre;
 
 pub(crate) use components::Components;
 pub use conditioning::{DitCondition, EncodedPrompt};

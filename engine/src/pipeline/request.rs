@@ -5,9 +5,9 @@ use std::ops::ControlFlow;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+pub use super::guidance::CfgInterval;
 use crate::audio::Audio;
 use crate::error::{EngineError, Result};
-pub use super::guidance::CfgInterval;
 pub use crate::model::prompt::Metas;
 
 /// The most diffusion steps a request may ask for: the DiT is fed `t = 1000·σ` (model/scheduler.rs), so a
@@ -70,6 +70,11 @@ pub struct GenerationRequest {
     /// Source audio for cover and repaint (48 kHz; mono is duplicated to stereo).
     #[serde(skip)]
     pub source: Option<Audio>,
+    /// Timbre references: audio whose timbre the result takes (48 kHz, mono or stereo, 1 s to 600 s each; each is
+    /// tiled and cropped to the 30 s the timbre encoder hears, pipeline/timbre.rs). Empty: the model's default
+    /// timbre.
+    #[serde(skip)]
+    pub references: Vec<Audio>,
     /// Style caption.
     pub caption: String,
     /// Lyrics (`[Instrumental]` for none).
@@ -171,6 +176,7 @@ mod tests {
             shift: 3.0,
             cfg_scale: 1.0,
             cfg_interval: CfgInterval::ALL,
+            references: Vec::new(),
             noise: None,
         }
     }

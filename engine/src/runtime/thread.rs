@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use super::events::{Event, JobId, Take};
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
+use crate::model::lora::LoraSpec;
 use crate::model_source::ModelSpec;
 use crate::pipeline::request::{GenerationRequest, Progress};
 use crate::pipeline::Generator;
@@ -60,11 +61,19 @@ pub struct EngineConfig {
     pub vram_budget: Option<u64>,
     /// Jobs that may wait in the queue; a submit beyond it fails at once.
     pub queue_capacity: usize,
+    /// LoRA adapters merged into the DiT when the model loads (model/lora.rs), in this order.
+    pub loras: Vec<LoraSpec>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { model: ModelSpec::default(), device: DeviceChoice::Cpu, vram_budget: None, queue_capacity: 32 }
+        Self {
+            model: ModelSpec::default(),
+            device: DeviceChoice::Cpu,
+            vram_budget: None,
+            queue_capacity: 32,
+            loras: Vec::new(),
+        }
     }
 }
 
@@ -321,6 +330,7 @@ impl Worker {
         let output = result?;
         let mut request = job.request.clone();
         request.source = None;
+        request.references = Vec::new();
         request.noise = None;
         Ok(Take { audio: output.audio, latents: output.latents, source_latents: output.source_latents, request })
     }
@@ -332,7 +342,9 @@ impl Worker {
             let _ =
                 events.send(Event::Loading { component: p.file, bytes_done: p.bytes_done, bytes_total: p.bytes_total });
         })?;
-        let checkpoint = Checkpoint::open_dirs(&dirs, dtype, &device)?.with_variant(self.config.model.variant);
+        let checkpoint = Checkpoint::open_dirs(&dirs, dtype, &device)?
+            .with_variant(self.config.model.variant)
+            .with_loras(&self.config.loras)?;
         let generator = Generator::new(checkpoint, self.config.vram_budget);
         if let Err(e @ EngineError::BudgetTooSmall(_)) = &generator {
             // The budget is fixed for this engine: every later submit is refused at once with the same message.

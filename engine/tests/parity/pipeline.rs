@@ -59,6 +59,7 @@ fn request(inputs: &Inputs) -> Result<GenerationRequest, String> {
         shift: num("shift")?,
         cfg_scale: inputs.arg("cfg_scale").as_f64().unwrap_or(1.0),
         cfg_interval: CfgInterval::ALL,
+        references: Vec::new(),
         noise: Some(inputs.tensor("in.noise")?),
     })
 }
