@@ -11,6 +11,11 @@ fn fixture_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep")
 }
 
+/// The variant fixture set (its tiny XL-shaped DiT and LoRA files).
+fn variants() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures-variants")
+}
+
 /// `retake` with `args` on the fixture model (unless `args` names another), ignoring `RETAKE_MODEL_DIR` and
 /// `RETAKE_VARIANT`.
 fn retake_command(args: &[&str]) -> Command {
@@ -231,7 +236,18 @@ fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
     let slow = dir.path().join("slow.wav");
     write_one_hertz_ten_hours(&slow);
     let (i, o, m, s) = (path_str(&input), path_str(&output), path_str(&missing), path_str(&slow));
-    let repaint = |extra: &[&'static str]| -> Vec<String> {
+    let (short, silent) = (dir.path().join("short.wav"), dir.path().join("silent.wav"));
+    write_music(&short, 44_100, 2, 0.5);
+    write_wav(&silent, &Audio::new(48_000, vec![vec![0.0; 96_000]; 2]), WavFormat::Int24).unwrap();
+    let (malformed, no_codes) = (dir.path().join("malformed.txt"), dir.path().join("prose.txt"));
+    std::fs::write(&malformed, "<|audio_code_12|><|audio_code_7>").unwrap();
+    std::fs::write(&no_codes, "no codes here").unwrap();
+    let cover_from =
+        |codes: &Path| strings(&["cover", "--audio-codes", path_str(codes), "--output", o, "--prompt", "p"]);
+    let lora = variants().join("loras/acestep-v15-xl-base-lora-r4.safetensors");
+    let with_lora =
+        |lora: &str| strings(&["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--lora", lora]);
+    let repaint = |extra: &[&str]| -> Vec<String> {
         let base = ["repaint", "--input", i, "--output", o, "--start", "0.1", "--end", "0.5"];
         base.iter().chain(extra).map(|a| a.to_string()).collect()
     };
@@ -258,6 +274,28 @@ fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
         (repaint(&["--crossfade-ms", "NaN"]), "NaN is out of range; give a number from 0 up to 500"),
         (repaint(&["--steps", "4294967295"]), "4294967295 is not in 1..=1000"),
         (repaint(&["--bpm", "-5"]), "-5 is out of range; give a number above 0"),
+        (
+            strings(&["repaint", "--input", i, "--output", o, "--range", "0:0.5", "--range", "0.3:0.8"]),
+            "repaint ranges 0..0.5 s and 0.3..0.8 s overlap; merge them into one range",
+        ),
+        (
+            strings(&["repaint", "--input", i, "--output", o, "--range", "0.5:0.5"]),
+            "the range 0.5..0.5 s is empty or not finite; give a start before the end",
+        ),
+        (
+            repaint(&["--reference", path_str(&short)]),
+            "short.wav`: invalid input: timbre reference 1 is 0.50 s long; a timbre reference needs at least 1 s",
+        ),
+        (repaint(&["--reference", i, "--reference", path_str(&silent)]), "timbre reference 2 is silent"),
+        (cover_from(&malformed), "`<|audio_code_7>` on line 1 is not an audio code"),
+        (cover_from(&no_codes), "prose.txt`: holds no <|audio_code_N|> tokens"),
+        (
+            with_lora(path_str(&lora)),
+            "tensor `layers.0.cross_attn.k_proj.lora_A.default.weight` and `layers.0.cross_attn.k_proj.lora_B.default.weight` \
+             make a [32, 96] update but `decoder.layers.0.cross_attn.k_proj.weight` is [32, 64] (a LoRA for another \
+             model size)",
+        ),
+        (with_lora(m), "missing.wav` is missing: the LoRA file is not there; check the path given with --lora"),
         (
             strings(&["repaint", "--input", s, "--output", o, "--start", "0", "--end", "1"]),
             "slow.wav` is sampled at 1 Hz; Retake takes audio from 8000 Hz up",
@@ -431,4 +469,85 @@ fn ctrl_c_cancels_the_job_and_exits_with_130() {
     let steps_after = rest.iter().filter(|l| l.starts_with("retake: step")).count();
     assert!(steps_after < 100, "{steps_after} steps ran after Ctrl-C");
     assert!(!output.exists());
+}
+
+/// Two regions in one job, the first starting before the clip (outpainting its front): the clip comes back
+/// longer by the padding, and every sample outside both regions and their crossfades is the original's, bit for bit.
+#[test]
+fn repaint_of_two_ranges_one_before_the_start_keeps_every_sample_outside_both_and_their_crossfades() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
+    write_music(&input, 48_000, 2, 4.0);
+    let (i, o) = (path_str(&input), path_str(&output));
+    let ranges = ["--range", "-0.5:0.5", "--range", "2.5:3"];
+    let summary =
+        succeed(&[&["repaint", "--input", i, "--output", o][..], &ranges, &["--steps", "2", "--seed", "5"]].concat());
+    assert_eq!(summary["ranges"], serde_json::json!([[-0.5, 0.5], [2.5, 3.0]]));
+    let ((_, original), (_, result)) = (read_ints(&input), read_ints(&output));
+    // 0.5 s of padding in front: original sample j is result sample j + 24000. The regions on the padded timeline
+    // are 0..48000 and 144000..168000, each with a 4800-sample crossfade outside it.
+    let (pad, fade) = (24_000, 4_800);
+    let spliced = |p: usize| p < 48_000 + fade || (144_000 - fade..168_000 + fade).contains(&p);
+    for (c, (o, r)) in original.iter().zip(&result).enumerate() {
+        assert_eq!(r.len(), o.len() + pad);
+        let kept = (pad..r.len()).filter(|&p| !spliced(p));
+        assert!(kept.clone().all(|p| r[p] == o[p - pad]), "channel {c}: a sample outside the regions changed");
+        for region in [0..48_000, 144_000..168_000] {
+            let changed = region.clone().filter(|&p| p < pad || r[p] != o[p - pad]).count();
+            assert!(changed > region.len() / 2, "channel {c}: only {changed} samples of {region:?} changed");
+        }
+    }
+}
+
+/// A LoRA on the variant it was trained for changes the result; at scale 0 it changes nothing.
+#[test]
+fn a_lora_for_the_xl_variant_changes_its_output_and_scale_zero_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let xl = variants().join("tiny-acestep/acestep-v15-xl-base");
+    let lora = variants().join("loras/acestep-v15-xl-base-lora-r4-kohya.safetensors");
+    let run = |name: &str, extra: &[&str]| {
+        let output = dir.path().join(name);
+        let args = ["text2music", "--output", path_str(&output), "--duration", "0.5", "--prompt", "dub", "--seed", "3"];
+        let xl_args = ["--variant", "xl-base", "--dit-dir", path_str(&xl), "--steps", "2", "--cfg", "1"];
+        let summary = succeed(&[&args[..], &xl_args, extra].concat());
+        (summary, read_ints(&output).1)
+    };
+    let (_, plain) = run("plain.wav", &[]);
+    let with = format!("{}:0.8", path_str(&lora));
+    let (summary, adapted) = run("lora.wav", &["--lora", &with]);
+    assert_eq!(summary["loras"], serde_json::json!([{ "file": path_str(&lora), "scale": 0.8 }]));
+    assert_ne!(adapted, plain, "the LoRA changes the output");
+    let off = format!("{}:0", path_str(&lora));
+    assert_eq!(run("off.wav", &["--lora", &off]).1, plain, "a LoRA at scale 0 changes nothing");
+}
+
+/// A cover from audio codes, without an input file, as long as the codes say (0.2 s each); a timbre reference
+/// changes the result and is named in the summary.
+#[test]
+fn a_cover_from_audio_codes_with_a_timbre_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let (codes, reference) = (dir.path().join("codes.txt"), dir.path().join("voice.wav"));
+    std::fs::write(
+        &codes,
+        "<|audio_code_42141|><|audio_code_36019|> (ignored)\n<|audio_code_21801|><|audio_code_230|>\n",
+    )
+    .unwrap();
+    write_music(&reference, 44_100, 1, 2.0);
+    let run = |name: &str, extra: &[&str]| {
+        let output = dir.path().join(name);
+        let args = ["cover", "--audio-codes", path_str(&codes), "--output", path_str(&output), "--prompt", "house"];
+        let summary = succeed(&[&args[..], &["--steps", "2", "--seed", "9"], extra].concat());
+        (summary, read_ints(&output))
+    };
+    let (_, (spec, plain)) = run("plain.wav", &[]);
+    assert_eq!((spec.sample_rate, spec.channels), (48_000, 2));
+    assert!(
+        plain.iter().all(|c| c.len() == 4 * 5 * 1920),
+        "4 codes of 5 frames: {:?}",
+        plain.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let (summary, (_, timbred)) = run("timbre.wav", &["--reference", path_str(&reference)]);
+    assert_eq!(summary["references"], serde_json::json!([path_str(&reference)]));
+    assert_eq!(summary["audio_codes"].as_str(), Some(path_str(&codes)));
+    assert_ne!(timbred, plain, "the reference's timbre changes the cover");
 }

@@ -38,6 +38,13 @@ pub fn summary(
     if let Some(clip) = source {
         summary["input"] = json!(clip.path.display().to_string());
     }
+    if !common.loras.is_empty() {
+        let loras = common.loras.iter().map(|l| json!({ "file": l.path.display().to_string(), "scale": l.scale }));
+        summary["loras"] = loras.collect();
+    }
+    if !common.references.is_empty() {
+        summary["references"] = common.references.iter().map(|p| p.display().to_string()).collect();
+    }
     let task = match command {
         Command::Repaint(a) => json!({
             "task": "repaint", "ranges": a.ranges(), "start": a.start, "end": a.end, "strength": a.strength,
@@ -45,6 +52,7 @@ pub fn summary(
         }),
         Command::Cover(a) => json!({
             "task": "cover", "cover_strength": a.cover_strength, "noise_strength": a.noise_strength,
+            "audio_codes": a.audio_codes.as_ref().map(|p| p.display().to_string()),
         }),
         Command::Text2Music(_) => json!({ "task": "text2music" }),
     };
