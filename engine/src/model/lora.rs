@@ -70,11 +70,13 @@ impl FromStr for LoraSpec {
 struct Factors {
     /// Index of the file in [`Adapters::files`].
     file: usize,
+    /// Keys of the down (`lora_A`/`lora_down`) and up (`lora_B`/`lora_up`) factors.
     down: String,
     up: String,
-    /// `scale`, times nothing else: the alpha/rank factor applies to `down` first (DiffSynth's order).
+    /// The spec's scale of the product `up @ down`.
     scale: f64,
-    /// `alpha / rank` when the file has an alpha for this module.
+    /// `alpha / rank` when the file has an alpha for this module; it scales `down` before the product
+    /// (DiffSynth's order).
     down_factor: Option<f32>,
 }
 
@@ -90,6 +92,9 @@ impl fmt::Debug for Adapters {
         f.debug_struct("Adapters").field("specs", &self.specs).field("weights", &self.updates.len()).finish()
     }
 }
+
+/// A tensor of an adapter file: its key and stored shape.
+type Found = (String, Vec<usize>);
 
 /// The role of a tensor in an adapter file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +172,8 @@ impl Adapters {
             path: path.clone(),
             message: format!("not a LoRA safetensors file: {e}"),
         })?;
-        let mut modules: BTreeMap<&str, [Option<(String, Vec<usize>)>; 3]> = BTreeMap::new();
+        // Per module, its down, up and alpha tensors (key and stored shape), as `Part` indexes them.
+        let mut modules: BTreeMap<&str, [Option<Found>; 3]> = BTreeMap::new();
         let mut listed = tensors.tensors();
         listed.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, view) in &listed {

@@ -52,9 +52,10 @@ pub fn checked_reference(index: usize, reference: &Audio) -> Result<Audio> {
     Ok(reference)
 }
 
-/// The `window` samples the VAE encodes for `reference`: the reference tiled to at least `window` samples, split
-/// into thirds, a crop of `window / 3` samples at a `seed`-drawn offset inside each third, the three joined.
-pub fn timbre_window(reference: &Audio, window: usize, seed: u64) -> Audio {
+/// The `window` samples the VAE encodes for `reference` (non-empty, as [`checked_reference`] ensures): the
+/// reference tiled to at least `window` samples, split into thirds, a crop of `window / 3` samples at a
+/// `seed`-drawn offset inside each third, the three joined.
+pub(crate) fn timbre_window(reference: &Audio, window: usize, seed: u64) -> Audio {
     let len = reference.len();
     let total = if len < window { len * window.div_ceil(len) } else { len };
     let (third, crop) = (total / 3, window / 3);
