@@ -35,7 +35,7 @@ pub(super) fn text(options: &BenchOptions, timer: &mut Timer) -> Result<()> {
 
 /// The condition encoder: text projection, lyric encoder, timbre encoder on one 30 s reference, packing.
 pub(super) fn condition(options: &BenchOptions, timer: &mut Timer) -> Result<()> {
-    let cfg = AceStepConfig::turbo();
+    let cfg = AceStepConfig::for_variant(options.variant);
     let encoder = ConditionEncoder::new(&weights(options), &cfg)?;
     let text = normal(options, (1, CAPTION_TOKENS, cfg.text_hidden_dim))?;
     let lyrics = normal(options, (1, LYRIC_TOKENS, cfg.text_hidden_dim))?;
@@ -59,7 +59,7 @@ fn sampling_dit(components: &mut Components, frames: usize) -> Result<Shared<Dit
 
 /// DiT steps at 10 s and 30 s, and the full 8-step turbo diffusion of 10 s; returns the residency accounting.
 pub(super) fn dit(options: &BenchOptions, timer: &mut Timer) -> Result<ResidencyStats> {
-    let cfg = AceStepConfig::turbo();
+    let cfg = AceStepConfig::for_variant(options.variant);
     let mut components = Components::with_assets(checkpoint(options), None, silence(options)?, options.budget)?;
     let latent = cfg.audio_acoustic_hidden_dim;
     let context_channels = cfg.in_channels - latent;

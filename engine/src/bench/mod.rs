@@ -23,8 +23,9 @@ use crate::audio::{Audio, MODEL_SAMPLE_RATE};
 use crate::error::{EngineError, Result};
 use crate::kernels::cuda::device_memory;
 use crate::model::checkpoint::Checkpoint;
-use crate::model::config::{AceStepConfig, VaeConfig};
+use crate::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
 use crate::model::silence::SilenceLatent;
+use crate::model::variant::Variant;
 use crate::model::weights::Weights;
 use crate::residency::{check_budget, Inventory, UnitSizes};
 
@@ -65,13 +66,15 @@ pub struct BenchOptions {
     pub tokenizer: Option<PathBuf>,
     /// Seed of the random weights.
     pub seed: u64,
+    /// The checkpoint whose geometry runs (`turbo` by default; the XL variants run the XL DiT).
+    pub variant: Variant,
 }
 
 impl BenchOptions {
     /// Three runs of everything on `device` in the runtime's dtype for it, without the end-to-end runs.
     pub fn new(device: Device) -> Self {
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
-        Self { device, dtype, runs: 3, budget: None, only: None, tokenizer: None, seed: 0 }
+        Self { device, dtype, runs: 3, budget: None, only: None, tokenizer: None, seed: 0, variant: Variant::Turbo }
     }
 }
 
@@ -109,10 +112,10 @@ impl Group {
         }
     }
 
-    /// Parameters the group's model holds, as the checkpoint stores them.
-    fn parameters(self) -> u64 {
-        let turbo = Checkpoint::random_turbo(0, DType::F32, &Device::Cpu);
-        let stored = Inventory::from_geometry(&turbo.acestep, &turbo.vae, &turbo.qwen3);
+    /// Parameters the group's model holds, as `variant`'s checkpoint stores them.
+    fn parameters(self, variant: Variant) -> u64 {
+        let ckpt = random_checkpoint(variant, 0, DType::F32, &Device::Cpu);
+        let stored = Inventory::from_geometry(&ckpt.acestep, &ckpt.vae, &ckpt.qwen3);
         match self {
             Group::Text => stored.text.elements_under(&[""]),
             Group::Condition => stored.acestep.elements_under(&["encoder", "null_condition_emb"]),
@@ -150,6 +153,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
     }
     Ok(BenchReport {
         engine: "retake".into(),
+        variant: options.variant.name().into(),
         device: device_name(&options.device),
         dtype: options.dtype.as_str().into(),
         threads: candle_core::utils::get_num_threads(),
@@ -159,7 +163,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
 }
 
 fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
-    let weights_bytes = group.parameters() * options.dtype.size_in_bytes() as u64;
+    let weights_bytes = group.parameters(options.variant) * options.dtype.size_in_bytes() as u64;
     let mut report = GroupReport {
         name: group.name().into(),
         weights_bytes,
@@ -187,7 +191,8 @@ fn run_group(group: Group, options: &BenchOptions) -> Result<GroupReport> {
         Group::Vae => components::vae(options, &mut timer).map(|()| None),
         Group::EndToEnd => end_to_end::end_to_end(options, &mut timer).map(Some),
     }?;
-    report.residency = residency.map(|stats| ResidencyReport::new(&stats, AceStepConfig::turbo().num_hidden_layers));
+    let layers = AceStepConfig::for_variant(options.variant).num_hidden_layers;
+    report.residency = residency.map(|stats| ResidencyReport::new(&stats, layers));
     report.ops = timer.finish();
     report.peak_rss_bytes = if peak_is_per_group { peak_rss() } else { None };
     report.peak_device_bytes = if device_peak_is_per_group { device_memory::peak(&options.device) } else { None };
@@ -210,7 +215,13 @@ fn weights(options: &BenchOptions) -> Weights {
 
 /// The whole model with the benchmark's random weights, for the groups that run through the engine's residency.
 fn checkpoint(options: &BenchOptions) -> Checkpoint {
-    Checkpoint::random_turbo(options.seed, options.dtype, &options.device)
+    random_checkpoint(options.variant, options.seed, options.dtype, &options.device)
+}
+
+/// `variant`'s real geometry (its DiT and encoder side, the VAE, Qwen3-Embedding-0.6B) with seeded random weights.
+fn random_checkpoint(variant: Variant, seed: u64, dtype: DType, device: &Device) -> Checkpoint {
+    let acestep = AceStepConfig::for_variant(variant);
+    Checkpoint::random(acestep, VaeConfig::oobleck_48k(), Qwen3Config::embedding_0_6b(), seed, dtype, device)
 }
 
 /// An all-zero silence latent of [`SILENCE_FRAMES`] frames, which random weights come without.
@@ -288,12 +299,17 @@ mod tests {
 
     #[test]
     fn each_group_counts_the_parameters_its_part_of_the_checkpoint_stores() {
-        let counts = Group::ALL.map(Group::parameters);
+        let counts = Group::ALL.map(|group| group.parameters(Variant::Turbo));
         // docs/acestep-model.md §1 (the VAE as DiffSynth 2.1.12 counts it); end to end is all three files.
         assert_eq!(
             counts,
             [595_776_512, 608_369_664, 1_575_458_880, 168_695_426, 2_393_872_518 + 168_695_426 + 595_776_512]
         );
+        // The XL model file holds 4,987,310,726 parameters (tests/fixtures-variants/README.md, the real layout
+        // check against DiffSynth's registered XL hash); its encoder side keeps the 2B widths.
+        let xl = Group::ALL.map(|group| group.parameters(Variant::XlTurbo));
+        assert_eq!(xl[4], 4_987_310_726 + 168_695_426 + 595_776_512);
+        assert_eq!((xl[0], xl[1], xl[3]), (counts[0], counts[1], counts[3]));
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct GroupReport {
 pub struct BenchReport {
     /// Which implementation was timed (`retake`).
     pub engine: String,
+    /// The checkpoint variant whose geometry ran (`turbo`, `xl-turbo`, …).
+    #[serde(default)]
+    pub variant: String,
     /// Compute device (`cpu`, `cuda:0`).
     pub device: String,
     /// Weight and activation dtype (`f32`, `bf16`).
@@ -134,8 +137,8 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} on {} ({}, {} threads), median/min/max of {} runs after one warm-up",
-            self.engine, self.device, self.dtype, self.threads, self.runs
+            "{} ({}) on {} ({}, {} threads), median/min/max of {} runs after one warm-up",
+            self.engine, self.variant, self.device, self.dtype, self.threads, self.runs
         )?;
         writeln!(f, "{:<20} {:>11} {:>11} {:>11}  workload", "operation", "median", "min", "max")?;
         for op in self.groups.iter().flat_map(|g| &g.ops) {
@@ -210,6 +213,7 @@ mod tests {
     fn report() -> BenchReport {
         BenchReport {
             engine: "retake".into(),
+            variant: "turbo".into(),
             device: "cpu".into(),
             dtype: "f32".into(),
             threads: 2,

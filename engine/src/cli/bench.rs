@@ -9,6 +9,7 @@ use clap::Args;
 use retake_engine::audio::{check_writable, write_bytes};
 use retake_engine::bench::{run, BenchOptions};
 use retake_engine::error::EngineError;
+use retake_engine::model::variant::Variant;
 use retake_engine::runtime::{parse_size, DeviceChoice};
 
 /// `retake bench`.
@@ -38,6 +39,10 @@ pub struct BenchArgs {
     /// Seed of the random weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Checkpoint variant whose geometry runs (the 2B geometry for turbo, base, sft and their kin; the XL DiT for
+    /// xl-base, xl-sft and xl-turbo).
+    #[arg(long, default_value = "turbo")]
+    pub variant: Variant,
 }
 
 /// Runs the benchmark and prints its table on stdout; exit status 1 with a message on any error.
@@ -65,6 +70,7 @@ fn bench(args: &BenchArgs) -> Result<String, EngineError> {
         only: args.only.clone(),
         tokenizer: args.tokenizer.clone(),
         seed: args.seed,
+        variant: args.variant,
         ..BenchOptions::new(device)
     };
     let report = run(&options)?;

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::layers::{AttnMask, TransformerDims};
+use super::variant::Variant;
 use crate::audio::MODEL_SAMPLE_RATE;
 use crate::error::{EngineError, Result};
 
@@ -150,6 +151,15 @@ impl AceStepConfig {
             encoder_num_attention_heads: Some(16),
             encoder_num_key_value_heads: Some(8),
             ..Self::turbo()
+        }
+    }
+
+    /// The real config of `variant`'s DiT folder, for building its full geometry without a download: [`Self::xl`]
+    /// for the XL variants, else the 2B [`Self::turbo`] geometry, with `is_turbo` as the variant is.
+    pub fn for_variant(variant: Variant) -> Self {
+        match variant {
+            Variant::XlBase | Variant::XlSft | Variant::XlTurbo => Self::xl(variant.is_turbo()),
+            _ => Self { model_version: Some(variant.name().into()), is_turbo: variant.is_turbo(), ..Self::turbo() },
         }
     }
 

@@ -123,18 +123,19 @@ pub fn activation_bytes(ckpt: &Checkpoint, stage: Stage) -> u64 {
             pooler.max(detokenizer) + e * (windows * pool * (2 * cfg.audio_acoustic_hidden_dim + enc.hidden)) as u64
         }
         // The wider of one block (self-attention over the patched tokens, cross-attention onto the encoder
-        // states, two AdaLN copies, the timestep rows) and a condition's K/V in the making (the embedded
-        // encoder states and one layer's keys: projection, f32 norm input and output); each condition's
-        // projected context, RoPE table and cross-attention K/V of every block (twice with CFG); and the
-        // latents of the sampling loop.
+        // states, two AdaLN copies, the timestep rows; with CFG the conditional and null passes run as one batch of
+        // two) and a condition's K/V in the making (the embedded encoder states and one layer's keys: projection,
+        // f32 norm input and output); each condition's projected context, RoPE table and cross-attention K/V of
+        // every block (twice with CFG); and the latents of the sampling loop.
         Stage::Denoise { frames, encoder_len, conditions, cfg: guided } => {
             let tokens = frames.div_ceil(cfg.patch_size);
             let kv = d.kv_heads * d.head_dim;
-            let block = transformer_layer(&d, 1, tokens, tokens, e, sc)
-                + attention_scores(&d, 1, tokens, encoder_len, sc)
-                + e * ((2 * tokens) as u64 + TIMESTEP_ROWS) * cfg.hidden_size as u64;
-            let caching = e * (encoder_len * (cfg.hidden_size + enc.hidden)) as u64 + (e + 2 * F32) * (encoder_len * kv) as u64;
             let branches = 1 + guided as usize;
+            let block = transformer_layer(&d, branches, tokens, tokens, e, sc)
+                + attention_scores(&d, branches, tokens, encoder_len, sc)
+                + e * ((2 * branches * tokens) as u64 + TIMESTEP_ROWS) * cfg.hidden_size as u64;
+            let caching =
+                e * (encoder_len * (cfg.hidden_size + enc.hidden)) as u64 + (e + 2 * F32) * (encoder_len * kv) as u64;
             let cross = branches * cfg.num_hidden_layers * 2 * kv * encoder_len;
             let per_condition = e * (tokens * (cfg.hidden_size + cfg.head_dim) + cross) as u64;
             block.max(caching)

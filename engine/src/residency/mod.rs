@@ -357,7 +357,7 @@ impl Residency {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::DType;
+    use candle_core::{DType, Device};
 
     use super::*;
     use crate::model::checkpoint::fixture;
@@ -389,6 +389,43 @@ mod tests {
         let err = check_budget(&ckpt, &sizes, minimum.total() - 1).unwrap_err();
         assert!(matches!(err, EngineError::BudgetTooSmall(_)), "{err}");
         assert!(err.to_string().contains(&format!("at least {}", human_bytes(minimum.total()))), "{err}");
+    }
+
+    #[test]
+    fn the_xl_minimum_is_stated_for_its_two_widths_and_a_budget_below_it_is_refused() {
+        use crate::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
+        use crate::model::variant::Variant;
+        for dtype in [DType::F32, DType::BF16] {
+            let minimum = |variant| {
+                let acestep = AceStepConfig::for_variant(variant);
+                let ckpt = Checkpoint::random(
+                    acestep,
+                    VaeConfig::oobleck_48k(),
+                    Qwen3Config::embedding_0_6b(),
+                    0,
+                    dtype,
+                    &Device::Cpu,
+                );
+                let sizes = UnitSizes::from_geometry(&ckpt, 15_000);
+                (largest_requirement(&ckpt, &sizes), ckpt, sizes)
+            };
+            let (turbo, ..) = minimum(Variant::Turbo);
+            let (xl, ckpt, sizes) = minimum(Variant::XlTurbo);
+            println!(
+                "{dtype:?}: minimum budget turbo {} ({}), xl {} ({})",
+                human_bytes(turbo.total()),
+                turbo.stage,
+                human_bytes(xl.total()),
+                xl.stage
+            );
+            // The XL DiT streams one of its wider blocks at a time; its encoder side keeps the 2B widths.
+            let block = |ckpt_sizes: &UnitSizes| ckpt_sizes.of(Unit::DitBlock(0));
+            assert!(block(&sizes) > block(&minimum(Variant::Turbo).2));
+            assert!(xl.total() >= turbo.total());
+            let err = check_budget(&ckpt, &sizes, xl.total() - 1).unwrap_err().to_string();
+            assert!(err.contains(&format!("at least {}", human_bytes(xl.total()))), "{err}");
+            check_budget(&ckpt, &sizes, xl.total()).unwrap();
+        }
     }
 
     #[test]
