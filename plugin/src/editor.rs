@@ -14,12 +14,13 @@ use nih_plug::context::gui::GuiContext;
 use nih_plug::prelude::ParamSetter;
 
 use crate::error::PluginError;
-use crate::params::{Monitor, RetakeParams, CAPTURE_MINUTES};
+use crate::params::{Monitor, Reference, RetakeParams, TaskMode, CAPTURE_MINUTES, LANGUAGES};
 use crate::region::select_region;
 use crate::reveal;
-use crate::settings::{self, EngineSettings};
+use crate::settings::{self, EngineSettings, LoraSetting};
 use crate::shared::{JobPhase, Shared};
 use crate::worker::Command;
+use retake_engine::model::variant::Variant;
 
 /// How often the waveform overview is recomputed.
 const OVERVIEW_REFRESH: Duration = Duration::from_millis(250);
@@ -71,6 +72,8 @@ struct Overview {
 struct SettingsForm {
     path: std::result::Result<PathBuf, Arc<PluginError>>,
     draft: EngineSettings,
+    /// The settings file's content as last read or saved.
+    saved: EngineSettings,
     note: Option<std::result::Result<String, String>>,
 }
 
@@ -86,7 +89,12 @@ impl SettingsForm {
             Ok(draft) => (draft, None),
             Err(err) => (EngineSettings::default(), Some(Err(err))),
         };
-        Self { path, draft, note }
+        Self { path, saved: draft.clone(), draft, note }
+    }
+
+    /// The variant the next engine runs: the environment's, else the saved settings', else turbo.
+    fn variant(&self) -> Variant {
+        self.saved.overridden_by(&settings::env_settings()).variant.parse().unwrap_or_default()
     }
 
     /// Checks the draft and writes it to the settings file; returns whether it was saved.
@@ -95,6 +103,9 @@ impl SettingsForm {
             Ok(path) => self.draft.save(path).map(|()| path.clone()).map_err(PluginError::from),
             Err(err) => Err(PluginError::Setup(err.clone())),
         });
+        if saved.is_ok() {
+            self.saved = self.draft.clone();
+        }
         self.note = Some(
             saved
                 .as_ref()
@@ -296,6 +307,87 @@ impl RetakeEditor {
         });
     }
 
+    /// Sampling controls: variant defaults, guidance, steps, shift, cover noise, the vocal language and the
+    /// timbre reference.
+    fn sampling(&self, setter: &ParamSetter, ui: &mut Ui) {
+        let params = &self.shared.params;
+        let variant = self.settings.variant();
+        let defaults = variant.defaults();
+        let own = !params.variant_defaults.value();
+        egui::Grid::new("retake-sampling").num_columns(4).spacing([12.0, 4.0]).show(ui, |ui| {
+            ui.label("Variant defaults");
+            ui.add(ParamSlider::for_param(&params.variant_defaults, setter)).on_hover_text(format!(
+                "On: the {variant} variant's {} steps, shift {:.1}, guidance {:.1}; off: the controls below",
+                defaults.steps, defaults.shift, defaults.cfg_scale
+            ));
+            ui.label("Guidance");
+            let hint = if variant.is_turbo() {
+                format!("{variant} is a turbo variant: it runs without guidance (1); pick a guided variant to use it")
+            } else {
+                "turn Variant defaults off to set it".to_string()
+            };
+            ui.add_enabled(own && !variant.is_turbo(), ParamSlider::for_param(&params.guidance, setter))
+                .on_disabled_hover_text(hint);
+            ui.end_row();
+            ui.label("Steps");
+            ui.add_enabled(own, ParamSlider::for_param(&params.steps, setter))
+                .on_disabled_hover_text(format!("{} (the variant's)", defaults.steps));
+            ui.label("Shift");
+            ui.add_enabled(own, ParamSlider::for_param(&params.shift, setter))
+                .on_disabled_hover_text(format!("{:.1} (the variant's)", defaults.shift));
+            ui.end_row();
+            ui.label("Cover noise");
+            ui.add_enabled(params.mode.value() == TaskMode::Cover, ParamSlider::for_param(&params.cover_noise, setter))
+                .on_disabled_hover_text("used in Cover mode");
+            ui.label("Vocal language");
+            let mut language = params.language.read().clone();
+            egui::ComboBox::from_id_salt("retake-language").selected_text(language.as_str()).show_ui(ui, |ui| {
+                for code in LANGUAGES {
+                    ui.selectable_value(&mut language, code.to_string(), code);
+                }
+            });
+            if language != *params.language.read() {
+                *params.language.write() = language;
+            }
+            ui.end_row();
+        });
+        self.reference_row(ui);
+    }
+
+    /// The timbre reference: none, one of this instance's takes, or a file path.
+    fn reference_row(&self, ui: &mut Ui) {
+        let params = &self.shared.params;
+        let mut reference = params.reference.read().clone();
+        let takes: Vec<u64> = params.takes.read().takes.iter().map(|take| take.id).collect();
+        ui.horizontal(|ui| {
+            ui.label("Timbre reference");
+            let shown = match &reference {
+                Reference::None => "none (default timbre)".to_string(),
+                Reference::Take(id) => format!("take #{id}"),
+                Reference::File(_) => "file".to_string(),
+            };
+            egui::ComboBox::from_id_salt("retake-reference").selected_text(shown).show_ui(ui, |ui| {
+                ui.selectable_value(&mut reference, Reference::None, "none (default timbre)");
+                for id in takes.iter().rev() {
+                    ui.selectable_value(&mut reference, Reference::Take(*id), format!("take #{id}"));
+                }
+                if ui.selectable_label(matches!(reference, Reference::File(_)), "file").clicked() {
+                    reference = Reference::File(PathBuf::new());
+                }
+            });
+            if let Reference::File(path) = &mut reference {
+                let mut text = path.display().to_string();
+                let edit = TextEdit::singleline(&mut text).hint_text("a WAV, AIFF, FLAC, MP3 or Ogg file, 1 s or more");
+                if ui.add(edit.desired_width(360.0)).changed() {
+                    *path = PathBuf::from(text);
+                }
+            }
+        });
+        if reference != *params.reference.read() {
+            *params.reference.write() = reference;
+        }
+    }
+
     fn job_row(&self, ui: &mut Ui) {
         let phase = self.shared.board.lock().job.clone();
         ui.horizontal(|ui| {
@@ -395,30 +487,67 @@ impl RetakeEditor {
         }
     }
 
-    /// Model folder, device and VRAM budget, saved to the settings file; environment variables win over it.
+    /// Model folder, device, VRAM budget, variant, DiT folder and LoRA adapters, saved to the settings file;
+    /// environment variables win over it.
     fn engine_settings(&mut self, ui: &mut Ui) {
         let env = settings::env_settings();
         let form = &mut self.settings;
         let mut save = false;
         egui::CollapsingHeader::new("Engine settings").show(ui, |ui| {
             let draft = &mut form.draft;
-            let rows = [
-                ("Model folder", "empty: the Hugging Face cache", &mut draft.model_dir),
-                ("Device", "cpu, cuda or cuda:N", &mut draft.device),
-                ("VRAM budget", "e.g. 6GiB; empty: no limit", &mut draft.vram_budget),
-            ];
+            let [model_dir, device, budget, variant, dit_dir] = env.fields();
             egui::Grid::new("retake-engine-settings").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
-                for ((label, hint, value), (var, set)) in rows.into_iter().zip(env.fields()) {
-                    ui.label(label);
-                    ui.add(TextEdit::singleline(value).hint_text(hint).desired_width(360.0));
+                let overridden = |ui: &mut Ui, (var, set): (&str, &str)| {
                     if set.is_empty() {
                         ui.label("");
                     } else {
                         ui.colored_label(NOTICE_COLOR, format!("{var}={set} overrides this"));
                     }
                     ui.end_row();
+                };
+                let rows = [
+                    ("Model folder", "empty: the Hugging Face cache", &mut draft.model_dir, model_dir),
+                    ("Device", "cpu, cuda or cuda:N", &mut draft.device, device),
+                    ("VRAM budget", "e.g. 6GiB; empty: no limit", &mut draft.vram_budget, budget),
+                ];
+                for (label, hint, value, env) in rows {
+                    ui.label(label);
+                    ui.add(TextEdit::singleline(value).hint_text(hint).desired_width(360.0));
+                    overridden(ui, env);
                 }
+                ui.label("Variant");
+                let shown =
+                    if draft.variant.trim().is_empty() { Variant::default().name() } else { draft.variant.trim() };
+                egui::ComboBox::from_id_salt("retake-variant").selected_text(shown.to_string()).show_ui(ui, |ui| {
+                    for choice in Variant::ALL {
+                        ui.selectable_value(&mut draft.variant, choice.name().to_string(), choice.name());
+                    }
+                });
+                overridden(ui, variant);
+                ui.label("DiT folder");
+                let hint = "empty: the variant's folder beside the model, or its Hugging Face repo";
+                ui.add(TextEdit::singleline(&mut draft.dit_dir).hint_text(hint).desired_width(360.0));
+                overridden(ui, dit_dir);
             });
+            ui.label("LoRA adapters (DiffSynth or kohya safetensors, merged into the DiT at load, in this order)");
+            let mut removed = None;
+            for (index, lora) in draft.loras.iter_mut().enumerate() {
+                ui.horizontal(|ui| {
+                    let hint = "path of a .safetensors adapter";
+                    ui.add(TextEdit::singleline(&mut lora.file).hint_text(hint).desired_width(300.0));
+                    ui.label("scale");
+                    ui.add(egui::DragValue::new(&mut lora.scale).speed(0.01).range(-4.0..=4.0));
+                    if ui.button("Remove").clicked() {
+                        removed = Some(index);
+                    }
+                });
+            }
+            if let Some(index) = removed {
+                draft.loras.remove(index);
+            }
+            if ui.button("Add LoRA").clicked() {
+                draft.loras.push(LoraSetting { file: String::new(), scale: 1.0 });
+            }
             save = ui.button("Save").clicked();
             show_note(ui, form.note.as_ref());
         });
@@ -474,6 +603,7 @@ impl nice_plug_egui::NiceEguiApp for RetakeEditor {
             self.text_fields(ui);
             ui.separator();
             Self::controls(&self.shared.params, &setter, ui);
+            self.sampling(&setter, ui);
             ui.separator();
             self.job_row(ui);
             ui.separator();

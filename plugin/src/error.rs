@@ -79,6 +79,27 @@ pub enum PluginError {
     /// The engine did not accept the job.
     #[error("the engine did not take the job: {0}")]
     Submit(String),
+    /// A LoRA row of the settings that names no file or has no usable scale.
+    #[error("LoRA adapter {0}")]
+    Lora(String),
+    /// The timbre reference names a take the list no longer holds.
+    #[error(
+        "the timbre reference is take {0}, which is no longer in the takes list: pick another reference in the \
+         editor's Timbre reference row, or None"
+    )]
+    ReferenceTakeGone(u64),
+    /// The timbre reference file cannot be used (missing, unreadable, too short, silent).
+    #[error(
+        "the timbre reference `{}` cannot be used: {message}; pick another reference in the editor's Timbre \
+         reference row, or None",
+        path.display()
+    )]
+    Reference {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Select or Delete of an id the takes list does not hold.
     #[error("there is no take {0}")]
     NoSuchTake(u64),

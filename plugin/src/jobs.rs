@@ -4,6 +4,7 @@
 use nih_plug::prelude::Enum;
 
 use retake_engine::audio::{self, Audio, MODEL_SAMPLE_RATE};
+use retake_engine::model::variant::Variant;
 use retake_engine::pipeline::request::{CfgInterval, GenerationRequest, Metas, Mode, Task};
 
 use crate::capture::CaptureStore;
@@ -15,9 +16,6 @@ use crate::transport::TransportSnapshot;
 
 /// Repaint sends up to this much captured audio on each side of the region as context.
 pub const MAX_CONTEXT_S: f64 = 30.0;
-/// ACE-Step 1.5 turbo: fixed 8 steps, shift 3, no guidance (docs/acestep-model.md §9).
-const TURBO_STEPS: usize = 8;
-const TURBO_SHIFT: f64 = 3.0;
 
 /// The job-relevant parameter values, read once when the job starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,12 +34,36 @@ pub struct JobSettings {
     pub lyrics: String,
     /// Splice crossfade at the region edges.
     pub xfade_ms: f32,
+    /// Diffusion steps.
+    pub steps: usize,
+    /// Schedule shift.
+    pub shift: f64,
+    /// Guidance scale (1 = off).
+    pub cfg_scale: f64,
+    /// Cover noise strength.
+    pub cover_noise: f32,
+    /// Vocal language of the lyrics.
+    pub language: String,
 }
 
 impl JobSettings {
-    /// Reads the settings from the parameters. Not for the audio thread (it locks the prompt and lyrics).
-    pub fn from_params(params: &RetakeParams) -> Self {
+    /// Reads the settings from the parameters for a job on `variant`: steps, shift and guidance are the
+    /// variant's defaults while Variant defaults is on, else the parameters'; a turbo variant always runs at
+    /// guidance 1 (the engine refuses more). Not for the audio thread (it locks the prompt and lyrics).
+    pub fn from_params(params: &RetakeParams, variant: Variant) -> Self {
+        let defaults = variant.defaults();
+        let (steps, shift, cfg_scale) = if params.variant_defaults.value() {
+            (defaults.steps, defaults.shift, defaults.cfg_scale)
+        } else {
+            let guidance = if variant.is_turbo() { 1.0 } else { f64::from(params.guidance.value()) };
+            (params.steps.value().max(1) as usize, f64::from(params.shift.value()), guidance)
+        };
         Self {
+            steps,
+            shift,
+            cfg_scale,
+            cover_noise: params.cover_noise.value(),
+            language: params.language.read().clone(),
             mode: params.mode.value(),
             strength: params.strength.value(),
             seed: params.seed.value().max(0) as u64,
@@ -61,7 +83,13 @@ impl JobSettings {
             _ => format!("\"{}…\"", self.caption.chars().take(60).collect::<String>()),
         };
         let key = self.key.as_deref().unwrap_or("key auto");
-        format!("{mode} · strength {:.2} · {caption} · {key}", self.strength)
+        let guidance =
+            if self.cfg_scale == 1.0 { String::new() } else { format!(" · guidance {:.1}", self.cfg_scale) };
+        let sampling = format!("{} steps · shift {:.1}{guidance}", self.steps, self.shift);
+        match self.mode {
+            TaskMode::Text2Music => format!("{mode} · {caption} · {key} · {sampling}"),
+            _ => format!("{mode} · strength {:.2} · {caption} · {key} · {sampling}", self.strength),
+        }
     }
 }
 
@@ -86,7 +114,7 @@ pub struct PreparedJob {
 /// The captured span the job sends: the region, plus for repaint up to [`MAX_CONTEXT_S`] of contiguous
 /// captured audio on each side.
 fn source_range(capture: &CaptureStore, region: Region, mode: TaskMode) -> std::ops::Range<i64> {
-    if mode == TaskMode::Cover {
+    if mode != TaskMode::Repaint {
         return region.range();
     }
     let context = (MAX_CONTEXT_S * f64::from(region.sample_rate)).round() as i64;
@@ -97,39 +125,50 @@ fn source_range(capture: &CaptureStore, region: Region, mode: TaskMode) -> std::
     start..end
 }
 
-/// Builds the engine request for `region`: checks it was captured, copies it (with context for repaint),
-/// converts it to 48 kHz and fills in the task, prompt and metas (tempo and time signature from the host).
+/// Builds the engine request for `region`: for repaint and cover checks it was captured, copies it (with context
+/// for repaint) and converts it to 48 kHz; text2music sends no audio and asks for the region's length. Fills in
+/// the task, prompt, metas (tempo and time signature from the host), sampling settings and the timbre
+/// `references` (48 kHz).
 pub fn prepare_job(
     capture: &CaptureStore,
     region: Region,
     settings: &JobSettings,
     transport: &TransportSnapshot,
+    references: Vec<Audio>,
 ) -> Result<PreparedJob> {
     if region.sample_rate != capture.sample_rate() {
         return Err(PluginError::RateChangedSinceCapture);
     }
-    capture.ensure_captured(region.range())?;
-    let range = source_range(capture, region, settings.mode);
-    let host_audio = Audio::new(region.sample_rate, capture.read(range.clone())?);
-    let source = audio::resample(&host_audio, MODEL_SAMPLE_RATE)?;
-    audio::check_finite(&source, "the captured region")?;
     let rate = f64::from(region.sample_rate);
+    let (source, range) = if settings.mode == TaskMode::Text2Music {
+        (None, region.range())
+    } else {
+        capture.ensure_captured(region.range())?;
+        let range = source_range(capture, region, settings.mode);
+        let host_audio = Audio::new(region.sample_rate, capture.read(range.clone())?);
+        let source = audio::resample(&host_audio, MODEL_SAMPLE_RATE)?;
+        audio::check_finite(&source, "the captured region")?;
+        (Some(source), range)
+    };
     let task = match settings.mode {
         TaskMode::Repaint => Task::Repaint {
             ranges: vec![((region.start - range.start) as f64 / rate, (region.end - range.start) as f64 / rate)],
             strength: settings.strength,
             splice_crossfade_ms: Some(f64::from(settings.xfade_ms)),
         },
-        TaskMode::Cover => Task::Cover { cover_strength: settings.strength, noise_strength: 0.0, audio_codes: None },
+        TaskMode::Cover => {
+            Task::Cover { cover_strength: settings.strength, noise_strength: settings.cover_noise, audio_codes: None }
+        }
+        TaskMode::Text2Music => Task::Text2Music { duration_s: region.frames() as f64 / rate },
     };
     let lyrics = if settings.lyrics.is_empty() { "[Instrumental]".to_string() } else { settings.lyrics.clone() };
     let request = GenerationRequest {
         task,
         mode: Mode::Studio,
-        source: Some(source),
+        source,
         caption: settings.caption.clone(),
         lyrics,
-        language: "unknown".to_string(),
+        language: settings.language.clone(),
         metas: Metas {
             bpm: transport.tempo,
             time_signature: transport.time_signature.map(|(numerator, _)| numerator.to_string()),
@@ -137,11 +176,11 @@ pub fn prepare_job(
             duration_s: None,
         },
         seed: settings.seed,
-        steps: TURBO_STEPS,
-        shift: TURBO_SHIFT,
-        cfg_scale: 1.0,
+        steps: settings.steps,
+        shift: settings.shift,
+        cfg_scale: settings.cfg_scale,
         cfg_interval: CfgInterval::ALL,
-        references: Vec::new(),
+        references,
         noise: None,
     };
     Ok(PreparedJob { request, placement: Placement { region, source_start: range.start } })
@@ -163,6 +202,7 @@ pub fn take_audio(output: &Audio, placement: &Placement) -> Result<(Audio, Audio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nih_plug::prelude::{Param, ParamPtr};
 
     const RATE: u32 = 44_100;
 
@@ -184,6 +224,11 @@ mod tests {
             caption: "warm tape".into(),
             lyrics: String::new(),
             xfade_ms: 40.0,
+            steps: 8,
+            shift: 3.0,
+            cfg_scale: 1.0,
+            cover_noise: 0.25,
+            language: "ja".into(),
         }
     }
 
@@ -200,7 +245,8 @@ mod tests {
     fn repaint_sends_up_to_thirty_seconds_of_captured_context_each_side() {
         // Captured 5..80 s; region 40..44 s: 30 s of context on each side.
         let capture = captured(5 * RATE as i64, 80 * RATE as i64);
-        let job = prepare_job(&capture, region(40.0, 44.0), &settings(TaskMode::Repaint), &transport()).unwrap();
+        let job =
+            prepare_job(&capture, region(40.0, 44.0), &settings(TaskMode::Repaint), &transport(), Vec::new()).unwrap();
         assert_eq!(job.placement.source_start, 10 * RATE as i64);
         let source = job.request.source.as_ref().unwrap();
         assert_eq!(source.sample_rate, MODEL_SAMPLE_RATE);
@@ -214,7 +260,8 @@ mod tests {
     fn repaint_context_stops_at_capture_gaps() {
         // Captured 8..50 s only: left context 2 s, right context 6 s.
         let capture = captured(8 * RATE as i64, 50 * RATE as i64);
-        let job = prepare_job(&capture, region(10.0, 44.0), &settings(TaskMode::Repaint), &transport()).unwrap();
+        let job =
+            prepare_job(&capture, region(10.0, 44.0), &settings(TaskMode::Repaint), &transport(), Vec::new()).unwrap();
         assert_eq!(job.placement.source_start, 8 * RATE as i64);
         let Task::Repaint { ranges, .. } = &job.request.task else { panic!("not repaint") };
         assert_eq!(ranges, &vec![(2.0, 36.0)]);
@@ -224,7 +271,8 @@ mod tests {
     #[test]
     fn cover_sends_exactly_the_region_with_host_metas() {
         let capture = captured(0, 20 * RATE as i64);
-        let job = prepare_job(&capture, region(2.0, 6.0), &settings(TaskMode::Cover), &transport()).unwrap();
+        let job =
+            prepare_job(&capture, region(2.0, 6.0), &settings(TaskMode::Cover), &transport(), Vec::new()).unwrap();
         assert_eq!(job.placement.source_start, 2 * RATE as i64);
         assert_eq!(job.request.source.as_ref().unwrap().len(), 4 * MODEL_SAMPLE_RATE as usize);
         assert!(matches!(job.request.task, Task::Cover { cover_strength, .. } if cover_strength == 0.7));
@@ -238,7 +286,8 @@ mod tests {
     #[test]
     fn a_region_not_fully_captured_is_refused() {
         let capture = captured(0, 3 * RATE as i64);
-        let err = prepare_job(&capture, region(2.0, 6.0), &settings(TaskMode::Cover), &transport()).unwrap_err();
+        let err =
+            prepare_job(&capture, region(2.0, 6.0), &settings(TaskMode::Cover), &transport(), Vec::new()).unwrap_err();
         assert!(err.to_string().contains("not fully captured (nothing recorded at 3.00–6.00 s)"), "{err}");
     }
 
@@ -259,8 +308,67 @@ mod tests {
 
     #[test]
     fn summary_names_task_strength_caption_and_key() {
-        assert_eq!(settings(TaskMode::Cover).summary(), "cover · strength 0.70 · \"warm tape\" · D minor");
+        assert_eq!(
+            settings(TaskMode::Cover).summary(),
+            "cover · strength 0.70 · \"warm tape\" · D minor · 8 steps · shift 3.0"
+        );
         let untitled = JobSettings { caption: String::new(), key: None, ..settings(TaskMode::Repaint) };
-        assert_eq!(untitled.summary(), "repaint · strength 0.70 · no caption · key auto");
+        assert_eq!(untitled.summary(), "repaint · strength 0.70 · no caption · key auto · 8 steps · shift 3.0");
+        let guided = JobSettings { steps: 50, cfg_scale: 4.0, ..settings(TaskMode::Text2Music) };
+        assert_eq!(guided.summary(), "text2music · \"warm tape\" · D minor · 50 steps · shift 3.0 · guidance 4.0");
+    }
+
+    #[test]
+    fn text2music_sends_no_audio_and_asks_for_the_regions_length_even_where_nothing_was_captured() {
+        let capture = captured(0, RATE as i64);
+        let job =
+            prepare_job(&capture, region(2.0, 6.5), &settings(TaskMode::Text2Music), &transport(), Vec::new()).unwrap();
+        assert!(job.request.source.is_none());
+        assert!(matches!(job.request.task, Task::Text2Music { duration_s } if duration_s == 4.5));
+        assert_eq!(job.placement, Placement { region: region(2.0, 6.5), source_start: 2 * RATE as i64 });
+        // The engine's result covers the region from its start: take_audio cuts it from offset 0.
+        let output = Audio::new(48_000, vec![vec![0.5; 5 * 48_000]; 2]);
+        let (model, host) = take_audio(&output, &job.placement).unwrap();
+        assert_eq!((model.len(), host.len()), (216_000, region(2.0, 6.5).frames()));
+    }
+
+    #[test]
+    fn cover_noise_language_sampling_and_references_reach_the_request() {
+        let capture = captured(0, 20 * RATE as i64);
+        let reference = Audio::new(48_000, vec![vec![0.1; 48_000]; 2]);
+        let guided = JobSettings { steps: 12, shift: 2.5, cfg_scale: 4.0, ..settings(TaskMode::Cover) };
+        let job = prepare_job(&capture, region(2.0, 6.0), &guided, &transport(), vec![reference.clone()]).unwrap();
+        let request = &job.request;
+        assert!(matches!(request.task, Task::Cover { noise_strength, .. } if noise_strength == 0.25));
+        assert_eq!((request.steps, request.shift, request.cfg_scale), (12, 2.5, 4.0));
+        assert_eq!(request.language, "ja");
+        assert_eq!(request.references.len(), 1);
+        assert_eq!(request.references[0].channels, reference.channels);
+    }
+
+    #[test]
+    fn variant_defaults_decide_steps_shift_and_guidance_and_turbo_never_guides() {
+        let params = RetakeParams::default();
+        let on = JobSettings::from_params(&params, Variant::XlBase);
+        assert_eq!((on.steps, on.shift, on.cfg_scale), (50, 3.0, 4.0));
+        let on = JobSettings::from_params(&params, Variant::TurboShift1);
+        assert_eq!((on.steps, on.shift, on.cfg_scale), (8, 1.0, 1.0));
+        assert_eq!(on.language, "unknown");
+
+        // Variant defaults off: the parameters apply (set through their normalized values, as a host does).
+        let set = |ptr: ParamPtr, plain: f32| {
+            // SAFETY: `ptr` points into `params`, which outlives this call.
+            unsafe { ptr._internal_set_normalized_value(ptr.preview_normalized(plain)) };
+        };
+        set(params.variant_defaults.as_ptr(), 0.0);
+        for (ptr, plain) in
+            [(params.guidance.as_ptr(), 6.5), (params.steps.as_ptr(), 12.0), (params.shift.as_ptr(), 2.0)]
+        {
+            set(ptr, plain);
+        }
+        let guided = JobSettings::from_params(&params, Variant::Sft);
+        assert_eq!((guided.steps, guided.shift, guided.cfg_scale), (12, 2.0, 6.5));
+        let turbo = JobSettings::from_params(&params, Variant::XlTurbo);
+        assert_eq!((turbo.steps, turbo.shift, turbo.cfg_scale), (12, 2.0, 1.0), "a turbo variant runs unguided");
     }
 }

@@ -218,8 +218,23 @@ mod tests {
         let plugin = Retake::default();
         let mut ids: Vec<String> = plugin.params().param_map().into_iter().map(|(id, _, _)| id).collect();
         ids.sort();
-        let mut expected =
-            ["mode", "start", "end", "follow_loop", "strength", "monitor", "xfade_ms", "seed", "key", "generate"];
+        let mut expected = [
+            "mode",
+            "start",
+            "end",
+            "follow_loop",
+            "strength",
+            "monitor",
+            "xfade_ms",
+            "seed",
+            "key",
+            "generate",
+            "variant_defaults",
+            "guidance",
+            "steps",
+            "shift",
+            "cover_noise",
+        ];
         expected.sort();
         assert_eq!(ids, expected);
     }
@@ -239,10 +254,14 @@ mod tests {
     fn persisted_fields_round_trip_through_serialization() {
         let plugin = Retake::default();
         *plugin.params.prompt.write() = "tape-saturated funk".into();
+        *plugin.params.language.write() = "yue".into();
+        *plugin.params.reference.write() = params::Reference::File("/songs/voice.wav".into());
         let fields = plugin.params.serialize_fields();
         let restored = Retake::default();
         restored.params.deserialize_fields(&fields);
         assert_eq!(*restored.params.prompt.read(), "tape-saturated funk");
+        assert_eq!(*restored.params.language.read(), "yue");
+        assert_eq!(*restored.params.reference.read(), params::Reference::File("/songs/voice.wav".into()));
         assert_eq!(restored.params.takes.read().project_id, plugin.params.takes.read().project_id);
         assert_eq!(restored.params.takes.restores(), 1);
     }

@@ -1,11 +1,13 @@
 //! Retake's parameters and persisted fields, with stable ids.
 
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU32;
 
 use nih_plug::plugin::ParamValue;
 use nih_plug::prelude::*;
 use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
 
 use crate::takes::TakesField;
 
@@ -18,6 +20,10 @@ pub enum TaskMode {
     /// Re-render the region in the prompt's style, keeping its structure.
     #[id = "cover"]
     Cover,
+    /// Generate new music for the region from the prompt alone (the captured audio is not sent).
+    #[id = "text2music"]
+    #[name = "Text2Music"]
+    Text2Music,
 }
 
 /// What the plugin outputs inside a take's region.
@@ -118,8 +124,35 @@ impl Key {
     }
 }
 
+/// The vocal languages the lyric prompt knows (ace-step/ACE-Step-1.5 `acestep/constants.py` `VALID_LANGUAGES`);
+/// `unknown` lets the model decide.
+pub const LANGUAGES: [&str; 51] = [
+    "unknown", "ar", "az", "bg", "bn", "ca", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fr", "he", "hi", "hr",
+    "ht", "hu", "id", "is", "it", "ja", "ko", "la", "lt", "ms", "ne", "nl", "no", "pa", "pl", "pt", "ro", "ru", "sa",
+    "sk", "sr", "sv", "sw", "ta", "te", "th", "tl", "tr", "uk", "ur", "vi", "yue", "zh",
+];
+
+/// The timbre reference of this instance's jobs, kept in the project (README "Parameters").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reference {
+    /// The default timbre.
+    #[default]
+    None,
+    /// One of this instance's takes, by id (its 48 kHz file).
+    Take(u64),
+    /// An audio file anywhere.
+    File(PathBuf),
+}
+
 /// Upper end of the Start/End parameters (one hour of host timeline).
 const MAX_REGION_SECONDS: f32 = 3600.0;
+
+/// Upper end of the Steps parameter.
+const MAX_STEPS: i32 = 200;
+/// The Guidance and Steps parameters' defaults: the guided variants' (model/variant.rs `Variant::defaults`).
+const GUIDED_CFG: f32 = 4.0;
+const GUIDED_STEPS: i32 = 50;
 
 /// Default capture capacity in minutes.
 pub const DEFAULT_CAPTURE_MINUTES: u32 = 10;
@@ -159,6 +192,22 @@ pub struct RetakeParams {
     /// Momentary trigger: each off→on change starts a job (for hosts without the editor).
     #[id = "generate"]
     pub generate: BoolParam,
+    /// On: steps, shift and guidance are the checkpoint variant's defaults (model/variant.rs `Variant::defaults`)
+    /// and the three controls below are ignored; off: the controls apply.
+    #[id = "variant_defaults"]
+    pub variant_defaults: BoolParam,
+    /// Classifier-free guidance scale (APG in studio mode); guided variants only, turbo variants always run at 1.
+    #[id = "guidance"]
+    pub guidance: FloatParam,
+    /// Diffusion steps.
+    #[id = "steps"]
+    pub steps: IntParam,
+    /// Schedule shift.
+    #[id = "shift"]
+    pub shift: FloatParam,
+    /// Cover noise strength: how much of the source's own latent the cover starts from (0 = pure noise).
+    #[id = "cover_noise"]
+    pub cover_noise: FloatParam,
 
     /// Style caption.
     #[persist = "prompt"]
@@ -172,6 +221,12 @@ pub struct RetakeParams {
     /// Capture capacity in minutes; applies at the next activation.
     #[persist = "capture_minutes"]
     pub capture_minutes: AtomicU32,
+    /// Vocal language of the lyrics, one of [`LANGUAGES`].
+    #[persist = "language"]
+    pub language: RwLock<String>,
+    /// The timbre reference of the next jobs.
+    #[persist = "reference"]
+    pub reference: RwLock<Reference>,
 }
 
 impl Default for RetakeParams {
@@ -194,10 +249,19 @@ impl Default for RetakeParams {
             seed: IntParam::new("Seed", 42, IntRange::Linear { min: 0, max: 999_999 }),
             key: EnumParam::new("Key", Key::Auto),
             generate: BoolParam::new("Generate", false),
+            variant_defaults: BoolParam::new("Variant defaults", true),
+            guidance: FloatParam::new("Guidance", GUIDED_CFG, FloatRange::Linear { min: 1.0, max: 10.0 })
+                .with_step_size(0.1),
+            steps: IntParam::new("Steps", GUIDED_STEPS, IntRange::Linear { min: 1, max: MAX_STEPS }),
+            shift: FloatParam::new("Shift", 3.0, FloatRange::Linear { min: 1.0, max: 5.0 }).with_step_size(0.1),
+            cover_noise: FloatParam::new("Cover noise", 0.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_step_size(0.01),
             prompt: RwLock::new(String::new()),
             lyrics: RwLock::new(String::new()),
             takes: TakesField::default(),
             capture_minutes: AtomicU32::new(DEFAULT_CAPTURE_MINUTES),
+            language: RwLock::new(LANGUAGES[0].to_string()),
+            reference: RwLock::new(Reference::None),
         }
     }
 }
@@ -238,6 +302,11 @@ pub fn sanitize_state(state: &mut PluginState) {
             _ => DEFAULT_CAPTURE_MINUTES,
         };
         *text = minutes.to_string();
+    }
+    if let Some(text) = state.fields.get_mut("language") {
+        if !serde_json::from_str::<String>(text).is_ok_and(|language| LANGUAGES.contains(&language.as_str())) {
+            *text = serde_json::to_string(LANGUAGES[0]).unwrap_or_default();
+        }
     }
     if let Some(text) = state.fields.get_mut("takes") {
         if serde_json::from_str::<serde_json::Value>(text).is_err() {
@@ -318,6 +387,15 @@ mod tests {
         let mut fine = state(&[], &[("takes", "{\"project_id\":\"0123456789abcdef\"}")]);
         sanitize_state(&mut fine);
         assert_eq!(fine.fields["takes"], "{\"project_id\":\"0123456789abcdef\"}");
+    }
+
+    #[test]
+    fn a_language_the_prompt_does_not_know_becomes_unknown() {
+        for (saved, kept) in [("\"ja\"", "\"ja\""), ("\"klingon\"", "\"unknown\""), ("7", "\"unknown\"")] {
+            let mut restored = state(&[], &[("language", saved)]);
+            sanitize_state(&mut restored);
+            assert_eq!(restored.fields["language"], kept, "saved {saved}");
+        }
     }
 
     #[test]

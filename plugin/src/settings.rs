@@ -1,12 +1,13 @@
-//! Engine settings: the model folder, the device, the VRAM budget and the checkpoint variant, each from its
-//! environment variable (`RETAKE_MODEL_DIR`, `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET`, `RETAKE_VARIANT`), else from the
-//! settings file `$XDG_CONFIG_HOME/retake/settings.json` (Windows: `%APPDATA%\retake\settings.json`) that the editor
-//! writes, else the default.
+//! Engine settings: the model folder, the device, the VRAM budget, the checkpoint variant and its DiT folder, each
+//! from its environment variable (`RETAKE_MODEL_DIR`, `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET`, `RETAKE_VARIANT`,
+//! `RETAKE_DIT_DIR`), else from the settings file `$XDG_CONFIG_HOME/retake/settings.json` (Windows: `%APPDATA%\retake\settings.json`) that the editor
+//! writes, else the default; the LoRA adapters come from the settings file only.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use retake_engine::model::lora::LoraSpec;
 use retake_engine::model::variant::Variant;
 use retake_engine::model_source::{ModelSource, ModelSpec};
 use retake_engine::runtime::{parse_size, DeviceChoice, EngineConfig};
@@ -15,10 +16,20 @@ use retake_engine::EngineError;
 use crate::error::{PluginError, Result};
 
 /// The environment variables, in the order of [`EngineSettings`]' fields.
-pub const ENV_VARS: [&str; 4] = ["RETAKE_MODEL_DIR", "RETAKE_DEVICE", "RETAKE_VRAM_BUDGET", "RETAKE_VARIANT"];
+pub const ENV_VARS: [&str; 5] =
+    ["RETAKE_MODEL_DIR", "RETAKE_DEVICE", "RETAKE_VRAM_BUDGET", "RETAKE_VARIANT", "RETAKE_DIT_DIR"];
+
+/// One LoRA adapter of the settings file (engine/src/model/lora.rs: DiffSynth or kohya format).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraSetting {
+    /// The adapter's safetensors file.
+    pub file: String,
+    /// Multiplier of its update (1 = as trained).
+    pub scale: f64,
+}
 
 /// The settings as written: an empty field means "not set here".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EngineSettings {
     /// A folder in the `ACE-Step/Ace-Step1.5` layout; unset: the Hugging Face cache (downloading what is
@@ -30,22 +41,27 @@ pub struct EngineSettings {
     pub vram_budget: String,
     /// The checkpoint variant (`turbo`, `base`, `xl-sft`, …; README.md, "Checkpoint variants"); unset: turbo.
     pub variant: String,
+    /// The variant's DiT folder, for a DiT kept apart from the model folder; unset: found from the model.
+    pub dit_dir: String,
+    /// LoRA adapters merged into the DiT when the model loads, in this order.
+    pub loras: Vec<LoraSetting>,
 }
 
 impl EngineSettings {
     /// The settings the environment variables hold (`var` reads one; empty values count as unset).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
-        let [model_dir, device, vram_budget, variant] = ENV_VARS.map(|name| var(name).unwrap_or_default());
-        Self { model_dir, device, vram_budget, variant }
+        let [model_dir, device, vram_budget, variant, dit_dir] = ENV_VARS.map(|name| var(name).unwrap_or_default());
+        Self { model_dir, device, vram_budget, variant, dit_dir, loras: Vec::new() }
     }
 
-    /// The four fields with their environment variable names.
-    pub fn fields(&self) -> [(&'static str, &str); 4] {
+    /// The five fields an environment variable can set, with their variable names.
+    pub fn fields(&self) -> [(&'static str, &str); 5] {
         [
             (ENV_VARS[0], &self.model_dir),
             (ENV_VARS[1], &self.device),
             (ENV_VARS[2], &self.vram_budget),
             (ENV_VARS[3], &self.variant),
+            (ENV_VARS[4], &self.dit_dir),
         ]
     }
 
@@ -57,6 +73,8 @@ impl EngineSettings {
             device: pick(&over.device, &self.device),
             vram_budget: pick(&over.vram_budget, &self.vram_budget),
             variant: pick(&over.variant, &self.variant),
+            dit_dir: pick(&over.dit_dir, &self.dit_dir),
+            loras: if over.loras.is_empty() { &self.loras } else { &over.loras }.clone(),
         }
     }
 
@@ -87,7 +105,9 @@ impl EngineSettings {
             "" => Variant::default(),
             name => name.parse().map_err(PluginError::Variant)?,
         };
-        let model = ModelSpec { source, variant, dit_dir: None };
+        let dit_dir = Some(self.dit_dir.trim()).filter(|dir| !dir.is_empty()).map(PathBuf::from);
+        let model = ModelSpec { source, variant, dit_dir };
+        let loras = self.loras.iter().map(LoraSetting::spec).collect::<Result<Vec<_>>>()?;
         let device = match self.device.trim() {
             "" if cfg!(feature = "cuda") => DeviceChoice::Cuda(0),
             "" => DeviceChoice::Cpu,
@@ -97,7 +117,21 @@ impl EngineSettings {
             "" => None,
             text => Some(parse_size(text).map_err(PluginError::VramBudget)?),
         };
-        Ok(EngineConfig { model, device, vram_budget, ..EngineConfig::default() })
+        Ok(EngineConfig { model, device, vram_budget, loras, ..EngineConfig::default() })
+    }
+}
+
+impl LoraSetting {
+    /// The adapter for the engine; refuses an empty file name or a scale that is not a finite number.
+    fn spec(&self) -> Result<LoraSpec> {
+        let file = self.file.trim();
+        if file.is_empty() || !self.scale.is_finite() {
+            return Err(PluginError::Lora(format!(
+                "`{file}` at scale {}: give a safetensors file and a finite scale (1 = as trained), or remove the row",
+                self.scale
+            )));
+        }
+        Ok(LoraSpec { path: PathBuf::from(file), scale: self.scale })
     }
 }
 
@@ -128,7 +162,7 @@ mod tests {
             model_dir: model_dir.into(),
             device: device.into(),
             vram_budget: vram_budget.into(),
-            variant: String::new(),
+            ..EngineSettings::default()
         }
     }
 
@@ -171,6 +205,25 @@ mod tests {
             "{err}"
         );
         assert!(err.ends_with("xl-sft, xl-turbo"), "{err}");
+    }
+
+    #[test]
+    fn the_dit_folder_and_the_loras_reach_the_engine_and_a_row_without_a_file_is_refused() {
+        let style = LoraSetting { file: "/loras/style.safetensors".into(), scale: 0.5 };
+        let file =
+            EngineSettings { dit_dir: "/models/xl-base".into(), loras: vec![style], ..settings("/models/ace", "", "") };
+        let config = file.engine_config().unwrap();
+        assert_eq!(config.model.dit_dir, Some(PathBuf::from("/models/xl-base")));
+        assert_eq!(config.loras, [LoraSpec { path: PathBuf::from("/loras/style.safetensors"), scale: 0.5 }]);
+        let env = EngineSettings::from_env(|name| (name == "RETAKE_DIT_DIR").then(|| "/env/dit".to_string()));
+        let both = file.overridden_by(&env);
+        assert_eq!((both.dit_dir.as_str(), &both.loras), ("/env/dit", &file.loras));
+        for (name, scale) in [(" ", 1.0), ("/loras/a.safetensors", f64::NAN)] {
+            let bad = EngineSettings { loras: vec![LoraSetting { file: name.into(), scale }], ..Default::default() };
+            let err = bad.engine_config().unwrap_err().to_string();
+            assert!(err.starts_with("LoRA adapter `"), "{err}");
+            assert!(err.ends_with("give a safetensors file and a finite scale (1 = as trained), or remove the row"));
+        }
     }
 
     #[test]

@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use crossbeam::channel::{never, select, Receiver};
 
-use retake_engine::audio::Audio;
+use retake_engine::audio::{read_wav, resample, Audio, MODEL_SAMPLE_RATE};
+use retake_engine::pipeline::timbre::checked_reference;
 use retake_engine::runtime::{panic_message, Engine, EngineConfig, EngineHandle, Event, JobId};
+use retake_engine::EngineError;
 
 use crate::engine_status::status_line;
 use crate::error::{PluginError, Result};
 use crate::jobs::{prepare_job, take_audio, JobSettings, Placement};
+use crate::params::Reference;
 use crate::playback::TakeSender;
 use crate::region::select_region;
 use crate::settings;
@@ -268,9 +271,10 @@ impl Worker {
             params.end.value(),
             host.sample_rate,
         )?;
-        let settings = JobSettings::from_params(params);
-        let prepared = prepare_job(&capture, region, &settings, &transport)?;
         let config = self.engine_config.clone().map_err(PluginError::Setup)?;
+        let settings = JobSettings::from_params(params, config.model.variant);
+        let references = self.reference_audio()?;
+        let prepared = prepare_job(&capture, region, &settings, &transport, references)?;
         if std::mem::take(&mut self.engine_stale) {
             self.engine = None;
         }
@@ -280,6 +284,24 @@ impl Worker {
         });
         let id = engine.handle.submit(prepared.request).map_err(|err| PluginError::Submit(err.to_string()))?;
         Ok(RunningJob { id, placement: prepared.placement, settings })
+    }
+
+    /// The timbre reference the parameters name, read and checked as the engine will (48 kHz, long enough, not
+    /// silent): none, one of this instance's takes (its 48 kHz file) or a file. A take no longer listed or a file
+    /// that cannot be used stops the job with a line saying which and what to do.
+    fn reference_audio(&self) -> Result<Vec<Audio>> {
+        let path = match self.shared.params.reference.read().clone() {
+            Reference::None => return Ok(Vec::new()),
+            Reference::Take(id) => {
+                let take = self.shared.params.takes.read().get(id).map(|take| take.model_file.path.clone());
+                take.ok_or(PluginError::ReferenceTakeGone(id))?
+            }
+            Reference::File(path) => path,
+        };
+        let unusable = |err: EngineError| PluginError::Reference { path: path.clone(), message: err.to_string() };
+        let audio = read_wav(&path).and_then(|audio| resample(&audio, MODEL_SAMPLE_RATE)).map_err(unusable)?;
+        checked_reference(0, &audio).map_err(unusable)?;
+        Ok(vec![audio])
     }
 
     /// Handles one engine event; events of jobs other than the running one are stale and ignored.
@@ -477,6 +499,7 @@ mod tests {
     use crate::transport::TransportSnapshot;
     use crossbeam::channel::{unbounded, Sender};
     use nih_plug::params::persist::PersistentField;
+    use nih_plug::prelude::{Enum, Param};
     use retake_engine::model_source::ModelSource;
     use std::time::Instant;
 
@@ -517,6 +540,11 @@ mod tests {
             caption: "test".into(),
             lyrics: String::new(),
             xfade_ms: 0.0,
+            steps: 8,
+            shift: 3.0,
+            cfg_scale: 1.0,
+            cover_noise: 0.0,
+            language: "unknown".into(),
         };
         RunningJob { id: JobId(1), placement: Placement { region, source_start: 0 }, settings }
     }
@@ -702,23 +730,24 @@ mod tests {
         assert!(h.worker.engine.is_none() && h.worker.job.is_none());
     }
 
-    /// The whole path on the tiny fixture model: capture, Generate (the `generate` rising edge), the engine
-    /// job, the take in the list and playing in place.
-    #[test]
-    fn generate_runs_the_engine_and_the_result_plays_in_place() {
-        let mut h = harness("engine");
+    /// Activates the worker in stereo with 6 s of a tone captured and the host loop at 2..4 s (the region, as
+    /// `follow_loop` is on by default).
+    fn activate_with_capture(h: &mut Harness) {
         h.worker.handle_command(Command::Activated { sample_rate: RATE, channels: 2, serial: 1 });
         let capture = Arc::new(CaptureStore::new(2, RATE, 60.0));
         let tone: Vec<f32> = (0..6 * RATE as usize).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
         capture.write(0, &[tone.clone(), tone]);
         *h.shared.capture.write() = Some(capture);
-        // `follow_loop` is on by default: the host loop 2..4 s is the region.
         let host_loop = Some((2 * RATE as i64, 4 * RATE as i64));
         h.shared.transport.publish(&TransportSnapshot {
             tempo: Some(120.0),
             loop_range: host_loop,
             ..Default::default()
         });
+    }
+
+    /// Presses Generate (the `generate` rising edge) and serves the engine's events until the job ends.
+    fn generate_and_wait(h: &mut Harness) {
         h.shared.request_generate();
         h.worker.poll();
         assert_eq!(h.shared.board.lock().error, None);
@@ -729,11 +758,95 @@ mod tests {
                 h.worker.handle_event(event);
             }
         }
+    }
+
+    /// The whole path on the tiny fixture model: capture, Generate, the engine job, the take in the list and
+    /// playing in place.
+    #[test]
+    fn generate_runs_the_engine_and_the_result_plays_in_place() {
+        let mut h = harness("engine");
+        activate_with_capture(&mut h);
+        generate_and_wait(&mut h);
         assert_eq!(h.shared.board.lock().error, None);
         let state = h.shared.params.takes.read().clone();
         assert_eq!(state.takes.len(), 1);
         assert_eq!(state.takes[0].region, Region { start: 2 * RATE as i64, end: 4 * RATE as i64, sample_rate: RATE });
         play(&mut h.player, 3 * RATE as i64);
         assert_eq!(h.player.active_id(), Some(state.takes[0].id));
+    }
+
+    #[test]
+    fn text2music_fills_the_region_with_a_take_on_the_engine() {
+        let mut h = harness("text2music");
+        activate_with_capture(&mut h);
+        set_mode(&h, TaskMode::Text2Music);
+        generate_and_wait(&mut h);
+        assert_eq!(h.shared.board.lock().error, None);
+        let state = h.shared.params.takes.read().clone();
+        assert_eq!(state.takes.len(), 1);
+        let take = &state.takes[0];
+        assert_eq!(take.region, Region { start: 2 * RATE as i64, end: 4 * RATE as i64, sample_rate: RATE });
+        assert!(take.summary.starts_with("text2music · "), "{}", take.summary);
+        play(&mut h.player, 3 * RATE as i64);
+        assert_eq!(h.player.active_id(), Some(take.id));
+    }
+
+    /// Sets the Mode parameter as the host does.
+    fn set_mode(h: &Harness, mode: TaskMode) {
+        let ptr = h.shared.params.mode.as_ptr();
+        // SAFETY: `ptr` points into the shared parameters, which outlive this call.
+        unsafe { ptr._internal_set_normalized_value(ptr.preview_normalized(mode.to_index() as f32)) };
+    }
+
+    #[test]
+    fn a_reference_file_that_is_missing_or_a_take_no_longer_listed_stops_the_job_saying_so() {
+        let mut h = harness("reference");
+        activate_with_capture(&mut h);
+        let missing = h.root.join("gone.wav");
+        *h.shared.params.reference.write() = Reference::File(missing.clone());
+        h.worker.handle_command(Command::Generate);
+        let error = h.shared.board.lock().error.clone().unwrap();
+        let expected = format!("the timbre reference `{}` cannot be used: ", missing.display());
+        assert!(error.starts_with(&expected), "{error}");
+        assert!(error.ends_with("pick another reference in the editor's Timbre reference row, or None"), "{error}");
+        assert!(h.worker.engine.is_none() && h.worker.job.is_none());
+        assert_eq!(h.shared.board.lock().job, JobPhase::Idle);
+
+        *h.shared.params.reference.write() = Reference::Take(7);
+        h.worker.handle_command(Command::Generate);
+        let error = h.shared.board.lock().error.clone().unwrap();
+        assert!(error.starts_with("the timbre reference is take 7, which is no longer in the takes list"), "{error}");
+    }
+
+    #[test]
+    fn a_take_as_timbre_reference_reaches_the_engine_and_makes_a_take() {
+        let mut h = harness("reference-take");
+        activate_with_capture(&mut h);
+        // A 2 s take of a tone: long and loud enough for a reference.
+        h.worker.job = Some(running_job(Region { start: 0, end: 2 * RATE as i64, sample_rate: RATE }));
+        let tone: Vec<f32> = (0..2 * 48_000).map(|i| (i as f32 * 0.03).sin() * 0.4).collect();
+        h.worker.finish(&Audio::new(48_000, vec![tone.clone(), tone]));
+        *h.shared.params.reference.write() = Reference::Take(0);
+        assert_eq!(h.worker.reference_audio().unwrap().len(), 1);
+        generate_and_wait(&mut h);
+        assert_eq!(h.shared.board.lock().error, None);
+        assert_eq!(h.shared.params.takes.read().takes.len(), 2);
+    }
+
+    #[test]
+    fn a_lora_file_that_is_not_an_adapter_fails_the_job_naming_the_file() {
+        let mut h = harness("lora");
+        let bad = h.root.join("not-a-lora.safetensors");
+        std::fs::create_dir_all(&h.root).unwrap();
+        std::fs::write(&bad, b"not safetensors").unwrap();
+        if let Ok(config) = &mut h.worker.engine_config {
+            config.loras = vec![retake_engine::model::lora::LoraSpec { path: bad.clone(), scale: 1.0 }];
+        }
+        activate_with_capture(&mut h);
+        generate_and_wait(&mut h);
+        let error = h.shared.board.lock().error.clone().unwrap();
+        assert!(error.contains(&bad.display().to_string()), "{error}");
+        assert!(h.shared.params.takes.read().takes.is_empty());
+        assert_eq!(h.shared.board.lock().job, JobPhase::Idle);
     }
 }
