@@ -276,7 +276,7 @@ fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
         (repaint(&["--bpm", "-5"]), "-5 is out of range; give a number above 0"),
         (
             strings(&["repaint", "--input", i, "--output", o, "--range", "0:0.5", "--range", "0.3:0.8"]),
-            "repaint ranges 0..0.5 s and 0.3..0.8 s overlap; merge them into one range",
+            "the regions 0..0.5 s and 0.3..0.8 s overlap; merge them into one --range",
         ),
         (
             strings(&["repaint", "--input", i, "--output", o, "--range", "0.5:0.5"]),

@@ -11,7 +11,6 @@ use retake_engine::error::{EngineError, Result};
 use retake_engine::model::audio_tokenizer::parse_audio_codes;
 use retake_engine::model::prompt::LYRIC_MAX_TOKENS;
 use retake_engine::model_source::{ModelSource, ModelSpec};
-use retake_engine::pipeline::masks::check_ranges;
 use retake_engine::pipeline::request::{CfgInterval, GenerationRequest, Metas, Task};
 use retake_engine::pipeline::timbre::checked_reference;
 use retake_engine::runtime::EngineConfig;
@@ -100,8 +99,9 @@ pub fn build(command: &Command, source: Option<&SourceClip>, seed: u64) -> Resul
 }
 
 /// Every region must be a proper range that overlaps or touches the clip, as the engine requires: it may start at
-/// the clip's very end or end at its very start to extend the clip there (and reach past either end); no two
-/// regions may overlap.
+/// the clip's very end or end at its very start to extend the clip there (and reach past either end). No two
+/// regions may overlap (one may end where the next starts): the engine takes overlapping ranges as DiffSynth does,
+/// as one region, which two `--range` flags rarely mean.
 fn check_regions(ranges: &[(f64, f64)], duration_s: f64) -> Result<()> {
     for &(start, end) in ranges {
         if !(start.is_finite() && end.is_finite() && start < end) {
@@ -114,7 +114,16 @@ fn check_regions(ranges: &[(f64, f64)], duration_s: f64) -> Result<()> {
             )));
         }
     }
-    check_ranges(ranges)
+    let mut sorted = ranges.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some(pair) = sorted.windows(2).find(|pair| pair[1].0 < pair[0].1) {
+        let ((s0, e0), (s1, e1)) = (pair[0], pair[1]);
+        return Err(EngineError::invalid(format!(
+            "the regions {s0}..{e0} s and {s1}..{e1} s overlap; merge them into one --range or move one so it \
+             starts where the other ends"
+        )));
+    }
+    Ok(())
 }
 
 /// The `--reference` files at 48 kHz, each checked as the engine checks a timbre reference (long enough, not
@@ -322,6 +331,12 @@ mod tests {
         assert!(check("-2", "0").is_ok(), "a region ending at the clip's start extends it");
         assert!(check("4.001", "5").unwrap_err().to_string().contains("misses the clip, which runs 0..4.000 s"));
         assert!(check("-2", "-0.001").unwrap_err().to_string().contains("start at most at 4.000 s, end at 0 s"));
+        let overlap = check_regions(&[(1.5, 2.0), (-0.5, 1.0), (0.8, 1.2)], 4.0).unwrap_err().to_string();
+        assert!(
+            overlap.contains("the regions -0.5..1 s and 0.8..1.2 s overlap; merge them into one --range"),
+            "{overlap}"
+        );
+        assert!(check_regions(&[(1.0, 2.0), (0.0, 1.0)], 4.0).is_ok(), "a region may end where the next starts");
     }
 
     #[test]
