@@ -223,6 +223,10 @@ fn a_guided_xl_variant_from_a_dit_dir_runs_text2music_at_its_defaults() {
     assert!(result.iter().all(|c| c.len() == 24_000));
     let overridden = succeed(&with_xl(&["--steps", "3", "--shift", "2", "--cfg", "1.5"]));
     assert_eq!(settings(&overridden), (Some("xl-base".into()), Some(3), Some(2.0), Some(1.5)));
+    // APG only on the first of three steps (σ = 1) gives other audio than APG on all of them.
+    let all_steps = read_ints(&output).1;
+    succeed(&with_xl(&["--steps", "3", "--shift", "2", "--cfg", "1.5", "--cfg-interval", "0.95", "1"]));
+    assert_ne!(read_ints(&output).1, all_steps);
 }
 
 #[test]
@@ -311,6 +315,14 @@ fn errors_exit_non_zero_with_a_readable_message_and_write_nothing() {
             strings(&["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--variant", "large"]),
             "`large` is not an ACE-Step 1.5 variant; pick one of turbo, turbo-shift1, turbo-shift3, turbo-continuous, \
              base, sft, xl-base, xl-sft, xl-turbo",
+        ),
+        (
+            strings(&["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--cfg-interval", "0.9", "0.2"]),
+            "cfg interval 0.9..0.2 must lie within 0..1 with start ≤ end",
+        ),
+        (
+            strings(&["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--cfg-interval", "1.5", "2"]),
+            "1.5 is out of range; give a number from 0 up to 1",
         ),
         (
             strings(&["text2music", "--output", o, "--duration", "1", "--prompt", "p", "--cfg", "4"]),

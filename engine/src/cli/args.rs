@@ -178,6 +178,10 @@ pub struct CommonArgs {
     /// base and sft].
     #[arg(long, value_name = "G", allow_negative_numbers = true, value_parser = number(0.0, Low::Excluded, f64::INFINITY))]
     pub cfg: Option<f64>,
+    /// The part of the schedule where studio-mode guidance (APG) acts, as two sampler times from 0 (clean) to 1
+    /// (pure noise), START ≤ END [default: 0 1, the whole schedule]; plain `v_c` outside it.
+    #[arg(long, num_args = 2, value_names = ["START", "END"], value_parser = number(0.0, Low::Included, 1.0))]
+    pub cfg_interval: Option<Vec<f64>>,
     /// Pipeline glue: studio (official ACE-Step behaviour) or reference (DiffSynth 2.1.12 semantics).
     #[arg(long, default_value = "studio", value_parser = mode_parser())]
     pub mode: Mode,

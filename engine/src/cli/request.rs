@@ -93,7 +93,10 @@ pub fn build(command: &Command, source: Option<&SourceClip>, seed: u64) -> Resul
         steps: common.steps.map_or(defaults.steps, |steps| steps as usize),
         shift: common.shift.unwrap_or(defaults.shift),
         cfg_scale: common.cfg.unwrap_or(defaults.cfg_scale),
-        cfg_interval: CfgInterval::ALL,
+        cfg_interval: match common.cfg_interval.as_deref() {
+            Some(&[start, end]) => CfgInterval { start, end },
+            _ => CfgInterval::ALL,
+        },
         noise: None,
     })
 }
@@ -259,6 +262,9 @@ mod tests {
         assert_eq!(settings(&["--variant", "turbo-shift1"]), (8, 1.0, 1.0));
         assert_eq!(settings(&["--variant", "sft"]), (50, 3.0, 4.0));
         assert_eq!(settings(&["--variant", "xl-base", "--steps", "30", "--shift", "2", "--cfg", "6"]), (30, 2.0, 6.0));
+        let interval = |extra: &[&str]| build(&command(&[&t2m[..], extra].concat()), None, 0).unwrap().cfg_interval;
+        assert_eq!(interval(&[]), CfgInterval::ALL);
+        assert_eq!(interval(&["--cfg-interval", "0.3", "0.9"]), CfgInterval { start: 0.3, end: 0.9 });
         let xl = command(&[&t2m[..], &["--variant", "xl-turbo", "--dit-dir", "/m/xl"]].concat());
         let model = engine_config(xl.common()).model;
         assert_eq!((model.variant.name(), model.dit_dir), ("xl-turbo", Some("/m/xl".into())));

@@ -15,6 +15,6 @@ pub mod resident;
 pub mod scheduler;
 pub mod silence;
 pub mod text_encoder;
-pub mod variant;
 pub mod vae;
+pub mod variant;
 pub mod weights;

@@ -111,7 +111,8 @@ mod tests {
     use super::*;
 
     fn fixture() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep/acestep-v15-turbo/silence_latent.pt")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/tiny-acestep/acestep-v15-turbo/silence_latent.pt")
     }
 
     fn ramp(len: usize, channels: usize) -> SilenceLatent {

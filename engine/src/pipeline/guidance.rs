@@ -160,7 +160,9 @@ mod tests {
 
     #[test]
     fn reference_mode_guides_whenever_the_scale_is_not_one_and_studio_mode_above_one() {
-        assert!(matches!(Guidance::new(Mode::Reference, 0.5, CfgInterval::ALL), Guidance::Cfg { scale } if scale == 0.5));
+        assert!(
+            matches!(Guidance::new(Mode::Reference, 0.5, CfgInterval::ALL), Guidance::Cfg { scale } if scale == 0.5)
+        );
         assert!(matches!(Guidance::new(Mode::Reference, 1.0, CfgInterval::ALL), Guidance::Off));
         assert!(matches!(Guidance::new(Mode::Studio, 0.5, CfgInterval::ALL), Guidance::Off));
         let apg = Guidance::new(Mode::Studio, 4.0, CfgInterval { start: 0.2, end: 0.8 });
