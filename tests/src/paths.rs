@@ -27,3 +27,18 @@ pub fn alloc_check_clap_bundle() -> PathBuf {
 pub fn fixture_model_dir() -> PathBuf {
     workspace_root().join("tests/fixtures/tiny-acestep")
 }
+
+/// The variant fixture set: the guided XL-shaped DiT and the LoRA adapters made for it.
+pub fn fixture_variants_dir() -> PathBuf {
+    workspace_root().join("tests/fixtures-variants")
+}
+
+/// The guided (xl-base) fixture DiT folder, used with [`fixture_model_dir`] as the main model.
+pub fn guided_fixture_dit_dir() -> PathBuf {
+    fixture_variants_dir().join("tiny-acestep/acestep-v15-xl-base")
+}
+
+/// A DiffSynth-format rank-4 LoRA adapter for the guided fixture DiT.
+pub fn guided_fixture_lora() -> PathBuf {
+    fixture_variants_dir().join("loras/acestep-v15-xl-base-lora-r4.safetensors")
+}

@@ -115,8 +115,14 @@ impl Session {
     /// Sets the style prompt (a persisted field, which only the editor or a state load can change) by loading
     /// the current state with the prompt replaced.
     pub fn set_prompt(&mut self, prompt: &str) -> Result<(), String> {
+        self.set_field("prompt", &prompt)
+    }
+
+    /// Sets persisted field `key` (one only the editor or a state load can change) by loading the current state
+    /// with the field replaced.
+    pub fn set_field<T: serde::Serialize>(&mut self, key: &str, value: &T) -> Result<(), String> {
         let mut state = self.state()?;
-        state.set_field("prompt", &prompt)?;
+        state.set_field(key, value)?;
         self.plugin.load_state(&state.encode()).map_err(|err| err.to_string())
     }
 
@@ -327,7 +333,9 @@ mod tests {
     #[test]
     fn param_names_map_every_retake_id_to_its_display_name() {
         let names = param_names();
-        assert_eq!(names.len(), 10);
+        assert_eq!(names.len(), 15);
+        assert_eq!(names["variant_defaults"], "Variant defaults");
+        assert_eq!(names["cover_noise"], "Cover noise");
         assert_eq!(names["follow_loop"], "Follow loop");
         assert_eq!(names["xfade_ms"], "Crossfade");
     }

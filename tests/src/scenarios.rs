@@ -1,24 +1,42 @@
 //! The CLAP round trips of the real-host tests: repaint (with `monitor = Original`), cover, a state restore
-//! into a fresh instance, and crafted project states (takes naming files elsewhere, parameters out of range).
+//! into a fresh instance, crafted project states (takes naming files elsewhere, parameters out of range), and the
+//! task inputs on the guided fixture checkpoint (guidance, a LoRA adapter, a timbre reference, a broken adapter).
 //! Each returns what it verified, or the first thing that was wrong.
 //! They expect `RETAKE_MODEL_DIR` (the model) and the user data folder (where takes are written: [`DATA_HOME`]) to
-//! be set for the process, so they run in a child process: `retake-clap-host <scenario> <bundle.clap>`.
+//! be set for the process, so they run in a child process: `retake-clap-host <scenario> <bundle.clap>`. The task
+//! input scenarios also expect `RETAKE_VARIANT=xl-base` and `RETAKE_DIT_DIR` (the guided fixture DiT) and a private
+//! [`CONFIG_HOME`], where they write the settings file.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use retake::params::Reference;
 use retake::region::Region;
+use retake::settings::{settings_file, EngineSettings, LoraSetting};
 use retake::takes::{TakeFile, TakeMeta, TakesState, MAX_TAKES};
+use retake_engine::audio::{write_wav, Audio, WavFormat};
 use serde_json::json;
 
 use crate::clap_host::ClapBundle;
+use crate::paths::{fixture_model_dir, guided_fixture_lora};
 use crate::plugin_state::PluginState;
 use crate::retake_session::{
     check_passes_through, check_region, check_take_in_place, fade_frames, param_names, take_audio, Session, XFADE_MS,
 };
 
 /// Scenario names the `retake-clap-host` binary accepts.
-pub const SCENARIOS: [&str; 6] = ["repaint", "cover", "state", "hostile-takes", "hostile-params", "unload"];
+pub const SCENARIOS: [&str; 10] = [
+    "repaint",
+    "cover",
+    "state",
+    "hostile-takes",
+    "hostile-params",
+    "unload",
+    "guided",
+    "lora",
+    "reference",
+    "bad-lora",
+];
 
 /// Runs scenario `name` against the bundle at `bundle`.
 pub fn run(name: &str, bundle: &Path) -> Result<Vec<String>, String> {
@@ -32,6 +50,10 @@ pub fn run(name: &str, bundle: &Path) -> Result<Vec<String>, String> {
         "state" => state_restore(&bundle),
         "hostile-takes" => hostile_takes(&bundle),
         "hostile-params" => hostile_params(&bundle),
+        "guided" => guided(&bundle).map(|(_, report)| report),
+        "lora" => lora(&bundle),
+        "reference" => reference(&bundle),
+        "bad-lora" => bad_lora(&bundle),
         other => Err(format!("unknown scenario `{other}`; expected one of {SCENARIOS:?}")),
     }
 }
@@ -44,12 +66,22 @@ fn common_settings(session: &mut Session, mode: &str) -> Result<(), String> {
     session.set("monitor", "Take")
 }
 
-/// Capture, generate a take of the loop, and check it plays in place; returns the report lines.
+/// Capture, generate a take of the loop, and check it plays in place; returns the report lines. Where a take is
+/// already selected, the capture pass runs with `monitor = Original` (so the output is the input) and the new
+/// take is made with `monitor = Take`.
 fn round_trip(session: &mut Session, what: &str) -> Result<(retake::takes::TakeMeta, Vec<String>), String> {
     let input = session.signal().to_vec();
     let rate = session.sample_rate();
+    let replacing = session.takes()?.selected.is_some();
+    if replacing {
+        session.set("monitor", "Original")?;
+        session.idle(Duration::from_millis(100))?;
+    }
     let captured = session.play()?;
-    check_passes_through(&captured, &input).map_err(|err| format!("before any take: {err}"))?;
+    check_passes_through(&captured, &input).map_err(|err| format!("before the {what} take: {err}"))?;
+    if replacing {
+        session.set("monitor", "Take")?;
+    }
     let take = session.generate()?;
     check_region(&take, rate)?;
     let audio = take_audio(&take)?;
@@ -381,4 +413,152 @@ fn unload_mid_job(bundle_path: &Path) -> Result<Vec<String>, String> {
         format!("instance destroyed {destroyed:?} into a {:.0}-second repaint", LONG_LOOP_S.1 - LONG_LOOP_S.0),
         "library unloaded with the engine still winding down; the process lived on".into(),
     ])
+}
+
+/// The environment variable naming the folder of Retake's settings file (`plugin/src/user_folders.rs`).
+pub const CONFIG_HOME: &str = if cfg!(windows) { "APPDATA" } else { "XDG_CONFIG_HOME" };
+
+/// Guidance, steps and shift of the guided jobs: the guided fixture at a few steps.
+const GUIDED: [(&str, &str); 4] = [("variant_defaults", "Off"), ("guidance", "4"), ("steps", "4"), ("shift", "3")];
+
+/// A repaint round trip in a fresh instance on the guided checkpoint (variant and DiT folder from the
+/// environment) at guidance 4 and 4 steps; returns the take's audio and the report lines.
+fn guided(bundle: &ClapBundle) -> Result<(Audio, Vec<String>), String> {
+    let mut session = Session::open(bundle, 48_000, 512, None)?;
+    guided_take(&mut session, "guided repaint")
+}
+
+/// The round trips' settings for a repaint with the guided parameters.
+fn set_guided(session: &mut Session) -> Result<(), String> {
+    common_settings(session, "Repaint")?;
+    for (id, text) in GUIDED {
+        session.set(id, text)?;
+    }
+    Ok(())
+}
+
+/// Sets the guided parameters on `session` and makes a take of the loop; returns its audio and the report lines.
+fn guided_take(session: &mut Session, what: &str) -> Result<(Audio, Vec<String>), String> {
+    set_guided(session)?;
+    let (take, mut report) = round_trip(session, what)?;
+    if !take.summary.ends_with("4 steps · shift 3.0 · guidance 4.0") {
+        return Err(format!("the take's summary \"{}\" does not name 4 steps at guidance 4", take.summary));
+    }
+    report.push(format!("{what}: the job ran 4 steps at guidance 4 on the guided checkpoint"));
+    Ok((take_audio(&take)?, report))
+}
+
+/// Writes the settings file under [`CONFIG_HOME`] with `loras` as its LoRA adapters (the rest from the
+/// environment).
+fn write_loras(loras: Vec<LoraSetting>) -> Result<(), String> {
+    let path = settings_file().map_err(|err| err.to_string())?;
+    EngineSettings { loras, ..EngineSettings::default() }.save(&path).map_err(|err| err.to_string())
+}
+
+/// Checks two takes of the same seed, region and settings but one input differ: the input reached the model.
+fn check_differs(plain: &Audio, changed: &Audio, input: &str) -> Result<(), String> {
+    if plain.channels == changed.channels {
+        return Err(format!("the take with {input} is the take without it, sample for sample"));
+    }
+    Ok(())
+}
+
+/// A guided take without adapters, then (a fresh instance, whose engine reads the settings file) the same take
+/// with the fixture's LoRA adapter from the settings file: both play in place, and they differ.
+fn lora(bundle: &ClapBundle) -> Result<Vec<String>, String> {
+    write_loras(Vec::new())?;
+    let (plain, mut report) = guided(bundle)?;
+    let adapter = guided_fixture_lora();
+    write_loras(vec![LoraSetting { file: adapter.display().to_string(), scale: 1.0 }])?;
+    let (adapted, more) = guided(bundle)?;
+    check_differs(&plain, &adapted, "the LoRA adapter")?;
+    report.extend(more);
+    report.push(format!("with the LoRA {} the take differs from the one without", adapter.display()));
+    Ok(report)
+}
+
+/// A guided take with the default timbre, then with a WAV file as timbre reference, then with the first take as
+/// reference: each plays in place, and each reference changes the take.
+fn reference(bundle: &ClapBundle) -> Result<Vec<String>, String> {
+    let mut session = Session::open(bundle, 48_000, 512, None)?;
+    let (plain, mut report) = guided_take(&mut session, "default timbre")?;
+    let first = session.takes()?.selected.ok_or("no take is selected after the first job")?;
+    let file = data_home()?.join("reference.wav");
+    let tone: Vec<f32> = (0..3 * 48_000).map(|i| (i as f32 * 0.021).sin() * 0.5).collect();
+    write_wav(&file, &Audio::new(48_000, vec![tone.clone(), tone]), WavFormat::Float32)
+        .map_err(|err| format!("cannot write {}: {err}", file.display()))?;
+    for (reference, what) in [
+        (Reference::File(file.clone()), format!("the file {}", file.display())),
+        (Reference::Take(first), format!("take {first}")),
+    ] {
+        session.set_field("reference", &reference)?;
+        let (referenced, more) = guided_take(&mut session, &format!("timbre reference {what}"))?;
+        check_differs(&plain, &referenced, &format!("{what} as timbre reference"))?;
+        report.extend(more);
+        report.push(format!("with {what} as timbre reference the take differs from the default timbre's"));
+    }
+    Ok(report)
+}
+
+/// The shortest wait of the broken-adapter scenario for a take that must not come.
+const NO_TAKE_MIN_WAIT: Duration = Duration::from_secs(10);
+
+/// A guided take without adapters, timed; then a settings file whose LoRA adapter is not a safetensors file:
+/// Generate makes no take within three times that time, the audio keeps passing through, and the instance still
+/// plays (the status line's text is checked in the worker's unit tests).
+fn bad_lora(bundle: &ClapBundle) -> Result<Vec<String>, String> {
+    write_loras(Vec::new())?;
+    let started = Instant::now();
+    guided(bundle)?;
+    let wait = (started.elapsed() * 3).max(NO_TAKE_MIN_WAIT);
+    let broken = data_home()?.join("broken.safetensors");
+    std::fs::write(&broken, b"not a safetensors file")
+        .map_err(|err| format!("cannot write {}: {err}", broken.display()))?;
+    write_loras(vec![LoraSetting { file: broken.display().to_string(), scale: 1.0 }])?;
+    let mut session = Session::open(bundle, 48_000, 512, None)?;
+    set_guided(&mut session)?;
+    let captured = session.play()?;
+    check_passes_through(&captured, session.signal()).map_err(|err| format!("before the job: {err}"))?;
+    session.press_generate()?;
+    session.idle(wait)?;
+    let takes = session.takes()?;
+    if !takes.takes.is_empty() {
+        return Err(format!("a take was made with a broken LoRA adapter: {takes:?}"));
+    }
+    let replayed = session.play()?;
+    check_passes_through(&replayed, session.signal()).map_err(|err| format!("after the failed job: {err}"))?;
+    Ok(vec![
+        format!(
+            "LoRA {} (not safetensors): no take after {:.0} s, at least three times what a good take took",
+            broken.display(),
+            wait.as_secs_f64()
+        ),
+        "the audio passes through bit for bit after the failed job".to_string(),
+    ])
+}
+
+/// Runs `host` (the `retake-clap-host` binary) on `scenario` against `bundle` in a child process with the fixture
+/// model, fresh private [`DATA_HOME`] and [`CONFIG_HOME`] folders (so no settings file of the machine applies) and
+/// the variables `env`; prints and returns the exit code and the combined output.
+pub fn run_in_child(host: &Path, scenario: &str, bundle: &Path, env: &[(&str, PathBuf)]) -> (Option<i32>, String) {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    let scratch = std::env::temp_dir().join(format!("retake-clap-{scenario}-{}-{nanos}", std::process::id()));
+    let (data, config) = (scratch.join("data"), scratch.join("config"));
+    let mut command = std::process::Command::new(host);
+    command.arg(scenario).arg(bundle).env("RETAKE_MODEL_DIR", fixture_model_dir());
+    command.env(DATA_HOME, &data).env(CONFIG_HOME, &config);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let made = [&data, &config].iter().try_for_each(std::fs::create_dir_all);
+    let result = match made.and_then(|()| command.output()) {
+        Ok(output) => (
+            output.status.code(),
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+        ),
+        Err(err) => (None, format!("cannot run {} in {}: {err}", host.display(), scratch.display())),
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    print!("{}", result.1);
+    result
 }

@@ -3,12 +3,12 @@
 //! for the allocation check, `target/alloc-check/Retake.clap` (`scripts/test.sh` builds both).
 
 use std::path::Path;
-use std::process::Command;
 
 use retake_tests::clap_host::{ClapBundle, Timeline};
-use retake_tests::paths::{alloc_check_clap_bundle, clap_bundle, fixture_model_dir};
+use retake_tests::paths::{alloc_check_clap_bundle, clap_bundle};
 use retake_tests::plugin_state::PluginState;
 use retake_tests::retake_session::{check_passes_through, param_names};
+use retake_tests::scenarios::run_in_child;
 use retake_tests::signal::test_signal;
 
 /// Exit status of a process that aborted (SIGABRT), which is how `assert_process_allocs` reports an
@@ -96,20 +96,10 @@ fn parameter_events_set_values_that_a_state_carries_into_a_fresh_instance() {
     }
 }
 
-/// Runs `retake-clap-host <scenario> <bundle>` with the fixture model and a private take folder; returns
-/// the exit code and the combined output.
+/// Runs `retake-clap-host <scenario> <bundle>` with the fixture model and private data and settings folders;
+/// returns the exit code and the combined output.
 fn run_scenario(scenario: &str, bundle: &Path) -> (Option<i32>, String) {
-    let data_home = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_retake-clap-host"))
-        .arg(scenario)
-        .arg(bundle)
-        .env("RETAKE_MODEL_DIR", fixture_model_dir())
-        .env("XDG_DATA_HOME", data_home.path())
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    print!("{text}");
-    (output.status.code(), text)
+    run_in_child(Path::new(env!("CARGO_BIN_EXE_retake-clap-host")), scenario, bundle, &[])
 }
 
 fn assert_scenario_passes(scenario: &str, bundle: &Path) {
