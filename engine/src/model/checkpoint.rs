@@ -183,16 +183,7 @@ impl Checkpoint {
         vae.validate(&main(VAE_DIR))?;
         let qwen3: Qwen3Config = read_json(&main(TEXT_DIR))?;
         qwen3.validate(&main(TEXT_DIR))?;
-        Ok(Self {
-            origin: Origin::Dir(dirs.clone()),
-            acestep,
-            vae,
-            qwen3,
-            variant: None,
-            adapters: None,
-            dtype,
-            device: device.clone(),
-        })
+        Ok(Self::new(Origin::Dir(dirs.clone()), acestep, vae, qwen3, dtype, device))
     }
 
     /// A checkpoint with the given geometry and seeded random weights (benchmarks, geometry tests).
@@ -204,16 +195,19 @@ impl Checkpoint {
         dtype: DType,
         device: &Device,
     ) -> Self {
-        Self {
-            origin: Origin::Random(seed),
-            acestep,
-            vae,
-            qwen3,
-            variant: None,
-            adapters: None,
-            dtype,
-            device: device.clone(),
-        }
+        Self::new(Origin::Random(seed), acestep, vae, qwen3, dtype, device)
+    }
+
+    /// A checkpoint of `origin` with these configs, not yet named as a variant and without adapters.
+    fn new(
+        origin: Origin,
+        acestep: AceStepConfig,
+        vae: VaeConfig,
+        qwen3: Qwen3Config,
+        dtype: DType,
+        device: &Device,
+    ) -> Self {
+        Self { origin, acestep, vae, qwen3, variant: None, adapters: None, dtype, device: device.clone() }
     }
 
     /// The real ACE-Step 1.5 turbo geometry (its DiT and VAE, Qwen3-Embedding-0.6B) with seeded random weights.
