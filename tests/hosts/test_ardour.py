@@ -91,7 +91,8 @@ def test_saved_session_holds_retakes_state(session):
     assert chunks, f"{HOST}: Retake's processor node has no <chunk> state"
     state = ardour_chunk_json(chunks[0])
     assert set(state["params"]) == {
-        "mode", "start", "end", "follow_loop", "strength", "monitor", "xfade_ms", "seed", "key", "generate"
+        "mode", "start", "end", "follow_loop", "strength", "monitor", "xfade_ms", "seed", "key", "generate",
+        "variant_defaults", "guidance", "steps", "shift", "cover_noise",
     }, f"{HOST}: saved params {sorted(state['params'])}"
     takes = persisted_field(state, "takes")
     assert takes["takes"] == [] and len(takes["project_id"]) == 16, f"{HOST}: saved takes field {takes}"

@@ -36,7 +36,7 @@ TAKE_TIMEOUT_S = 300.0
 
 # name: (text at the minimum, text at the maximum, unit label), as a user sees the range in a host.
 EXPECTED_RANGES = {
-    "Mode": ("Repaint", "Cover", ""),
+    "Mode": ("Repaint", "Text2Music", ""),
     "Start": ("0.00", "3600.00", " s"),
     "End": ("0.00", "3600.00", " s"),
     "Follow loop": ("Off", "On", ""),
@@ -46,6 +46,11 @@ EXPECTED_RANGES = {
     "Seed": ("0", "999999", ""),
     "Key": ("Auto", "B minor", ""),
     "Generate": ("Off", "On", ""),
+    "Variant defaults": ("Off", "On", ""),
+    "Guidance": ("1.0", "10.0", ""),
+    "Steps": ("1", "200", ""),
+    "Shift": ("1.0", "5.0", ""),
+    "Cover noise": ("0.00", "1.00", ""),
 }
 
 
