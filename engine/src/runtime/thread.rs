@@ -1,11 +1,12 @@
-//! The engine thread and its handle: FIFO jobs, progress events, cancellation between steps/tiles, panics
-//! caught per job, and a prompt shutdown when the last handle is dropped.
+//! The engine thread and its handles: FIFO jobs from one or more clients, each with its own events and settings
+//! (the model reloaded between jobs whose settings differ), cancellation between steps/tiles, panics caught per job,
+//! and a prompt shutdown when the last client is dropped.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use candle_core::{DType, Device};
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
+use super::clients::{ClientLink, Clients};
 use super::events::{Event, JobId, Take};
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
@@ -20,7 +22,7 @@ use crate::model::lora::LoraSpec;
 use crate::model_source::ModelSpec;
 use crate::pipeline::request::{GenerationRequest, Progress};
 use crate::pipeline::Generator;
-use crate::residency::{check_model_budget, ResidencyStats};
+use crate::residency::{check_model_budget, human_bytes, ResidencyStats};
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,7 +52,9 @@ impl DeviceChoice {
     }
 }
 
-/// How to start the engine.
+/// The engine settings of a client's jobs. The model, device, VRAM budget, variant and LoRA adapters belong to each
+/// job: the engine reloads the model between two jobs whose settings differ ([`EngineConfig::loads_same_model`]).
+/// The queue capacity is the engine's own, taken from the settings it was spawned with.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Which checkpoint variant runs and where its files come from.
@@ -77,6 +81,17 @@ impl Default for EngineConfig {
     }
 }
 
+impl EngineConfig {
+    /// Whether a model loaded with these settings serves a job with `other`'s unchanged: same model files and
+    /// variant, device, VRAM budget and LoRA adapters.
+    pub fn loads_same_model(&self, other: &Self) -> bool {
+        self.model == other.model
+            && self.device == other.device
+            && self.vram_budget == other.vram_budget
+            && self.loras == other.loras
+    }
+}
+
 /// Why a job was not accepted. A refused job gets no id and no events.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
@@ -92,19 +107,39 @@ pub enum SubmitError {
     BudgetTooSmall(String),
 }
 
-/// Counters of the work the engine has done since it started.
+/// Counters of the work the engine has done since it started, shared by all its clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EngineStats {
     /// Times the VAE encoder ran on a job's source audio; a source whose latents are still cached skips it.
     pub vae_encodes: u64,
+    /// Times a model was loaded: the first job's load, plus one for each reload for a job with other settings (or
+    /// after a job that panicked).
+    pub model_loads: u64,
+    /// Clients connected now ([`EngineHandle::connect`]; clones of a handle are one client).
+    pub clients: usize,
     /// Resident weight bytes and peaks against the VRAM budget, as of the last job's end.
     pub residency: ResidencyStats,
 }
 
+/// The counters the engine thread updates and every client reads.
+#[derive(Default)]
+struct Counters {
+    vae_encodes: AtomicU64,
+    model_loads: AtomicU64,
+    residency: Mutex<ResidencyStats>,
+}
+
 struct QueuedJob {
     id: JobId,
+    /// Whose job it is: its events go there, and it ends when that client leaves.
+    client: Arc<ClientLink>,
+    /// The settings its client had when it was submitted.
+    config: Arc<EngineConfig>,
     request: GenerationRequest,
 }
+
+/// A request to cancel job `.1`, valid only when the job is client `.0`'s.
+type CancelRequest = (u64, JobId);
 
 /// The submitting end of the queue. Submits take it in turn, so ids, `Queued` events and queue order agree:
 /// jobs run in id order.
@@ -113,26 +148,21 @@ struct Intake {
     next_id: u64,
 }
 
-/// State shared by all clones of a handle; dropping the last clone stops and joins the thread.
-struct Shared {
+/// The engine thread and what its clients share; dropped with the last client, which stops and joins the thread.
+struct Core {
     intake: Mutex<Intake>,
-    cancels: Sender<JobId>,
-    events: Receiver<Event>,
-    event_tx: Sender<Event>,
+    cancels: Sender<CancelRequest>,
     capacity: usize,
-    stopping: Arc<AtomicBool>,
-    vae_encodes: Arc<AtomicU64>,
-    residency: Arc<Mutex<ResidencyStats>>,
-    /// Set by the engine thread when the model's minimum budget exceeds the configured one.
-    budget_refusal: Arc<Mutex<Option<String>>>,
+    clients: Clients,
+    next_client: AtomicU64,
+    counters: Arc<Counters>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Drop for Shared {
+impl Drop for Core {
     fn drop(&mut self) {
-        // The running job stops at its next step or tile and the waiting ones are cancelled; closing the job
-        // channel then ends the thread's loop.
-        self.stopping.store(true, Ordering::Release);
+        // Every client has left, so the running job stops at its next step or tile and the waiting ones are
+        // cancelled; closing the job channel then ends the thread's loop.
         self.intake.lock().jobs.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -140,145 +170,197 @@ impl Drop for Shared {
     }
 }
 
-/// A cheap, cloneable handle to the engine thread. No method blocks longer than a channel send.
+/// One client: its event stream, and its place among the engine's clients until it is dropped.
+struct Client {
+    link: Arc<ClientLink>,
+    events: Receiver<Event>,
+    core: Arc<Core>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.link.leave();
+        self.core.clients.remove(self.link.id);
+    }
+}
+
+/// A cheap, cloneable handle to the engine thread: one client of it. No method blocks longer than a channel send.
+///
+/// Clones are the same client: they share its event stream, settings and jobs. [`connect`](Self::connect) adds
+/// another client to the same engine thread (one model, one queue): it sees only its own jobs' events (plus the
+/// `Loading` and `Warning` events, which go to every client connected at the time), and cancels only its own jobs.
+/// Jobs of all clients run one at a time in submission order.
 ///
 /// Every job [`submit`](Self::submit) accepts ends with exactly one `Done`, `Failed` or `Cancelled` event.
-/// Dropping the last handle cancels the running job (at its next step or tile) and the waiting ones, then
-/// joins the thread.
+/// Dropping a client's last handle cancels its running job (at its next step or tile) and its waiting ones;
+/// dropping the engine's last client also joins the thread.
 #[derive(Clone)]
 pub struct EngineHandle {
-    shared: Arc<Shared>,
+    client: Arc<Client>,
+}
+
+/// A handle that does not keep the engine running: [`WeakEngine::connect`] adds a client while the engine still
+/// has one, for a process that shares one engine among components that come and go.
+#[derive(Clone)]
+pub struct WeakEngine {
+    core: Weak<Core>,
 }
 
 /// Starts engines.
 pub struct Engine;
 
 impl Engine {
-    /// Starts the engine thread. The model is resolved and loaded lazily, on the first job; only its headers are
-    /// read now, when its files are already here and a VRAM budget is set, so that a budget below the model's
-    /// minimum is refused at the first submit.
+    /// Starts the engine thread with one client whose settings are `config`. The model is resolved and loaded
+    /// lazily, on the first job; only its headers are read now, when its files are already here and a VRAM budget is
+    /// set, so that a budget below the model's minimum is refused at the first submit.
     pub fn spawn(config: EngineConfig) -> EngineHandle {
         let capacity = config.queue_capacity.max(1);
         let (job_tx, job_rx) = channel::bounded::<QueuedJob>(capacity);
         let (cancel_tx, cancel_rx) = channel::unbounded();
-        let (event_tx, event_rx) = channel::unbounded();
-        let stopping = Arc::new(AtomicBool::new(false));
-        let vae_encodes = Arc::new(AtomicU64::new(0));
-        let residency = Arc::new(Mutex::new(ResidencyStats::default()));
-        let budget_refusal = Arc::new(Mutex::new(budget_refusal_from_headers(&config)));
+        let clients = Clients::default();
+        let counters = Arc::new(Counters::default());
         let worker = Worker {
-            config,
             jobs: job_rx,
             cancels: cancel_rx,
             cancelled: HashSet::new(),
-            events: event_tx.clone(),
-            stopping: stopping.clone(),
-            vae_encodes: vae_encodes.clone(),
-            residency: residency.clone(),
-            budget_refusal: budget_refusal.clone(),
-            generator: None,
+            clients: clients.clone(),
+            counters: counters.clone(),
+            model: None,
         };
         let thread = std::thread::Builder::new()
             .name("retake-engine".into())
             .spawn(move || worker.run())
             .expect("the OS refused to start the engine thread");
-        EngineHandle {
-            shared: Arc::new(Shared {
-                intake: Mutex::new(Intake { jobs: Some(job_tx), next_id: 1 }),
-                cancels: cancel_tx,
-                events: event_rx,
-                event_tx,
-                capacity,
-                stopping,
-                vae_encodes,
-                residency,
-                budget_refusal,
-                thread: Some(thread),
-            }),
-        }
+        let core = Arc::new(Core {
+            intake: Mutex::new(Intake { jobs: Some(job_tx), next_id: 1 }),
+            cancels: cancel_tx,
+            capacity,
+            clients,
+            next_client: AtomicU64::new(1),
+            counters,
+            thread: Some(thread),
+        });
+        EngineHandle::join(core, config)
+    }
+}
+
+impl WeakEngine {
+    /// A new client of the engine with settings `config`, or `None` when the engine's last client has gone.
+    pub fn connect(&self, config: EngineConfig) -> Option<EngineHandle> {
+        self.core.upgrade().map(|core| EngineHandle::join(core, config))
     }
 }
 
 impl EngineHandle {
-    /// Queues a job; fails at once when the queue is full, or when the VRAM budget is below the model's minimum
-    /// (see [`Engine::spawn`]).
+    /// Adds a client with settings `config` to `core`.
+    fn join(core: Arc<Core>, config: EngineConfig) -> Self {
+        let (event_tx, events) = channel::unbounded();
+        let id = core.next_client.fetch_add(1, Ordering::Relaxed);
+        let refusal = budget_refusal_from_headers(&config);
+        let link = Arc::new(ClientLink::new(id, event_tx, config, refusal));
+        core.clients.add(link.clone());
+        Self { client: Arc::new(Client { link, events, core }) }
+    }
+
+    /// Another client of the same engine thread, with settings `config` (see [`EngineHandle`]).
+    pub fn connect(&self, config: EngineConfig) -> EngineHandle {
+        Self::join(self.client.core.clone(), config)
+    }
+
+    /// A handle to the engine that does not keep it running.
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine { core: Arc::downgrade(&self.client.core) }
+    }
+
+    /// Replaces this client's settings for the jobs it submits from now on; a job already submitted keeps its
+    /// settings. The engine reloads the model before a job whose settings load another one.
+    pub fn set_config(&self, config: EngineConfig) {
+        let refusal = budget_refusal_from_headers(&config);
+        self.client.link.set_config(config, refusal);
+    }
+
+    /// Queues a job with this client's settings; fails at once when the queue is full, or when the VRAM budget is
+    /// below the model's minimum (see [`Engine::spawn`]).
     pub fn submit(&self, request: GenerationRequest) -> std::result::Result<JobId, SubmitError> {
-        if let Some(refusal) = self.shared.budget_refusal.lock().clone() {
-            return Err(SubmitError::BudgetTooSmall(refusal));
-        }
-        let mut intake = self.shared.intake.lock();
+        let link = &self.client.link;
+        let config = link.config_for_job().map_err(SubmitError::BudgetTooSmall)?;
+        let core = &self.client.core;
+        let mut intake = core.intake.lock();
         let jobs = intake.jobs.as_ref().ok_or(SubmitError::Stopped)?;
         // Only this (locked) side adds to the queue, so a queue with room now still has room at the send.
         if jobs.is_full() {
-            return Err(SubmitError::QueueFull(self.shared.capacity));
+            return Err(SubmitError::QueueFull(core.capacity));
         }
         let id = JobId(intake.next_id);
         // Announced before the hand-over so it always precedes the job's own events.
-        let _ = self.shared.event_tx.send(Event::Queued { job: id, position: jobs.len() });
-        match jobs.try_send(QueuedJob { id, request }) {
+        let _ = link.events.send(Event::Queued { job: id, position: jobs.len() });
+        match jobs.try_send(QueuedJob { id, client: link.clone(), config, request }) {
             Ok(()) => {
                 intake.next_id += 1;
                 Ok(id)
             }
             Err(e) => {
                 let error = match e {
-                    TrySendError::Full(_) => SubmitError::QueueFull(self.shared.capacity),
+                    TrySendError::Full(_) => SubmitError::QueueFull(core.capacity),
                     TrySendError::Disconnected(_) => SubmitError::Stopped,
                 };
                 // The announced job ends like any other.
-                let _ = self.shared.event_tx.send(Event::Failed { job: id, error: error.to_string() });
+                let _ = link.events.send(Event::Failed { job: id, error: error.to_string() });
                 intake.next_id += 1;
                 Err(error)
             }
         }
     }
 
-    /// Asks the engine to cancel a job: a waiting job is dropped, a running one stops within one step or tile.
+    /// Asks the engine to cancel one of this client's jobs: a waiting job is dropped, a running one stops within
+    /// one step or tile. Another client's job is left alone.
     pub fn cancel(&self, job: JobId) {
-        let _ = self.shared.cancels.send(job);
+        let _ = self.client.core.cancels.send((self.client.link.id, job));
     }
 
-    /// The event stream (shared by all clones: each event is delivered to one receiver).
+    /// This client's event stream (shared by its clones: each event is delivered to one receiver).
     pub fn events(&self) -> Receiver<Event> {
-        self.shared.events.clone()
+        self.client.events.clone()
     }
 
     /// The engine's work counters, updated before each job's terminal event (a job that panics adds nothing).
     pub fn stats(&self) -> EngineStats {
+        let core = &self.client.core;
         EngineStats {
-            vae_encodes: self.shared.vae_encodes.load(Ordering::Acquire),
-            residency: *self.shared.residency.lock(),
+            vae_encodes: core.counters.vae_encodes.load(Ordering::Acquire),
+            model_loads: core.counters.model_loads.load(Ordering::Acquire),
+            clients: core.clients.count(),
+            residency: *core.counters.residency.lock(),
         }
     }
 }
 
+/// The model the engine has loaded, and the settings it was loaded with.
+struct LoadedModel {
+    config: Arc<EngineConfig>,
+    generator: Generator,
+}
+
 /// The engine thread's state.
 struct Worker {
-    config: EngineConfig,
     jobs: Receiver<QueuedJob>,
-    cancels: Receiver<JobId>,
+    cancels: Receiver<CancelRequest>,
     /// Cancel requests for jobs that have not ended yet.
-    cancelled: HashSet<JobId>,
-    events: Sender<Event>,
-    stopping: Arc<AtomicBool>,
-    vae_encodes: Arc<AtomicU64>,
-    residency: Arc<Mutex<ResidencyStats>>,
-    budget_refusal: Arc<Mutex<Option<String>>>,
-    generator: Option<Generator>,
+    cancelled: HashSet<CancelRequest>,
+    clients: Clients,
+    counters: Arc<Counters>,
+    model: Option<LoadedModel>,
 }
 
 impl Worker {
     fn run(mut self) {
         while let Ok(job) = self.jobs.recv() {
             self.cancelled.extend(self.cancels.try_iter());
-            let event = if self.stopping.load(Ordering::Acquire) || self.cancelled.contains(&job.id) {
-                Event::Cancelled { job: job.id }
-            } else {
-                self.execute(&job)
-            };
+            let event =
+                if is_stopped(&job, &self.cancelled) { Event::Cancelled { job: job.id } } else { self.execute(&job) };
             // Jobs run in id order: requests for this job or earlier ones can no longer apply.
-            self.cancelled.retain(|&id| id > job.id);
-            let _ = self.events.send(event);
+            self.cancelled.retain(|&(_, id)| id > job.id);
+            let _ = job.client.events.send(event);
         }
     }
 
@@ -287,18 +369,17 @@ impl Worker {
         let (event, panicked) = guarded(job.id, || self.run_job(job));
         if panicked {
             // A panic may leave loaded components half-updated: reload them for the next job.
-            self.generator = None;
+            self.model = None;
         }
         event
     }
 
     fn run_job(&mut self, job: &QueuedJob) -> Result<Take> {
-        if self.generator.is_none() {
-            self.generator = Some(self.load_generator()?);
-        }
-        let Self { generator, cancels, cancelled, events, stopping, vae_encodes, residency, .. } = self;
-        let generator = generator.as_mut().expect("generator loaded above");
+        self.load_for(job)?;
+        let Self { model, cancels, cancelled, counters, .. } = self;
+        let generator = &mut model.as_mut().expect("model loaded above").generator;
         let id = job.id;
+        let events = &job.client.events;
         let mut clock = StepClock::new(Instant::now());
         let mut last = None;
         let mut on_progress = |progress: Progress| {
@@ -317,7 +398,7 @@ impl Worker {
             if let Some(event) = event {
                 let _ = events.send(event);
             }
-            if stopping.load(Ordering::Acquire) || cancelled.contains(&id) {
+            if is_stopped(job, cancelled) {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -325,8 +406,8 @@ impl Worker {
         };
         let encodes_before = generator.vae_encodes();
         let result = generator.generate(&job.request, &mut on_progress);
-        vae_encodes.fetch_add((generator.vae_encodes() - encodes_before) as u64, Ordering::AcqRel);
-        *residency.lock() = generator.residency();
+        counters.vae_encodes.fetch_add((generator.vae_encodes() - encodes_before) as u64, Ordering::AcqRel);
+        *counters.residency.lock() = generator.residency();
         let output = result?;
         let mut request = job.request.clone();
         request.source = None;
@@ -335,41 +416,72 @@ impl Worker {
         Ok(Take { audio: output.audio, latents: output.latents, source_latents: output.source_latents, request })
     }
 
-    fn load_generator(&self) -> Result<Generator> {
-        let (device, dtype) = self.open_device();
-        let events = self.events.clone();
-        let dirs = self.config.model.resolve(&mut |p| {
-            let _ =
-                events.send(Event::Loading { component: p.file, bytes_done: p.bytes_done, bytes_total: p.bytes_total });
+    /// Makes the loaded model the one `job`'s settings ask for: kept when it is, else the old one is dropped (so
+    /// the two are never resident at once) and the new one loaded, telling every client why.
+    fn load_for(&mut self, job: &QueuedJob) -> Result<()> {
+        if let Some(loaded) = &self.model {
+            if loaded.config.loads_same_model(&job.config) {
+                return Ok(());
+            }
+            self.model = None;
+            let config = &job.config;
+            let budget = config.vram_budget.map_or_else(|| "no limit".to_string(), human_bytes);
+            self.clients.broadcast(&Event::Warning(format!(
+                "reloading the model for a job with other engine settings ({} on {}, budget {budget})",
+                config.model.variant, config.device
+            )));
+        }
+        let generator = self.load_generator(job)?;
+        self.counters.model_loads.fetch_add(1, Ordering::AcqRel);
+        self.model = Some(LoadedModel { config: job.config.clone(), generator });
+        Ok(())
+    }
+
+    fn load_generator(&self, job: &QueuedJob) -> Result<Generator> {
+        let config = &job.config;
+        let (device, dtype) = self.open_device(config.device);
+        let clients = &self.clients;
+        let dirs = config.model.resolve(&mut |p| {
+            clients.broadcast(&Event::Loading {
+                component: p.file,
+                bytes_done: p.bytes_done,
+                bytes_total: p.bytes_total,
+            });
         })?;
         let checkpoint = Checkpoint::open_dirs(&dirs, dtype, &device)?
-            .with_variant(self.config.model.variant)
-            .with_loras(&self.config.loras)?;
-        let generator = Generator::new(checkpoint, self.config.vram_budget);
+            .with_variant(config.model.variant)
+            .with_loras(&config.loras)?;
+        let generator = Generator::new(checkpoint, config.vram_budget);
         if let Err(e @ EngineError::BudgetTooSmall(_)) = &generator {
-            // The budget is fixed for this engine: every later submit is refused at once with the same message.
-            *self.budget_refusal.lock() = Some(e.to_string());
+            // The budget is fixed for these settings: the client's later submits are refused at once with the same
+            // message, until it changes them.
+            job.client.refuse_budget(config, e.to_string());
         }
         generator
     }
 
-    /// The configured device, falling back to the CPU (with a warning) when CUDA cannot be opened.
-    fn open_device(&self) -> (Device, DType) {
-        match self.config.device {
+    /// The device `choice`, falling back to the CPU (with a warning) when CUDA cannot be opened.
+    fn open_device(&self, choice: DeviceChoice) -> (Device, DType) {
+        match choice {
             DeviceChoice::Cpu => (Device::Cpu, DeviceChoice::Cpu.dtype()),
-            choice @ DeviceChoice::Cuda(ordinal) => match choice.open() {
+            DeviceChoice::Cuda(ordinal) => match choice.open() {
                 Ok(device) => (device, choice.dtype()),
                 Err(e) => {
                     // candle appends a backtrace when RUST_BACKTRACE is set: the first line is the reason.
                     let reason = e.to_string();
                     let reason = reason.lines().next().unwrap_or_default().trim();
                     let warning = format!("CUDA device {ordinal} unavailable ({reason}); running on the CPU");
-                    let _ = self.events.send(Event::Warning(warning));
+                    self.clients.broadcast(&Event::Warning(warning));
                     (Device::Cpu, DeviceChoice::Cpu.dtype())
                 }
             },
         }
     }
+}
+
+/// Whether `job` should stop: its client has left or asked to cancel it.
+fn is_stopped(job: &QueuedJob, cancelled: &HashSet<CancelRequest>) -> bool {
+    job.client.is_gone() || cancelled.contains(&(job.client.id, job.id))
 }
 
 /// Times the sampling steps for the ETA of the steps left. Step 1 is timed from the progress report just before it
