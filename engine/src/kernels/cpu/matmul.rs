@@ -1,5 +1,5 @@
-//! Matrix products of the CPU f32 linear layers (docs/acestep-model.md §14, CPU fast path): the product by a weight
-//! packed into panels once at load ([`PanelProduct`], AVX-512), and for other widths a GEMM split by output columns
+//! Matrix products of the CPU linear layers (docs/acestep-model.md §14, CPU fast path): the product by a weight
+//! packed into f32 or bf16 panels once at load ([`PanelProduct`]), and for other widths a GEMM split by output columns
 //! ([`ColumnSplitMatmul`]): inputs of up to a few hundred rows run as one single-threaded GEMM per core over a
 //! slice of the output columns, up to 3× faster than one GEMM split by the GEMM library itself, which scales badly
 //! at so few rows; every output element is computed by the same kernel with the same summation order.
@@ -9,28 +9,53 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
 
 #[cfg(target_arch = "x86_64")]
+use super::bf16_panels::{Bf16Kernel, Bf16Panels};
+#[cfg(target_arch = "x86_64")]
 use super::panels::{PanelMatrix, PANEL};
 use crate::kernels::storage::{f32_slice, written, SendPtr};
 
 /// Output columns per task are a multiple of this (one AVX-512 register of f32).
 const COLUMN_ALIGN: usize = 16;
 
-/// `[.., in] · W` for a weight packed into panels: the panels are shared out among the rayon pool's threads.
+/// `[.., in] · W` for a weight packed into panels, f32 or bf16: the panels are shared out among the rayon pool's
+/// threads.
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug)]
-pub struct PanelProduct(PanelMatrix);
+pub enum PanelProduct {
+    /// f32 panels (AVX-512).
+    F32(PanelMatrix),
+    /// bf16 panels (AVX512-BF16, AVX-512 or AVX2; see [`Bf16Panels`]).
+    Bf16(Bf16Panels),
+}
 
 #[cfg(target_arch = "x86_64")]
 impl PanelProduct {
     /// The product by `weight` `[out, in]` given row by row (row-major), when AVX-512 is there and `out` is a whole
     /// number of panels; `None` otherwise.
     pub fn from_weight_rows(weight: &[f32], outputs: usize, inputs: usize) -> Option<Self> {
-        PanelMatrix::from_rows(weight, inputs, outputs, inputs, outputs).map(Self)
+        PanelMatrix::from_rows(weight, inputs, outputs, inputs, outputs).map(Self::F32)
+    }
+
+    /// The product by `weight` `[out, in]` given row by row as bf16 bits, multiplied by `kernel`, when the CPU runs
+    /// it and the shape fits the panels (see [`Bf16Panels::from_rows`]); `None` otherwise.
+    pub fn from_bf16_weight_rows(weight: &[u16], outputs: usize, inputs: usize, kernel: Bf16Kernel) -> Option<Self> {
+        Bf16Panels::from_rows(weight, outputs, inputs, outputs, kernel).map(Self::Bf16)
     }
 
     /// Bytes of the packed weight.
     pub fn bytes(&self) -> u64 {
-        self.0.bytes()
+        match self {
+            Self::F32(panels) => panels.bytes(),
+            Self::Bf16(panels) => panels.bytes(),
+        }
+    }
+
+    /// `[in]`, `[out]`.
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            Self::F32(panels) => (panels.inputs(), panels.outputs()),
+            Self::Bf16(panels) => (panels.inputs(), panels.outputs()),
+        }
     }
 }
 
@@ -45,7 +70,7 @@ impl candle_core::CustomOp1 for PanelProduct {
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (inputs, outputs) = (self.0.inputs(), self.0.outputs());
+        let (inputs, outputs) = self.dims();
         let dims = layout.shape().dims();
         if dims.last() != Some(&inputs) {
             candle_core::bail!("panel-matmul: input {:?} does not end in the weight's {inputs} inputs", dims)
@@ -54,15 +79,27 @@ impl candle_core::CustomOp1 for PanelProduct {
         let rows = x.len() / inputs;
         let panels = outputs / PANEL;
         let per_task = panels.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1));
+        let prepared = match self {
+            Self::Bf16(packed) => packed.prepare(x),
+            Self::F32(_) => None,
+        };
+        let prepared = prepared.as_deref();
         let fill = |out: &mut [MaybeUninit<f32>]| {
             let dst = SendPtr(out.as_mut_ptr().cast());
             rayon::scope(|scope| {
                 for p0 in (0..panels).step_by(per_task) {
                     let dst = &dst;
-                    // SAFETY: `x` is `[rows, inputs]`, `out` is `[rows, outputs]` and alive for the scope; each task
-                    // writes only the columns of its own panels.
-                    scope.spawn(move |_| unsafe {
-                        self.0.multiply(x.as_ptr(), inputs, rows, p0..(p0 + per_task).min(panels), dst.0, outputs)
+                    scope.spawn(move |_| {
+                        let (x, tasks) = (x.as_ptr(), p0..(p0 + per_task).min(panels));
+                        // SAFETY: `x` is `[rows, inputs]` (and `prepared` holds it as pairs when the bf16 kernel
+                        // reads them), `out` is `[rows, outputs]` and alive for the scope; each task writes only the
+                        // columns of its own panels.
+                        unsafe {
+                            match self {
+                                Self::F32(packed) => packed.multiply(x, inputs, rows, tasks, dst.0, outputs),
+                                Self::Bf16(packed) => packed.multiply(x, prepared, rows, tasks, dst.0, outputs),
+                            }
+                        }
                     });
                 }
             });

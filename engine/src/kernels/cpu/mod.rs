@@ -1,7 +1,9 @@
-//! CPU f32 kernels, each a candle `CustomOp` / `InplaceOp` or the loop inside one (docs/acestep-model.md §14,
+//! CPU kernels on f32 activations, each a candle `CustomOp` / `InplaceOp` or the loop inside one (docs/acestep-model.md §14,
 //! "CPU fast path"). Each file is named for the operation it computes.
 
 pub mod adaln;
+#[cfg(target_arch = "x86_64")]
+pub mod bf16_panels;
 pub mod exp;
 pub mod masked_softmax;
 pub mod matmul;

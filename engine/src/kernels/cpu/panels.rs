@@ -129,39 +129,92 @@ impl PanelMatrix {
         out_stride: usize,
     ) {
         let packed = &self.values[self.offset..];
-        let block = if rows <= FEW_ROWS { SHALLOW } else { DEEP };
-        for r0 in (0..rows).step_by(ROW_BLOCK) {
-            let r1 = (r0 + ROW_BLOCK).min(rows);
+        let walk = Walk { inputs: self.inputs, rows, tile_rows: ROWS, lines_per_feature: PANEL / LINE, scale: 1 };
+        walk.for_each_tile(panels, |at| {
+            let w = packed[(at.panel * self.inputs + at.feature) * PANEL..].as_ptr();
+            let tile = Tile {
+                x: x.wrapping_add(at.row * x_stride + at.feature),
+                x_stride,
+                w,
+                depth: at.depth,
+                out: out.wrapping_add(at.row * out_stride + at.panel * PANEL),
+                out_stride,
+                accumulate: at.feature > 0,
+                // The next slice (of this panel or the next one) follows this one in memory.
+                prefetch: w.wrapping_add(at.depth * PANEL + at.prefetch_from * LINE),
+                prefetch_lines: at.prefetch_lines,
+            };
+            // SAFETY: the caller's contract; the tile stays inside `x`, the panel and `out`.
+            unsafe {
+                match at.rows {
+                    1 => tile.run::<1>(),
+                    2 => tile.run::<2>(),
+                    3 => tile.run::<3>(),
+                    4 => tile.run::<4>(),
+                    5 => tile.run::<5>(),
+                    _ => tile.run::<ROWS>(),
+                }
+            }
+        });
+    }
+}
+
+/// The order in which a product against packed panels visits its register tiles, shared by the f32 panels here
+/// and the bf16 ones (`super::bf16_panels`): row blocks of [`ROW_BLOCK`], then panels, then slices of
+/// [`SHALLOW`] or [`DEEP`] features (times `scale`), then tiles of `tile_rows` rows.
+pub(crate) struct Walk {
+    /// Features of a left-hand-side row.
+    pub inputs: usize,
+    /// Rows of the left-hand side.
+    pub rows: usize,
+    /// Rows per register tile.
+    pub tile_rows: usize,
+    /// Cache lines a panel holds per feature.
+    pub lines_per_feature: usize,
+    /// Multiplies the features per slice, so that a slice of narrower values spans as many bytes (a multiple of
+    /// the features a kernel step takes).
+    pub scale: usize,
+}
+
+/// Where one register tile lies (see [`Walk`]).
+pub(crate) struct TileAt {
+    /// First row.
+    pub row: usize,
+    /// Rows, up to `tile_rows`.
+    pub rows: usize,
+    pub panel: usize,
+    /// First feature of the slice.
+    pub feature: usize,
+    /// Features in the slice.
+    pub depth: usize,
+    /// The tile's share of the next slice to prefetch: lines `prefetch_from..prefetch_from + prefetch_lines` past
+    /// the end of this slice.
+    pub prefetch_from: usize,
+    pub prefetch_lines: usize,
+}
+
+impl Walk {
+    /// Calls `tile` for every register tile of `rows` rows × `panels`, in order.
+    pub fn for_each_tile(&self, panels: Range<usize>, mut tile: impl FnMut(TileAt)) {
+        let block = self.scale * if self.rows <= FEW_ROWS { SHALLOW } else { DEEP };
+        for r0 in (0..self.rows).step_by(ROW_BLOCK) {
+            let r1 = (r0 + ROW_BLOCK).min(self.rows);
+            let tiles = (r1 - r0).div_ceil(self.tile_rows);
             for panel in panels.clone() {
                 for i0 in (0..self.inputs).step_by(block) {
                     let depth = block.min(self.inputs - i0);
-                    let w = packed[(panel * self.inputs + i0) * PANEL..].as_ptr();
-                    // The next slice (of this panel or the next one) follows this one in memory.
-                    let next = w.wrapping_add(depth * PANEL);
-                    let share = (depth * PANEL / LINE).div_ceil((r1 - r0).div_ceil(ROWS)).min(depth);
-                    for (t, r) in (r0..r1).step_by(ROWS).enumerate() {
-                        let tile = Tile {
-                            x: x.wrapping_add(r * x_stride + i0),
-                            x_stride,
-                            w,
+                    // Each row block prefetches its share of the next slice, one line per feature at most.
+                    let share = (depth * self.lines_per_feature).div_ceil(tiles).min(depth);
+                    for (t, r) in (r0..r1).step_by(self.tile_rows).enumerate() {
+                        tile(TileAt {
+                            row: r,
+                            rows: (r1 - r).min(self.tile_rows),
+                            panel,
+                            feature: i0,
                             depth,
-                            out: out.wrapping_add(r * out_stride + panel * PANEL),
-                            out_stride,
-                            accumulate: i0 > 0,
-                            prefetch: next.wrapping_add(t * share * LINE),
+                            prefetch_from: t * share,
                             prefetch_lines: share,
-                        };
-                        // SAFETY: the caller's contract; the tile stays inside `x`, the panel and `out`.
-                        unsafe {
-                            match r1 - r {
-                                1 => tile.run::<1>(),
-                                2 => tile.run::<2>(),
-                                3 => tile.run::<3>(),
-                                4 => tile.run::<4>(),
-                                5 => tile.run::<5>(),
-                                _ => tile.run::<ROWS>(),
-                            }
-                        }
+                        });
                     }
                 }
             }
