@@ -7,10 +7,12 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 
 use super::config::{read_json, AceStepConfig, Qwen3Config, VaeConfig};
+use super::linear::CpuPrecision;
 use super::lora::{Adapters, LoraSpec};
 use super::variant::{ScheduleKind, Variant};
 use super::weights::Weights;
 use crate::error::{EngineError, Result};
+use crate::kernels::storage::runs_cpu_f32;
 
 /// Sub-folder of the DiT / condition encoder / audio tokenizer.
 pub const ACESTEP_DIR: &str = "acestep-v15-turbo";
@@ -149,6 +151,8 @@ pub struct Checkpoint {
     /// LoRA adapters merged into the DiT weights as they load (model/lora.rs).
     adapters: Option<Arc<Adapters>>,
     dtype: DType,
+    /// The precision of the linear layers' weights when the model runs on the CPU in f32 (model/linear.rs).
+    cpu_precision: CpuPrecision,
     device: Device,
 }
 
@@ -207,7 +211,17 @@ impl Checkpoint {
         dtype: DType,
         device: &Device,
     ) -> Self {
-        Self { origin, acestep, vae, qwen3, variant: None, adapters: None, dtype, device: device.clone() }
+        Self {
+            origin,
+            acestep,
+            vae,
+            qwen3,
+            variant: None,
+            adapters: None,
+            dtype,
+            cpu_precision: CpuPrecision::F32,
+            device: device.clone(),
+        }
     }
 
     /// The real ACE-Step 1.5 turbo geometry (its DiT and VAE, Qwen3-Embedding-0.6B) with seeded random weights.
@@ -226,13 +240,29 @@ impl Checkpoint {
     pub fn with_random_weights(&self, seed: u64) -> Self {
         let random =
             Self::random(self.acestep.clone(), self.vae.clone(), self.qwen3.clone(), seed, self.dtype, &self.device);
-        Self { variant: self.variant, ..random }
+        Self { variant: self.variant, cpu_precision: self.cpu_precision, ..random }
     }
 
     /// This checkpoint as `variant`: studio mode samples on the variant's schedule kind, and guidance is refused
     /// when the variant or the DiT's config is guidance-distilled (see [`Checkpoint::check_guidance`]).
     pub fn with_variant(self, variant: Variant) -> Self {
         Self { variant: Some(variant), ..self }
+    }
+
+    /// This checkpoint with the linear layers' weights in `precision` when it runs on the CPU (f32 unless said;
+    /// no effect on a GPU, which runs bf16 throughout).
+    pub fn with_cpu_precision(self, precision: CpuPrecision) -> Self {
+        Self { cpu_precision: precision, ..self }
+    }
+
+    /// The precision of the linear layers' weights: [`Checkpoint::with_cpu_precision`]'s on the CPU in f32, else
+    /// that of the compute dtype.
+    pub fn matrix_dtype(&self) -> DType {
+        if runs_cpu_f32(&self.device, self.dtype) {
+            self.cpu_precision.matrix_dtype()
+        } else {
+            self.dtype
+        }
     }
 
     /// The variant this checkpoint was opened as (`None` when the caller did not say).
@@ -316,10 +346,11 @@ impl Checkpoint {
     }
 
     fn weights(&self, file: impl FnOnce(&ModelDirs) -> PathBuf) -> Result<Weights> {
-        match &self.origin {
-            Origin::Dir(dirs) => Weights::open(&file(dirs), self.dtype, &self.device),
-            Origin::Random(seed) => Ok(Weights::random(*seed, self.dtype, &self.device)),
-        }
+        let weights = match &self.origin {
+            Origin::Dir(dirs) => Weights::open(&file(dirs), self.dtype, &self.device)?,
+            Origin::Random(seed) => Weights::random(*seed, self.dtype, &self.device),
+        };
+        Ok(weights.with_matrix_dtype(self.matrix_dtype()))
     }
 
     /// The DiT folder's `model.safetensors` or its shards (keys `decoder.*`, `encoder.*`, `tokenizer.*`,

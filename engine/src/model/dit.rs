@@ -191,13 +191,13 @@ impl DitShell {
             ))
         })?;
         // Conv1d [out, in, k] → columns ordered (k, in) to match `patches`, split by input channel.
-        let w_in = vb.pp("proj_in.1").get(&[hidden, cfg.in_channels, patch], "weight")?;
+        let w_in = vb.pp("proj_in.1").get_as(&[hidden, cfg.in_channels, patch], "weight", vb.matrix_dtype())?;
         let columns = |start: usize, len: usize| -> Result<Tensor> {
             Ok(w_in.narrow(1, start, len)?.transpose(1, 2)?.reshape((hidden, patch * len))?)
         };
         let bias_in = vb.pp("proj_in.1").get(&[hidden], "bias")?;
         // ConvTranspose1d [in, out, k] → rows ordered (k, out): out[p·s + k, o] = Σ_i h[s, i]·W[i, o, k] + b[o].
-        let w_out = vb.pp("proj_out.1").get(&[hidden, latent, patch], "weight")?;
+        let w_out = vb.pp("proj_out.1").get_as(&[hidden, latent, patch], "weight", vb.matrix_dtype())?;
         let w_out = w_out.permute((2, 1, 0))?.reshape((patch * latent, hidden))?;
         let bias_out = vb.pp("proj_out.1").get(&[latent], "bias")?.repeat(patch)?;
         let time_embed_r = TimestepEmbedding::new(&vb.pp("time_embed_r"), hidden)?;

@@ -33,11 +33,11 @@ pub struct TransformerDims {
     pub eps: f64,
 }
 
-/// A bias-free or biased linear layer `[out, in]` loaded with shape checks (re-laid out for the CPU by
-/// [`Linear::new`]).
+/// A bias-free or biased linear layer `[out, in]` loaded with shape checks, its weight in the matrix dtype
+/// ([`Weights::matrix_dtype`]; re-laid out for the CPU by [`Linear::new`]).
 pub fn linear(vb: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
     let vb = vb.pp(name);
-    let weight = vb.get(&[out_dim, in_dim], "weight")?;
+    let weight = vb.get_as(&[out_dim, in_dim], "weight", vb.matrix_dtype())?;
     let bias = if bias { Some(vb.get(&[out_dim], "bias")?) } else { None };
     Ok(Linear::new(weight, bias)?)
 }

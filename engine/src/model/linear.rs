@@ -5,15 +5,83 @@
 //! - otherwise the transposed `[in, out]` matrix, multiplied by [`ColumnSplitMatmul`] up to a few hundred input
 //!   rows and by candle's GEMM above.
 //!
+//! On the CPU in bf16 precision ([`CpuPrecision`]) the weight arrives in bf16 and stays so, packed into bf16
+//! panels (kernels/cpu/bf16_panels.rs) multiplied by the f32 activations with f32 accumulation; a width the
+//! panels do not take, or a CPU without AVX2, widens that one weight to f32 and goes the f32 way.
+//!
 //! Elsewhere (GPU, bf16) the weight is kept as loaded and candle multiplies.
 
-use candle_core::{Module, Tensor};
+use candle_core::{CpuStorage, DType, Module, Storage, Tensor};
 
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::cpu::bf16_panels::Bf16Kernel;
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::cpu::matmul::PanelProduct;
 use crate::kernels::cpu::matmul::{transpose, ColumnSplitMatmul};
 use crate::kernels::storage::is_cpu_f32;
 use crate::model::resident::ResidentBytes;
+
+/// The precision of the weight matrices of the linear layers on the CPU (`RETAKE_CPU_PRECISION`, the settings key
+/// `cpu_precision`, the CLI's `--precision`). Activations are f32 either way; norms, softmax, Snake, FSQ, the
+/// audio tokenizer and the VAE keep f32 weights too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuPrecision {
+    /// f32 weights (twice the memory).
+    F32,
+    /// bf16 weights, as the checkpoint stores them.
+    Bf16,
+}
+
+impl CpuPrecision {
+    /// The environment variable that sets the precision.
+    pub const ENV: &str = "RETAKE_CPU_PRECISION";
+
+    /// The name `--precision` and [`CpuPrecision::ENV`] take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+
+    /// The dtype the linear layers' weight matrices load in on the CPU.
+    pub fn matrix_dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// bf16 where this CPU multiplies bf16 panels at least as fast as f32 ones (README, benchmarks): AVX512-BF16.
+impl Default for CpuPrecision {
+    fn default() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if Bf16Kernel::Dot.supported() {
+            return Self::Bf16;
+        }
+        Self::F32
+    }
+}
+
+impl std::fmt::Display for CpuPrecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for CpuPrecision {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!("`{other}` is not a CPU precision; use f32 or bf16")),
+        }
+    }
+}
+
 /// Inputs with more rows than this go to candle's own GEMM, which then splits rows as well and packs each input
 /// block once instead of once per column block (measured on 2 cores: the column split wins at 70, 125, 229 and
 /// 375 rows — the 30 s DiT step 6 % faster — and loses on the 750-row timbre encoder).
@@ -31,16 +99,29 @@ pub struct Linear {
 enum Product {
     /// `[out, in]`: on the CPU in f32 the transposed view of a contiguous `[in, out]` matrix.
     Matrix(Tensor),
-    /// CPU f32 with AVX-512: packed panels.
+    /// CPU f32 with AVX-512, or CPU bf16 with AVX2 or AVX-512: packed panels.
     #[cfg(target_arch = "x86_64")]
     Panels(std::sync::Arc<PanelProduct>),
 }
 
 impl Linear {
     /// A layer computing `x·weightᵀ + bias` for `weight` `[out, in]` (any layout), re-laid out for the CPU when it
-    /// lives there in f32 (see the module doc).
+    /// lives there in f32 or bf16 (see the module doc).
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
+        let weight = if weight.device().is_cpu() && weight.dtype() == DType::BF16 {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(kernel) = Bf16Kernel::selected().map_err(candle_core::Error::msg)? {
+                let packed =
+                    with_bf16_bits(&weight, |bits| PanelProduct::from_bf16_weight_rows(bits, outputs, inputs, kernel))?;
+                if let Some(packed) = packed {
+                    return Ok(Self { product: Product::Panels(std::sync::Arc::new(packed)), bias });
+                }
+            }
+            weight.to_dtype(DType::F32)?
+        } else {
+            weight
+        };
         let product = if is_cpu_f32(&weight) {
             let values = weight.flatten_all()?.to_vec1::<f32>()?;
             #[cfg(target_arch = "x86_64")]
@@ -74,6 +155,19 @@ impl Linear {
         }
         x.broadcast_matmul(&columns)
     }
+}
+
+/// Calls `f` with the values of a CPU bf16 tensor, row-major, as bits (no copy when it is contiguous).
+#[cfg(target_arch = "x86_64")]
+fn with_bf16_bits<R>(t: &Tensor, f: impl FnOnce(&[u16]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::BF16(values)), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+        candle_core::bail!("expected a contiguous bf16 tensor in CPU memory, got {:?} on {:?}", t.dtype(), t.device())
+    };
+    let values = &values[start..end];
+    // SAFETY: `half::bf16` is `repr(transparent)` over its `u16` bits.
+    Ok(f(unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u16>(), values.len()) }))
 }
 
 impl Module for Linear {
@@ -146,6 +240,53 @@ mod tests {
             assert_eq!(got.dims(), [2, rows, n]);
             let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
             assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{rows}x{k}x{n}");
+        }
+    }
+
+    #[test]
+    fn bf16_weights_stay_bf16_in_panels_at_half_the_bytes_and_match_an_f64_product() {
+        let kernel = Bf16Kernel::selected().unwrap();
+        for (rows, k, n) in [(5, 8, 128), (70, 300, 192), (600, 64, 64)] {
+            let (x, weight, bias) =
+                (ramp(&[rows, k], 1), ramp(&[n, k], 2).to_dtype(DType::BF16).unwrap(), ramp(&[n], 3));
+            let layer = Linear::new(weight.clone(), Some(bias.clone())).unwrap();
+            let Product::Panels(panels) = &layer.product else { panic!("{rows}x{k}x{n} is not in panels") };
+            assert_eq!(matches!(**panels, PanelProduct::Bf16(_)), kernel.is_some(), "{rows}x{k}x{n}");
+            if kernel.is_some() {
+                assert_eq!(layer.resident_bytes(), (n * k * 2 + n * 4) as u64, "{rows}x{k}x{n}");
+            }
+            // `bf16dot` multiplies the inputs rounded to bf16; the widening kernels the f32 inputs.
+            let lhs = if kernel == Some(Bf16Kernel::Dot) { x.to_dtype(DType::BF16).unwrap() } else { x.clone() };
+            let want = reference(&lhs.to_dtype(DType::F32).unwrap(), &weight.to_dtype(DType::F32).unwrap(), &bias);
+            let got = layer.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for (g, want) in got.iter().zip(want) {
+                assert!((*g as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()) * (k as f64).sqrt(), "{rows}x{k}x{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bf16_weight_the_panels_do_not_take_is_widened_to_f32_and_multiplied_as_one() {
+        // Not a whole number of panels, and an odd number of inputs.
+        for (k, n) in [(64, 17), (7, 64)] {
+            let weight = ramp(&[n, k], 2).to_dtype(DType::BF16).unwrap();
+            let layer = Linear::new(weight.clone(), None).unwrap();
+            let widened = Linear::new(weight.to_dtype(DType::F32).unwrap(), None).unwrap();
+            assert_eq!(layer.resident_bytes(), (n * k * 4) as u64);
+            let x = ramp(&[3, k], 1);
+            let diff = (layer.forward(&x).unwrap() - widened.forward(&x).unwrap()).unwrap();
+            assert_eq!(diff.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        }
+    }
+
+    #[test]
+    fn the_precision_parses_its_two_names_and_refuses_others_naming_them() {
+        assert_eq!("bf16".parse::<CpuPrecision>().unwrap(), CpuPrecision::Bf16);
+        assert_eq!(" F32 ".parse::<CpuPrecision>().unwrap(), CpuPrecision::F32);
+        let err = "fp16".parse::<CpuPrecision>().unwrap_err();
+        assert!(err.contains("`fp16`") && err.contains("f32 or bf16"), "{err}");
+        for precision in [CpuPrecision::F32, CpuPrecision::Bf16] {
+            assert_eq!(precision.to_string().parse::<CpuPrecision>().unwrap(), precision);
         }
     }
 

@@ -29,6 +29,9 @@ pub struct Weights {
     adapters: Option<Arc<Adapters>>,
     prefix: String,
     dtype: DType,
+    /// The dtype of the linear layers' weight matrices: the compute dtype, or bf16 on the CPU in bf16 precision
+    /// (model/linear.rs).
+    matrix_dtype: DType,
     device: Device,
 }
 
@@ -62,7 +65,14 @@ impl Weights {
     }
 
     fn from_source(source: Source, dtype: DType, device: &Device) -> Self {
-        Self { source: Arc::new(source), adapters: None, prefix: String::new(), dtype, device: device.clone() }
+        Self {
+            source: Arc::new(source),
+            adapters: None,
+            prefix: String::new(),
+            dtype,
+            matrix_dtype: dtype,
+            device: device.clone(),
+        }
     }
 
     /// The same source with `adapters` merged into every weight they change when it loads (in f32, before the
@@ -84,14 +94,27 @@ impl Weights {
         Self { device: device.clone(), ..self.clone() }
     }
 
-    /// The same source producing tensors in another dtype (e.g. f32 for a numerically sensitive layer).
+    /// The same source producing tensors in another dtype (e.g. f32 for a numerically sensitive layer), weight
+    /// matrices included.
     pub fn with_dtype(&self, dtype: DType) -> Self {
-        Self { dtype, ..self.clone() }
+        Self { dtype, matrix_dtype: dtype, ..self.clone() }
     }
 
     /// The compute dtype.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// The same source producing the linear layers' weight matrices in `dtype` (see [`Weights::matrix_dtype`]).
+    pub fn with_matrix_dtype(&self, dtype: DType) -> Self {
+        Self { matrix_dtype: dtype, ..self.clone() }
+    }
+
+    /// The dtype the linear layers load their weight matrices in: the compute dtype unless
+    /// [`Weights::with_matrix_dtype`] said otherwise (bf16 on the CPU in bf16 precision, whose panels multiply bf16
+    /// weights by f32 activations).
+    pub fn matrix_dtype(&self) -> DType {
+        self.matrix_dtype
     }
 
     /// The compute device.
