@@ -1,6 +1,7 @@
 //! The command line: subcommands `repaint`, `cover`, `text2music` and the flags they share.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -29,6 +30,9 @@ pub enum Invocation {
     /// Time the engine on the real ACE-Step 1.5 geometry with random weights (bench/compare.sh sets the numbers
     /// beside the PyTorch reference's).
     Bench(BenchArgs),
+    /// Serve the ACE-Step 1.5 REST API (the official server's routes and fields) on Retake's engine, for clients
+    /// such as ACE-Step-DAW, acestep.vst3 and Retake's own remote backend (README.md, "`retake serve`").
+    Serve(Box<ServeArgs>),
 }
 
 /// The three tasks.
@@ -125,6 +129,34 @@ pub struct Text2MusicArgs {
     pub common: CommonArgs,
 }
 
+/// `retake serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on: 127.0.0.1 keeps the server on this machine, 0.0.0.0 opens it to the network (set
+    /// --api-key; there is no TLS, README.md "`retake serve`").
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 picks a free one; stdout says `listening on http://HOST:PORT` once it takes connections).
+    #[arg(long, default_value_t = 8001)]
+    pub port: u16,
+    /// The key clients must send, as `Authorization: Bearer KEY` or an `ai_token` field [default: none, the API
+    /// is open].
+    #[arg(long, value_name = "KEY", env = "ACESTEP_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Tasks that may wait behind the running one (1..100000); one more is answered 429.
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub queue: u32,
+    /// The largest request body in MiB (1..4096); a larger upload is answered 413.
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_upload_mb: u32,
+    /// How long results are kept after their task ended, then deleted: seconds, or a number with s, m, h or d.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    pub keep_results: Duration,
+    /// The model and where it runs.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
 /// Model, device, sampling and prompt flags shared by every task.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -146,25 +178,9 @@ pub struct CommonArgs {
     /// Time signature numerator, e.g. 4 or 3.
     #[arg(long = "timesig", value_name = "N")]
     pub time_signature: Option<String>,
-    /// Model folder in the ACE-Step/Ace-Step1.5 layout, or the official repo's checkpoints/ folder (or the folder
-    /// holding it), with the variant's DiT in <DIR>/<folder> or <DIR>/checkpoints/<folder> [default: the Hugging
-    /// Face cache, downloading what is missing].
-    #[arg(long, value_name = "DIR", env = "RETAKE_MODEL_DIR")]
-    pub model: Option<PathBuf>,
-    /// Checkpoint variant: turbo, turbo-shift1, turbo-shift3, turbo-continuous, base, sft, xl-base, xl-sft or
-    /// xl-turbo (README.md, "Checkpoint variants"); sets the defaults of --steps, --shift and --cfg.
-    #[arg(long, value_name = "NAME", env = "RETAKE_VARIANT", default_value = "turbo")]
-    pub variant: Variant,
-    /// The variant's DiT folder (config.json and model.safetensors or model.safetensors.index.json with its
-    /// shards), instead of the one under --model or in the Hugging Face cache.
-    #[arg(long, value_name = "DIR")]
-    pub dit_dir: Option<PathBuf>,
-    /// Compute device: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceChoice,
-    /// Most device memory for model weights, e.g. 3GiB (weights are streamed when the model does not fit).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub vram_budget: Option<u64>,
+    /// The model and where it runs.
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Noise seed, 0..2^64 [default: random, printed in the summary].
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
@@ -185,13 +201,37 @@ pub struct CommonArgs {
     /// Pipeline glue: studio (official ACE-Step behaviour) or reference (DiffSynth 2.1.12 semantics).
     #[arg(long, default_value = "studio", value_parser = mode_parser())]
     pub mode: Mode,
+    /// An audio file whose timbre the result takes (repeatable; at least 1 s of sound each, at most 600 s).
+    #[arg(long = "reference", value_name = "AUDIO")]
+    pub references: Vec<PathBuf>,
+}
+
+/// The model, its device and budget: shared by the tasks and `retake serve`.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Model folder in the ACE-Step/Ace-Step1.5 layout, or the official repo's checkpoints/ folder (or the folder
+    /// holding it), with the variant's DiT in <DIR>/<folder> or <DIR>/checkpoints/<folder> [default: the Hugging
+    /// Face cache, downloading what is missing].
+    #[arg(long, value_name = "DIR", env = "RETAKE_MODEL_DIR")]
+    pub model: Option<PathBuf>,
+    /// Checkpoint variant: turbo, turbo-shift1, turbo-shift3, turbo-continuous, base, sft, xl-base, xl-sft or
+    /// xl-turbo (README.md, "Checkpoint variants"); sets the defaults of --steps, --shift and --cfg.
+    #[arg(long, value_name = "NAME", env = "RETAKE_VARIANT", default_value = "turbo")]
+    pub variant: Variant,
+    /// The variant's DiT folder (config.json and model.safetensors or model.safetensors.index.json with its
+    /// shards), instead of the one under --model or in the Hugging Face cache.
+    #[arg(long, value_name = "DIR")]
+    pub dit_dir: Option<PathBuf>,
+    /// Compute device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Most device memory for model weights, e.g. 3GiB (weights are streamed when the model does not fit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub vram_budget: Option<u64>,
     /// A LoRA adapter merged into the DiT, FILE or FILE:SCALE (repeatable; scale 1 by default): a safetensors file
     /// with DiffSynth (`lora_A`/`lora_B`) or kohya (`lora_down`/`lora_up`, `alpha`) keys.
     #[arg(long = "lora", value_name = "FILE[:SCALE]")]
     pub loras: Vec<LoraSpec>,
-    /// An audio file whose timbre the result takes (repeatable; at least 1 s of sound each, at most 600 s).
-    #[arg(long = "reference", value_name = "AUDIO")]
-    pub references: Vec<PathBuf>,
 }
 
 impl RepaintArgs {
@@ -270,6 +310,28 @@ fn number(low: f64, included: Low, high: f64) -> impl Fn(&str) -> Result<f64, St
     }
 }
 
+/// A `--keep-results` value: a positive number of seconds, or a number with a unit (`90s`, `30m`, `1h`, `2d`).
+fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let seconds = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return Err(format!("`{text}` has the unit `{unit}`; use s, m, h or d, e.g. 90s, 30m or 1h")),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && n * seconds <= 365.0 * 86_400.0 => {
+            Ok(Duration::from_secs_f64(n * seconds))
+        }
+        _ => Err(format!("`{text}` is not a duration from above 0 up to a year; e.g. 90s, 30m or 1h")),
+    }
+}
+
 /// A `--range` value: `START:END` in seconds, both finite, the start before the end.
 fn range(text: &str) -> Result<(f64, f64), String> {
     let numbers = text.split_once(':').map(|(a, b)| (a.trim().parse::<f64>(), b.trim().parse::<f64>()));
@@ -305,7 +367,7 @@ mod tests {
     fn task(cli: &Cli) -> Option<&Command> {
         match &cli.invocation {
             Invocation::Task(command) => Some(command),
-            Invocation::Bench(_) => None,
+            Invocation::Bench(_) | Invocation::Serve(_) => None,
         }
     }
 
@@ -325,8 +387,11 @@ mod tests {
         );
         let common = task(&cli).unwrap().common();
         assert_eq!((common.steps, common.shift, common.cfg), (None, None, None), "the variant's defaults apply");
-        assert_eq!((common.variant, common.mode, common.device), (Variant::Turbo, Mode::Studio, DeviceChoice::Cpu));
-        assert_eq!((common.seed, common.vram_budget, common.language.as_str()), (None, None, "unknown"));
+        assert_eq!(
+            (common.engine.variant, common.mode, common.engine.device),
+            (Variant::Turbo, Mode::Studio, DeviceChoice::Cpu)
+        );
+        assert_eq!((common.seed, common.engine.vram_budget, common.language.as_str()), (None, None, "unknown"));
     }
 
     #[test]
@@ -353,7 +418,7 @@ mod tests {
         .unwrap();
         let common = task(&cli).unwrap().common();
         assert_eq!(
-            (common.device, common.vram_budget, common.mode),
+            (common.engine.device, common.engine.vram_budget, common.mode),
             (DeviceChoice::Cuda(1), Some(3 << 30), Mode::Reference)
         );
         assert_eq!(common.time_signature.as_deref(), Some("3"));
@@ -409,7 +474,7 @@ mod tests {
         .unwrap();
         let Some(Command::Cover(args)) = task(&cli) else { panic!("{cli:?}") };
         assert_eq!((args.input.as_deref(), args.audio_codes.as_deref()), (None, Some(Path::new("codes.txt"))));
-        let loras: Vec<(&Path, f64)> = args.common.loras.iter().map(|l| (l.path.as_path(), l.scale)).collect();
+        let loras: Vec<(&Path, f64)> = args.common.engine.loras.iter().map(|l| (l.path.as_path(), l.scale)).collect();
         assert_eq!(loras, [(Path::new("style.safetensors"), 0.5), (Path::new("voice.safetensors"), 1.0)]);
         assert_eq!(args.common.references, [PathBuf::from("r1.wav"), PathBuf::from("r2.wav")]);
         let neither = parse(&["cover", "--output", "o.wav", "--prompt", "p"]).unwrap_err();
@@ -427,7 +492,7 @@ mod tests {
         let cli = parse(&[&t2m[..], &["--variant", "xl-base", "--dit-dir", "/m/xl", "--cfg", "7.5"]].concat()).unwrap();
         let common = task(&cli).unwrap().common();
         assert_eq!(
-            (common.variant, common.dit_dir.as_deref(), common.cfg),
+            (common.engine.variant, common.engine.dit_dir.as_deref(), common.cfg),
             (Variant::XlBase, Some(Path::new("/m/xl")), Some(7.5))
         );
         let err = parse(&[&t2m[..], &["--variant", "large"]].concat()).unwrap_err();
@@ -451,6 +516,36 @@ mod tests {
         assert_eq!((args.device, args.json.as_deref(), args.seed), (DeviceChoice::Cpu, Some(Path::new("r.json")), 0));
         assert_eq!(parse(&["bench", "--runs", "0"]).unwrap_err().kind(), clap::error::ErrorKind::ValueValidation);
         assert_eq!(parse(&["bench", "--prompt", "x"]).unwrap_err().kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn serve_defaults_to_the_official_address_and_takes_the_shared_model_flags() {
+        let cli = parse(&["serve", "--model", "m", "--device", "cuda:1", "--variant", "base"]).unwrap();
+        let Invocation::Serve(args) = &cli.invocation else { panic!("{cli:?}") };
+        assert_eq!((args.host.as_str(), args.port, args.queue, args.max_upload_mb), ("127.0.0.1", 8001, 200, 256));
+        assert_eq!(args.keep_results, Duration::from_secs(3600));
+        let engine = &args.engine;
+        assert_eq!(
+            (engine.model.as_deref(), engine.device, engine.variant),
+            (Some(Path::new("m")), DeviceChoice::Cuda(1), Variant::Base)
+        );
+        let cli = parse(&["serve", "--port", "0", "--queue", "1", "--keep-results", "90s", "--api-key", "k"]).unwrap();
+        let Invocation::Serve(args) = &cli.invocation else { panic!("{cli:?}") };
+        assert_eq!((args.port, args.queue, args.api_key.as_deref()), (0, 1, Some("k")));
+        assert_eq!(args.keep_results, Duration::from_secs(90));
+        for (text, seconds) in [("2", 2.0), ("0.5s", 0.5), ("30m", 1800.0), ("2h", 7200.0), ("1d", 86_400.0)] {
+            assert_eq!(duration(text), Ok(Duration::from_secs_f64(seconds)), "{text}");
+        }
+        for bad in ["0", "-5", "1y", "abc", "inf", "400d"] {
+            let err = parse(&["serve", "--keep-results", bad]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}: {err}");
+        }
+        for (flag, value) in [("--queue", "0"), ("--max-upload-mb", "0"), ("--port", "70000")] {
+            let err = parse(&["serve", flag, value]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{flag} {value}: {err}");
+        }
+        let task_flag = parse(&["serve", "--prompt", "x"]).unwrap_err();
+        assert_eq!(task_flag.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 
     #[test]

@@ -17,8 +17,9 @@ use clap::Parser;
 use retake_engine::audio::{check_writable, write_wav, WavFormat};
 use retake_engine::error::EngineError;
 use retake_engine::runtime::SubmitError;
+use retake_engine::serve::ServeConfig;
 
-use args::{Cli, Command, Invocation};
+use args::{Cli, Command, Invocation, ServeArgs};
 use clip::SourceClip;
 use progress::ProgressView;
 
@@ -44,6 +45,7 @@ pub fn main() -> ExitCode {
     let command = match Cli::parse().invocation {
         Invocation::Task(command) => *command,
         Invocation::Bench(args) => return bench::main(&args),
+        Invocation::Serve(args) => return serve(*args),
     };
     let view = ProgressView::for_stderr();
     let outcome = run(&command, &view);
@@ -64,6 +66,26 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `retake serve` until SIGINT or SIGTERM: exit status 0 after a clean shutdown, 1 when it cannot start.
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = ServeConfig {
+        host: args.host,
+        port: args.port,
+        api_key: args.api_key.filter(|key| !key.is_empty()),
+        queue: args.queue as usize,
+        max_upload_bytes: (args.max_upload_mb as usize) << 20,
+        keep_results: args.keep_results,
+        engine: request::engine_config(&args.engine),
+    };
+    match retake_engine::serve::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("retake serve: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(command: &Command, view: &ProgressView) -> Result<serde_json::Value, CliError> {
     let started = Instant::now();
     // Refused before the job, not after minutes of work; the write itself replaces the file only once complete.
@@ -71,7 +93,7 @@ fn run(command: &Command, view: &ProgressView) -> Result<serde_json::Value, CliE
     let source = command.input().map(SourceClip::read).transpose()?;
     let seed = command.common().seed.unwrap_or_else(request::random_seed);
     let request = request::build(command, source.as_ref(), seed)?;
-    let finished = job::run(request::engine_config(command.common()), request, view)?;
+    let finished = job::run(request::engine_config(&command.common().engine), request, view)?;
     let audio = match &source {
         Some(clip) => clip.render(&finished.take.audio, request::keeps_original(command))?,
         None => finished.take.audio.clone(),

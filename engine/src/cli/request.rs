@@ -15,7 +15,7 @@ use retake_engine::pipeline::request::{CfgInterval, GenerationRequest, Metas, Ta
 use retake_engine::pipeline::timbre::checked_reference;
 use retake_engine::runtime::EngineConfig;
 
-use super::args::{Command, CommonArgs};
+use super::args::{Command, CommonArgs, EngineArgs};
 use super::clip::SourceClip;
 
 /// The lyric string the model was trained on for instrumentals.
@@ -28,7 +28,7 @@ const MAX_CODES_BYTES: u64 = 256 << 10;
 const CODE_OPEN: &str = "<|audio_code_";
 
 /// The engine for one CLI job: the chosen model and variant, device and budget, a queue of one.
-pub fn engine_config(common: &CommonArgs) -> EngineConfig {
+pub fn engine_config(common: &EngineArgs) -> EngineConfig {
     EngineConfig {
         model: ModelSpec {
             source: common.model.clone().map(ModelSource::Dir).unwrap_or_default(),
@@ -39,6 +39,7 @@ pub fn engine_config(common: &CommonArgs) -> EngineConfig {
         vram_budget: common.vram_budget,
         queue_capacity: 1,
         loras: common.loras.clone(),
+        ..EngineConfig::default()
     }
 }
 
@@ -55,7 +56,7 @@ pub fn keeps_original(command: &Command) -> bool {
 /// The request for `command` on `source` (already at 48 kHz in the clip).
 pub fn build(command: &Command, source: Option<&SourceClip>, seed: u64) -> Result<GenerationRequest> {
     let common = command.common();
-    let defaults = common.variant.defaults();
+    let defaults = common.engine.variant.defaults();
     let task = match command {
         Command::Repaint(args) => {
             let ranges = args.ranges();
@@ -266,7 +267,7 @@ mod tests {
         assert_eq!(interval(&[]), CfgInterval::ALL);
         assert_eq!(interval(&["--cfg-interval", "0.3", "0.9"]), CfgInterval { start: 0.3, end: 0.9 });
         let xl = command(&[&t2m[..], &["--variant", "xl-turbo", "--dit-dir", "/m/xl"]].concat());
-        let model = engine_config(xl.common()).model;
+        let model = engine_config(&xl.common().engine).model;
         assert_eq!((model.variant.name(), model.dit_dir), ("xl-turbo", Some("/m/xl".into())));
     }
 

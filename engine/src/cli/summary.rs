@@ -24,9 +24,9 @@ pub fn summary(
         "output": command.output().display().to_string(),
         "prompt": command.prompt(),
         "seconds": (took.as_secs_f64() * 1000.0).round() / 1000.0,
-        "device": common.device.to_string(),
+        "device": common.engine.device.to_string(),
         "mode": match common.mode { Mode::Studio => "studio", Mode::Reference => "reference" },
-        "variant": common.variant.name(),
+        "variant": common.engine.variant.name(),
         "seed": request.seed,
         "steps": request.steps,
         "shift": request.shift,
@@ -38,8 +38,9 @@ pub fn summary(
     if let Some(clip) = source {
         summary["input"] = json!(clip.path.display().to_string());
     }
-    if !common.loras.is_empty() {
-        let loras = common.loras.iter().map(|l| json!({ "file": l.path.display().to_string(), "scale": l.scale }));
+    if !common.engine.loras.is_empty() {
+        let loras =
+            common.engine.loras.iter().map(|l| json!({ "file": l.path.display().to_string(), "scale": l.scale }));
         summary["loras"] = loras.collect();
     }
     if !common.references.is_empty() {
