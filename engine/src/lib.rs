@@ -11,6 +11,7 @@ pub mod model_source;
 pub mod pipeline;
 pub mod residency;
 pub mod runtime;
+pub mod serve;
 #[cfg(test)]
 mod test_util;
 
