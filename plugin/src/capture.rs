@@ -36,6 +36,9 @@ const PAGE_CELLS: usize = 4096 / std::mem::size_of::<AtomicU32>();
 /// Planar audio copied out of the store: one vector per channel.
 pub type Planar = Vec<Vec<f32>>;
 
+/// One column of a waveform overview: the (lowest, highest) sample of the left and of the right channel.
+pub type StereoPeak = [(f32, f32); 2];
+
 /// The timeline store for one activation (fixed channel count and sample rate).
 pub struct CaptureStore {
     channels: usize,
@@ -330,21 +333,25 @@ impl CaptureStore {
         Ok(out)
     }
 
-    /// A coarse level overview for drawing: for each of `buckets` equal parts of `range`, the peak absolute
-    /// sample over all channels (sampling at most 256 frames per bucket), or `None` where nothing was captured.
-    /// Reads may see a block being written; that only affects the picture.
-    pub fn overview(&self, range: Range<i64>, buckets: usize) -> Vec<Option<f32>> {
+    /// A coarse stereo overview for drawing: for each of `buckets` equal parts of `range`, the lowest and highest
+    /// sample of the left and the right channel (a mono store shows its one channel in both; sampling at most 256
+    /// frames per bucket), or `None` where nothing was captured. Reads may see a block being written; that only
+    /// affects the picture. Not for the paint path of a large range: the editor computes it on its own thread.
+    pub fn overview(&self, range: Range<i64>, buckets: usize) -> Vec<Option<StereoPeak>> {
         let span = (range.end - range.start).max(0) as f64;
         (0..buckets)
             .map(|bucket| {
                 let lo = range.start + (span * bucket as f64 / buckets as f64) as i64;
                 let hi = (range.start + (span * (bucket + 1) as f64 / buckets as f64) as i64).max(lo + 1);
                 let stride = ((hi - lo) / 256).max(1);
-                let mut peak: Option<f32> = None;
+                let mut peak: Option<StereoPeak> = None;
                 let mut t = lo;
                 while t < hi {
-                    if let Some(level) = self.level_at(t) {
-                        peak = Some(peak.unwrap_or(0.0).max(level));
+                    if let Some(frame) = self.frame_at(t) {
+                        let column = peak.get_or_insert([(frame[0], frame[0]), (frame[1], frame[1])]);
+                        for (side, sample) in column.iter_mut().zip(frame) {
+                            *side = (side.0.min(sample), side.1.max(sample));
+                        }
                     }
                     t += stride;
                 }
@@ -353,21 +360,19 @@ impl CaptureStore {
             .collect()
     }
 
-    /// The largest absolute sample over channels at frame `t`, if it was captured.
-    fn level_at(&self, t: i64) -> Option<f32> {
+    /// The left and right sample at frame `t` (a mono store's one channel twice), if it was captured.
+    fn frame_at(&self, t: i64) -> Option<[f32; 2]> {
         if self.captured_word(t) & (1 << t.rem_euclid(WORD_FRAMES as i64)) == 0 {
             return None;
         }
         let slot = self.slot_for_read(t.div_euclid(CHUNK_FRAMES as i64))?;
         let offset = t.rem_euclid(CHUNK_FRAMES as i64) as usize;
-        (0..self.channels)
-            .map(|channel| {
-                f32::from_bits(
-                    self.samples[(slot * self.channels + channel) * CHUNK_FRAMES + offset].load(Ordering::Relaxed),
-                )
-                .abs()
-            })
-            .reduce(f32::max)
+        let sample = |channel: usize| {
+            f32::from_bits(
+                self.samples[(slot * self.channels + channel) * CHUNK_FRAMES + offset].load(Ordering::Relaxed),
+            )
+        };
+        Some([sample(0), sample(1.min(self.channels - 1))])
     }
 }
 
@@ -510,6 +515,14 @@ mod tests {
     fn overview_marks_gaps_and_peaks() {
         let store = CaptureStore::new(1, 48_000, 1.0);
         store.write(0, &[vec![0.5f32; 1000]]);
-        assert_eq!(store.overview(0..2000, 2), vec![Some(0.5), None]);
+        assert_eq!(store.overview(0..2000, 2), vec![Some([(0.5, 0.5), (0.5, 0.5)]), None]);
+    }
+
+    #[test]
+    fn overview_keeps_left_and_right_apart_with_their_lowest_and_highest_samples() {
+        let store = CaptureStore::new(2, 48_000, 1.0);
+        let left: Vec<f32> = (0..1000).map(|i| if i % 2 == 0 { 0.25 } else { -0.5 }).collect();
+        store.write(0, &[left, vec![0.75f32; 1000]]);
+        assert_eq!(store.overview(0..1000, 1), vec![Some([(-0.5, 0.25), (0.75, 0.75)])]);
     }
 }

@@ -8,8 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam::channel::{unbounded, Receiver, Sender};
-use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, RepaintNotifier};
-use nih_plug::editor::dpi::LogicalSize;
+use nice_plug_egui::EguiEditor;
 use nih_plug::prelude::*;
 
 // nice-plug's derive macros name the crate `::nice_plug`; the workspace depends on it as `nih_plug`.
@@ -119,12 +118,7 @@ impl Plugin for Retake {
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        create_egui_editor(
-            EguiEditorState::from_size(LogicalSize::new(860.0, 720.0), 1.0),
-            RepaintNotifier::new(),
-            EguiNiceSettings::new().with_tile("Retake"),
-            RetakeEditor::new(self.shared.clone(), self.commands.clone()),
-        )
+        editor::create_editor(self.shared.clone(), self.commands.clone())
     }
 
     fn activate(

@@ -34,6 +34,9 @@ pub struct StatusBoard {
     pub engine: String,
     /// The current job.
     pub job: JobPhase,
+    /// The running job's time left as the engine estimates it from the diffusion steps so far; cleared when
+    /// the job moves to another stage.
+    pub time_left: Option<Duration>,
     /// The last error, until the next job starts.
     pub error: Option<String>,
     /// Takes from the saved state that cannot play, by id, with the reason.

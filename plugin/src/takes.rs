@@ -64,6 +64,9 @@ pub struct TakesState {
     pub takes: Vec<TakeMeta>,
     /// The take that plays.
     pub selected: Option<u64>,
+    /// Names the user gave takes in the editor, by id (a take without one is shown as "Take <id>").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<u64, String>,
 }
 
 impl TakesState {
@@ -84,7 +87,33 @@ impl TakesState {
         self.next_id = self.next_id.max(take.id.saturating_add(1));
         self.takes.push(take);
         let excess = self.takes.len().saturating_sub(MAX_TAKES);
-        self.takes.drain(..excess).collect()
+        let evicted: Vec<TakeMeta> = self.takes.drain(..excess).collect();
+        self.forget_names_of_removed();
+        evicted
+    }
+
+    /// The name take `id` is shown with: the one the user gave it, else "Take <id>".
+    pub fn name(&self, id: u64) -> String {
+        self.names.get(&id).cloned().unwrap_or_else(|| format!("Take {id}"))
+    }
+
+    /// Names take `id` (trimmed; an empty name goes back to "Take <id>"). A take not in the list is left alone.
+    pub fn rename(&mut self, id: u64, name: &str) {
+        let name = name.trim();
+        if self.get(id).is_none() {
+            return;
+        }
+        if name.is_empty() {
+            self.names.remove(&id);
+        } else {
+            self.names.insert(id, name.to_string());
+        }
+    }
+
+    /// Drops the names of takes no longer in the list.
+    fn forget_names_of_removed(&mut self) {
+        let takes = &self.takes;
+        self.names.retain(|id, _| takes.iter().any(|take| take.id == *id));
     }
 
     /// Removes the take with `id` (deselecting it) and returns it.
@@ -93,7 +122,9 @@ impl TakesState {
         if self.selected == Some(id) {
             self.selected = None;
         }
-        Some(self.takes.remove(index))
+        let take = self.takes.remove(index);
+        self.forget_names_of_removed();
+        Some(take)
     }
 
     /// Reads a saved takes list leniently: keeps every take that parses and is one Retake could have made,
@@ -153,7 +184,10 @@ impl TakesState {
         let after_kept = takes.iter().map(|take| take.id + 1).max().unwrap_or(0);
         let next_id = saved.get("next_id").and_then(Value::as_u64).unwrap_or(0).max(after_kept);
         let selected = saved.get("selected").and_then(Value::as_u64).filter(|id| takes.iter().any(|t| t.id == *id));
-        SavedTakes { state: Self { project_id, next_id, takes, selected }, dropped }
+        let names = saved.remove("names").and_then(|names| serde_json::from_value(names).ok()).unwrap_or_default();
+        let mut state = Self { project_id, next_id, takes, selected, names };
+        state.forget_names_of_removed();
+        SavedTakes { state, dropped }
     }
 
     /// Leaves out the takes with a file that is not directly inside `folder` (the project's take folder):
@@ -176,6 +210,7 @@ impl TakesState {
         if self.selected.is_some_and(|id| self.get(id).is_none()) {
             self.selected = None;
         }
+        self.forget_names_of_removed();
         dropped
     }
 }
@@ -334,6 +369,33 @@ pub fn export_take(
     let host_name = format!("take-{id:03}-{}hz.wav", host_audio.sample_rate);
     let (host_file, stored) = write_take_file(dir.join(host_name), host_audio)?;
     Ok((model_file, host_file, stored))
+}
+
+/// Copies take `take`'s host-rate file from `folder` (the project's take folder, checked as for playing) to
+/// `destination`, a new `.wav` file (an existing file is never overwritten).
+pub fn export_copy(take: &TakeMeta, folder: &Path, destination: &Path) -> std::result::Result<(), String> {
+    let source = &take.host_file.path;
+    if !destination.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("wav")) {
+        return Err(format!("{} does not end in .wav: export to a .wav file", destination.display()));
+    }
+    if !destination.is_absolute() {
+        return Err(format!("{} is not a full path: start it at / (or a drive letter)", destination.display()));
+    }
+    if inspect(folder, source).map_err(|problem| problem.to_string())? == OnDisk::Missing {
+        return Err(TakeProblem::Missing(source.clone()).to_string());
+    }
+    let mut target = std::fs::OpenOptions::new().write(true).create_new(true).open(destination).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::AlreadyExists {
+            format!("{} already exists: pick another name", destination.display())
+        } else {
+            format!("cannot write {}: {err}", destination.display())
+        }
+    })?;
+    let copied = std::fs::File::open(source).and_then(|mut from| std::io::copy(&mut from, &mut target));
+    copied.map(|_| ()).map_err(|err| {
+        let _ = std::fs::remove_file(destination);
+        format!("cannot copy {} to {}: {err}", source.display(), destination.display())
+    })
 }
 
 /// Deletes a take's files from `folder`, the project's take folder; already missing files are fine. Deletes
@@ -771,6 +833,7 @@ mod tests {
                 with_paths(4, inside("a.wav"), folder.join("..")),
             ],
             selected: Some(1),
+            names: BTreeMap::new(),
         };
         let dropped = state.retain_in_folder(&folder);
         assert_eq!(state.takes.iter().map(|take| take.id).collect::<Vec<_>>(), vec![0]);
@@ -824,5 +887,48 @@ mod tests {
         let root = takes_root().unwrap();
         assert!(root.ends_with("retake/takes"));
         assert!(root.is_absolute());
+    }
+
+    #[test]
+    fn a_renamed_take_keeps_its_name_through_a_save_and_loses_it_when_it_leaves_the_list() {
+        let mut state = TakesState { project_id: "0123456789abcdef".into(), ..TakesState::default() };
+        state.push(meta(0));
+        state.push(meta(1));
+        state.rename(1, "  chorus, darker  ");
+        state.rename(7, "not listed");
+        assert_eq!((state.name(0), state.name(1)), ("Take 0".to_string(), "chorus, darker".to_string()));
+        assert_eq!(state.names.len(), 1, "a take not in the list gets no name");
+        let saved = serde_json::to_value(&state).unwrap();
+        assert_eq!(TakesState::from_saved(saved).state.name(1), "chorus, darker");
+        state.rename(1, " ");
+        assert_eq!(state.name(1), "Take 1", "an empty name goes back to the default");
+        state.rename(1, "solo");
+        state.remove(1);
+        assert!(state.names.is_empty(), "a deleted take's name is forgotten");
+        // A list saved before names existed reads back with none.
+        let older = serde_json::json!({"project_id": "0123456789abcdef", "next_id": 0, "takes": [], "selected": null});
+        assert!(TakesState::from_saved(older).state.names.is_empty());
+    }
+
+    #[test]
+    fn export_copies_the_take_file_and_never_overwrites() {
+        let dir = temp_dir("export");
+        let folder = dir.join("0123456789abcdef");
+        std::fs::create_dir_all(&folder).unwrap();
+        let (model_file, host_file, _) = export_take(&folder, 3, &tone(48_000, 480), &tone(44_100, 441)).unwrap();
+        let take = TakeMeta { model_file, host_file: host_file.clone(), ..meta(3) };
+        let destination = dir.join("chorus.wav");
+        export_copy(&take, &folder, &destination).unwrap();
+        assert_eq!(std::fs::read(&destination).unwrap(), std::fs::read(&host_file.path).unwrap());
+        let again = export_copy(&take, &folder, &destination).unwrap_err();
+        assert_eq!(again, format!("{} already exists: pick another name", destination.display()));
+        let not_wav = export_copy(&take, &folder, &dir.join("chorus.mp3")).unwrap_err();
+        assert!(not_wav.contains("does not end in .wav"), "{not_wav}");
+        let relative = export_copy(&take, &folder, Path::new("chorus2.wav")).unwrap_err();
+        assert!(relative.contains("is not a full path"), "{relative}");
+        std::fs::remove_file(&host_file.path).unwrap();
+        let gone = export_copy(&take, &folder, &dir.join("later.wav")).unwrap_err();
+        assert!(gone.contains("is missing") && !dir.join("later.wav").exists(), "{gone}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

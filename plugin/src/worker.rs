@@ -176,8 +176,11 @@ impl Worker {
         board.error = Some(message);
     }
 
+    /// Shows the running job's stage (the time left is set by the diffusion steps, and cleared here).
     fn set_phase(&self, label: String, fraction: f32) {
-        self.shared.board.lock().job = JobPhase::Running { label, fraction };
+        let mut board = self.shared.board.lock();
+        board.job = JobPhase::Running { label, fraction };
+        board.time_left = None;
     }
 
     /// Handles one command.
@@ -316,6 +319,10 @@ impl Worker {
                     megabytes(bytes_done),
                     megabytes(bytes_total)
                 );
+                if self.job.is_some() {
+                    let done = bytes_done as f32 / bytes_total.max(1) as f32;
+                    self.set_phase(line.replacen("engine: loading", "loading the model:", 1), 0.05 * done.min(1.0));
+                }
                 self.shared.board.lock().engine = line;
             }
             Event::Warning(message) => self.shared.board.lock().engine = format!("engine: {message}"),
@@ -328,7 +335,8 @@ impl Worker {
             }
             Event::Step { job, k, n, eta } if Some(job) == current => {
                 let fraction = 0.1 + 0.7 * k as f32 / n.max(1) as f32;
-                self.set_phase(format!("diffusion step {k} of {n}, about {:.0} s left", eta.as_secs_f64()), fraction);
+                self.set_phase(format!("diffusion step {k} of {n}"), fraction);
+                self.shared.board.lock().time_left = Some(eta);
             }
             Event::Decoding { job, tile, tiles } if Some(job) == current => {
                 self.set_phase(format!("decoding {tile} of {tiles}"), 0.8 + 0.2 * tile as f32 / tiles.max(1) as f32);
@@ -547,6 +555,26 @@ mod tests {
             language: "unknown".into(),
         };
         RunningJob { id: JobId(1), placement: Placement { region, source_start: 0 }, settings }
+    }
+
+    #[test]
+    fn the_running_job_shows_its_stage_with_the_engines_time_left_only_while_steps_run() {
+        let mut h = harness("stages");
+        h.worker.job = Some(running_job(Region { start: 0, end: RATE as i64, sample_rate: RATE }));
+        let stage = |h: &Harness| {
+            let board = h.shared.board.lock();
+            match &board.job {
+                JobPhase::Running { label, .. } => (label.clone(), board.time_left),
+                JobPhase::Idle => panic!("no job shown"),
+            }
+        };
+        let (component, bytes_done, bytes_total) = ("dit".to_string(), 3_000_000, 12_000_000);
+        h.worker.handle_event(Event::Loading { component, bytes_done, bytes_total });
+        assert_eq!(stage(&h), ("loading the model: dit (3 of 12 MB)".to_string(), None));
+        h.worker.handle_event(Event::Step { job: JobId(1), k: 3, n: 8, eta: Duration::from_secs(5) });
+        assert_eq!(stage(&h), ("diffusion step 3 of 8".to_string(), Some(Duration::from_secs(5))));
+        h.worker.handle_event(Event::Decoding { job: JobId(1), tile: 1, tiles: 2 });
+        assert_eq!(stage(&h), ("decoding 1 of 2".to_string(), None));
     }
 
     /// Plays one 64-frame block of silence at `position` and returns the left channel.

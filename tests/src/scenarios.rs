@@ -256,7 +256,8 @@ fn hostile_takes(bundle: &ClapBundle) -> Result<Vec<String>, String> {
     let mut takes: Vec<TakeMeta> =
         victims.iter().enumerate().map(|(id, path)| crafted_take(id as u64, path.clone(), path.clone())).collect();
     takes.push(crafted_take(20, folder.join("take-020-48k.wav"), pipe.clone()));
-    let crafted = TakesState { project_id: PROJECT.to_string(), next_id: 3, takes, selected: Some(20) };
+    let crafted =
+        TakesState { project_id: PROJECT.to_string(), next_id: 3, takes, selected: Some(20), ..Default::default() };
 
     let mut session = Session::open(bundle, 48_000, 256, Some(&state_with_takes(bundle, &crafted)?))?;
     for (id, text) in [("mode", "Repaint"), ("follow_loop", "On"), ("monitor", "Take")] {
@@ -302,7 +303,7 @@ fn hostile_takes(bundle: &ClapBundle) -> Result<Vec<String>, String> {
         ),
     ];
 
-    let escape = TakesState { project_id: "../../escape".to_string(), next_id: 0, takes: Vec::new(), selected: None };
+    let escape = TakesState { project_id: "../../escape".to_string(), ..Default::default() };
     let mut session = Session::open(bundle, 48_000, 256, Some(&state_with_takes(bundle, &escape)?))?;
     session.set("follow_loop", "On")?;
     session.play()?;
