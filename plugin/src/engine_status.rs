@@ -1,12 +1,13 @@
 //! The editor's engine status line: what the engine is doing, on which device, with which model and
-//! VRAM budget, and how much of the model is resident.
+//! VRAM budget, how many Retake instances share it, and how much of the model is resident.
 
 use retake_engine::model_source::ModelSource;
 use retake_engine::residency::human_bytes;
 use retake_engine::runtime::{EngineConfig, EngineStats};
 
-/// `engine: <state> · <device> · <variant> from <where> · budget <size> · resident <now> (peak <most>)`; the
-/// resident part only once a job has run.
+/// `engine: <state> · <device> · <variant> from <where> · budget <size> · shared by <n> instances · resident <now>
+/// (peak <most>)`; the sharing part only when other instances use the engine too (src/engine_share.rs), the resident
+/// part only once a job has run.
 pub fn status_line(state: &str, config: &EngineConfig, stats: Option<&EngineStats>) -> String {
     let device = config.device;
     let variant = config.model.variant;
@@ -16,6 +17,9 @@ pub fn status_line(state: &str, config: &EngineConfig, stats: Option<&EngineStat
     };
     let budget = config.vram_budget.map_or_else(|| "no limit".to_string(), human_bytes);
     let mut line = format!("engine: {state} · {device} · {variant} from {source} · budget {budget}");
+    if let Some(clients) = stats.map(|stats| stats.clients).filter(|&clients| clients > 1) {
+        line += &format!(" · shared by {clients} instances");
+    }
     if let Some(residency) = stats.map(|stats| stats.residency).filter(|residency| residency.peak_bytes > 0) {
         line += &format!(
             " · resident {} (peak {} with activations)",
@@ -52,12 +56,19 @@ mod tests {
         );
         let stats = EngineStats {
             residency: ResidencyStats { resident_bytes: 3 << 30, peak_bytes: 5 << 30, ..ResidencyStats::default() },
+            clients: 1,
             ..EngineStats::default()
         };
         assert_eq!(
             status_line("ready", &config, Some(&stats)),
             "engine: ready · cuda:1 · xl-sft from /models/ace · budget 6.00 GiB · resident 3.00 GiB (peak 5.00 GiB \
              with activations)"
+        );
+        let shared = EngineStats { clients: 3, ..stats };
+        assert_eq!(
+            status_line("ready", &config, Some(&shared)),
+            "engine: ready · cuda:1 · xl-sft from /models/ace · budget 6.00 GiB · shared by 3 instances · resident \
+             3.00 GiB (peak 5.00 GiB with activations)"
         );
         let default = EngineConfig::default();
         assert_eq!(

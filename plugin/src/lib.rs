@@ -16,6 +16,7 @@ extern crate nih_plug as nice_plug;
 
 pub mod capture;
 pub mod editor;
+pub mod engine_share;
 pub mod engine_status;
 pub mod error;
 pub mod jobs;
@@ -198,6 +199,21 @@ impl ClapPlugin for Retake {
 impl Vst3Plugin for Retake {
     const VST3_CLASS_ID: [u8; 16] = *b"RetakeAceStep15!";
     const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
+}
+
+/// How many times the engine this library's instances share (src/engine_share.rs) has loaded a model, as of the
+/// engine started last; 0 before the first. With [`retake_shared_engine_clients`], what a host-side test reads (by
+/// symbol, from the loaded bundle) to check that the instances of one process load the model once
+/// (tests/src/scenarios.rs, `two-instances`).
+#[no_mangle]
+pub extern "C" fn retake_shared_engine_model_loads() -> u64 {
+    engine_share::SHARED_ENGINE.stats().map_or(0, |stats| stats.model_loads)
+}
+
+/// How many instances are connected to the shared engine now (see [`retake_shared_engine_model_loads`]).
+#[no_mangle]
+pub extern "C" fn retake_shared_engine_clients() -> u64 {
+    engine_share::SHARED_ENGINE.stats().map_or(0, |stats| stats.clients as u64)
 }
 
 nice_export_clap!(Retake);

@@ -12,9 +12,10 @@ use crossbeam::channel::{never, select, Receiver};
 
 use retake_engine::audio::{read_wav, resample, Audio, MODEL_SAMPLE_RATE};
 use retake_engine::pipeline::timbre::checked_reference;
-use retake_engine::runtime::{panic_message, Engine, EngineConfig, EngineHandle, Event, JobId};
+use retake_engine::runtime::{panic_message, EngineConfig, EngineHandle, Event, JobId};
 use retake_engine::EngineError;
 
+use crate::engine_share::SHARED_ENGINE;
 use crate::engine_status::status_line;
 use crate::error::{PluginError, Result};
 use crate::jobs::{prepare_job, take_audio, JobSettings, Placement};
@@ -68,11 +69,11 @@ struct RunningJob {
     settings: JobSettings,
 }
 
-/// The engine, started on the first job.
+/// This instance's client of the engine all instances share (src/engine_share.rs), connected at the first job.
 struct EngineLink {
     handle: EngineHandle,
     events: Receiver<Event>,
-    /// The settings it was started with.
+    /// The settings this instance's jobs run with.
     config: EngineConfig,
 }
 
@@ -87,8 +88,6 @@ pub struct Worker {
     /// The engine to start, or why the settings do not describe one.
     engine_config: std::result::Result<EngineConfig, Arc<PluginError>>,
     engine: Option<EngineLink>,
-    /// The running engine was started with settings that have changed since.
-    engine_stale: bool,
     host: Option<HostConfig>,
     job: Option<RunningJob>,
     restores_seen: u64,
@@ -105,7 +104,11 @@ impl Worker {
         engine_config: Result<EngineConfig>,
     ) -> Self {
         shared.board.lock().engine = match &engine_config {
-            Ok(config) => status_line("not started (the model loads on the first Generate)", config, None),
+            Ok(config) => status_line(
+                "idle (the model loads on the first Generate, once for every Retake in this host)",
+                config,
+                None,
+            ),
             Err(err) => format!("engine: {err}"),
         };
         Self {
@@ -116,7 +119,6 @@ impl Worker {
             takes_root: takes_root.map_err(Arc::new),
             engine_config: engine_config.map_err(Arc::new),
             engine: None,
-            engine_stale: false,
             host: None,
             job: None,
             restores_seen: 0,
@@ -129,7 +131,8 @@ impl Worker {
     }
 
     /// Serves commands and engine events until [`Command::Shutdown`] or until every command sender is gone.
-    /// Dropping the worker stops the engine after its current step.
+    /// Dropping the worker cancels its jobs (a running one after its current step); the last instance's worker also
+    /// stops the shared engine.
     pub fn run(mut self) {
         loop {
             let events = self.engine.as_ref().map_or_else(never, |engine| engine.events.clone());
@@ -278,11 +281,8 @@ impl Worker {
         let settings = JobSettings::from_params(params, config.model.variant);
         let references = self.reference_audio()?;
         let prepared = prepare_job(&capture, region, &settings, &transport, references)?;
-        if std::mem::take(&mut self.engine_stale) {
-            self.engine = None;
-        }
         let engine = self.engine.get_or_insert_with(|| {
-            let handle = Engine::spawn(config.clone());
+            let handle = SHARED_ENGINE.connect(config.clone());
             EngineLink { events: handle.events(), handle, config }
         });
         let id = engine.handle.submit(prepared.request).map_err(|err| PluginError::Submit(err.to_string()))?;
@@ -415,11 +415,14 @@ impl Worker {
         }
     }
 
-    /// Reads the engine settings again (environment over settings file); a started engine is replaced at the
-    /// next job, so a running job finishes on the engine it started on.
+    /// Reads the engine settings again (environment over settings file). They apply from the next job: a job
+    /// already submitted runs with the settings it was submitted with.
     fn reload_settings(&mut self) {
         self.engine_config = settings::engine_config().map_err(Arc::new);
-        self.engine_stale = self.engine.is_some();
+        if let (Some(engine), Ok(config)) = (&mut self.engine, &self.engine_config) {
+            engine.handle.set_config(config.clone());
+            engine.config = config.clone();
+        }
         self.shared.board.lock().engine = match &self.engine_config {
             Ok(_) => "engine: settings saved; they apply from the next Generate".to_string(),
             Err(err) => format!("engine: {err}"),

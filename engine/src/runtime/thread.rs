@@ -153,10 +153,16 @@ struct Core {
     intake: Mutex<Intake>,
     cancels: Sender<CancelRequest>,
     capacity: usize,
-    clients: Clients,
+    meters: Meters,
     next_client: AtomicU64,
-    counters: Arc<Counters>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What [`EngineStats`] are read from.
+#[derive(Clone)]
+struct Meters {
+    counters: Arc<Counters>,
+    clients: Clients,
 }
 
 impl Drop for Core {
@@ -180,7 +186,7 @@ struct Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.link.leave();
-        self.core.clients.remove(self.link.id);
+        self.core.meters.clients.remove(self.link.id);
     }
 }
 
@@ -204,6 +210,7 @@ pub struct EngineHandle {
 #[derive(Clone)]
 pub struct WeakEngine {
     core: Weak<Core>,
+    meters: Meters,
 }
 
 /// Starts engines.
@@ -235,9 +242,8 @@ impl Engine {
             intake: Mutex::new(Intake { jobs: Some(job_tx), next_id: 1 }),
             cancels: cancel_tx,
             capacity,
-            clients,
+            meters: Meters { counters, clients },
             next_client: AtomicU64::new(1),
-            counters,
             thread: Some(thread),
         });
         EngineHandle::join(core, config)
@@ -249,6 +255,12 @@ impl WeakEngine {
     pub fn connect(&self, config: EngineConfig) -> Option<EngineHandle> {
         self.core.upgrade().map(|core| EngineHandle::join(core, config))
     }
+
+    /// The engine's work counters ([`EngineHandle::stats`]); once its last client has gone, as they were when it
+    /// stopped (no clients). Never keeps the engine running or waits for it.
+    pub fn stats(&self) -> EngineStats {
+        self.meters.stats()
+    }
 }
 
 impl EngineHandle {
@@ -258,7 +270,7 @@ impl EngineHandle {
         let id = core.next_client.fetch_add(1, Ordering::Relaxed);
         let refusal = budget_refusal_from_headers(&config);
         let link = Arc::new(ClientLink::new(id, event_tx, config, refusal));
-        core.clients.add(link.clone());
+        core.meters.clients.add(link.clone());
         Self { client: Arc::new(Client { link, events, core }) }
     }
 
@@ -269,7 +281,7 @@ impl EngineHandle {
 
     /// A handle to the engine that does not keep it running.
     pub fn downgrade(&self) -> WeakEngine {
-        WeakEngine { core: Arc::downgrade(&self.client.core) }
+        WeakEngine { core: Arc::downgrade(&self.client.core), meters: self.client.core.meters.clone() }
     }
 
     /// Replaces this client's settings for the jobs it submits from now on; a job already submitted keeps its
@@ -325,12 +337,17 @@ impl EngineHandle {
 
     /// The engine's work counters, updated before each job's terminal event (a job that panics adds nothing).
     pub fn stats(&self) -> EngineStats {
-        let core = &self.client.core;
+        self.client.core.meters.stats()
+    }
+}
+
+impl Meters {
+    fn stats(&self) -> EngineStats {
         EngineStats {
-            vae_encodes: core.counters.vae_encodes.load(Ordering::Acquire),
-            model_loads: core.counters.model_loads.load(Ordering::Acquire),
-            clients: core.clients.count(),
-            residency: *core.counters.residency.lock(),
+            vae_encodes: self.counters.vae_encodes.load(Ordering::Acquire),
+            model_loads: self.counters.model_loads.load(Ordering::Acquire),
+            clients: self.clients.count(),
+            residency: *self.counters.residency.lock(),
         }
     }
 }
