@@ -8,6 +8,11 @@
 #   RUNS=5 THREADS=2 bench/compare.sh   # more runs, 2 threads on both sides
 #   ONLY=dit bench/compare.sh           # operations whose name contains "dit"
 #   DEVICE=cuda:0 bench/compare.sh      # on the GPU: Retake's CUDA build against PyTorch on CUDA, both bf16
+#   PRECISIONS=bf16 bench/compare.sh    # on the CPU only in bf16 (default both: f32 and bf16 weights)
+#
+# On the CPU each part runs in every precision of PRECISIONS, alternating: Retake with `--precision P` (bf16: bf16
+# weights, f32 activations) and PyTorch with `--dtype P` (bf16: its modules and inputs in bf16). Then each
+# precision's Retake/PyTorch table, and Retake bf16 against Retake f32.
 #
 # The first run creates bench/.venv from bench/requirements.txt (PyPI: torch's default wheel is large).
 # On CUDA, RETAKE names a CUDA-built `retake` (scripts/build-cuda.sh builds target/cuda/release/retake) and
@@ -20,6 +25,7 @@ THREADS=${THREADS:-$(nproc)}
 ONLY=${ONLY:-}
 DEVICE=${DEVICE:-cpu}
 OUT=${OUT:-target/bench}
+if [ "$DEVICE" = cpu ]; then PRECISIONS=${PRECISIONS:-f32 bf16}; else PRECISIONS=bf16; fi
 TOKENIZER=tests/fixtures/tiny-acestep/Qwen3-Embedding-0.6B/tokenizer.json
 PYTHON=${PYTHON:-bench/.venv/bin/python}
 
@@ -36,17 +42,27 @@ fi
 # The two engines alternate part by part (a part is a fragment of operation names), so that a machine whose speed
 # drifts over minutes (a shared VM) slows both sides of each ratio alike.
 if [ -n "$ONLY" ]; then parts=("$ONLY"); else parts=(text_encoder condition_encoder dit_step diffusion vae_ cover repaint); fi
-retake_parts=() pytorch_parts=()
-for part in "${parts[@]}"; do
-    echo "== $part: Retake on $DEVICE ($THREADS threads), then PyTorch" >&2
-    retake_parts+=("$OUT/retake-$part.json") pytorch_parts+=("$OUT/pytorch-$part.json")
-    RAYON_NUM_THREADS=$THREADS "$RETAKE" bench --device "$DEVICE" --runs "$RUNS" --tokenizer "$TOKENIZER" \
-        --json "$OUT/retake-$part.json" --only "$part" > /dev/null
-    OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PYTHON" bench/reference.py --device "$DEVICE" \
-        --threads "$THREADS" --runs "$RUNS" --tokenizer "$TOKENIZER" --json "$OUT/pytorch-$part.json" \
-        --only "$part" > /dev/null
+for precision in $PRECISIONS; do
+    eval "retake_$precision=() pytorch_$precision=()"
 done
-"$PYTHON" bench/reference.py --merge "$OUT/retake.json" "${retake_parts[@]}"
-"$PYTHON" bench/reference.py --merge "$OUT/pytorch.json" "${pytorch_parts[@]}"
-
-"$PYTHON" bench/reference.py --compare "$OUT/retake.json" "$OUT/pytorch.json"
+for part in "${parts[@]}"; do
+    for precision in $PRECISIONS; do
+        echo "== $part: Retake on $DEVICE ($THREADS threads, $precision), then PyTorch" >&2
+        retake_json="$OUT/retake-$precision-$part.json" pytorch_json="$OUT/pytorch-$precision-$part.json"
+        eval "retake_$precision+=(\"\$retake_json\") pytorch_$precision+=(\"\$pytorch_json\")"
+        RAYON_NUM_THREADS=$THREADS "$RETAKE" bench --device "$DEVICE" --precision "$precision" --runs "$RUNS" \
+            --tokenizer "$TOKENIZER" --json "$retake_json" --only "$part" > /dev/null
+        OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PYTHON" bench/reference.py --device "$DEVICE" \
+            --dtype "$precision" --threads "$THREADS" --runs "$RUNS" --tokenizer "$TOKENIZER" \
+            --json "$pytorch_json" --only "$part" > /dev/null
+    done
+done
+for precision in $PRECISIONS; do
+    eval "retake_parts=(\"\${retake_$precision[@]}\") pytorch_parts=(\"\${pytorch_$precision[@]}\")"
+    "$PYTHON" bench/reference.py --merge "$OUT/retake-$precision.json" "${retake_parts[@]}"
+    "$PYTHON" bench/reference.py --merge "$OUT/pytorch-$precision.json" "${pytorch_parts[@]}"
+    "$PYTHON" bench/reference.py --compare "$OUT/retake-$precision.json" "$OUT/pytorch-$precision.json"
+done
+if [[ " $PRECISIONS " == *" f32 "* && " $PRECISIONS " == *" bf16 "* ]]; then
+    "$PYTHON" bench/reference.py --compare "$OUT/retake-bf16.json" "$OUT/retake-f32.json"
+fi

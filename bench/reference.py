@@ -3,7 +3,8 @@
 
 Times DiffSynth 2.1.12's own ACE-Step 1.5 classes (`diffsynth.models.ace_step_*`, `AceStepPipeline`) at the
 real geometry with random weights, on the same operations and workloads as `retake bench`
-(engine/src/bench/), and writes the same JSON schema. On the CPU it runs in f32 on `--threads` threads; with
+(engine/src/bench/), and writes the same JSON schema. On the CPU it runs in f32 on `--threads` threads (with
+`--dtype bf16` its modules and inputs in bf16: PyTorch's own oneDNN bf16 path, AMX where the CPU has it); with
 `--device cuda` in bf16 (as Retake runs on CUDA), waiting for the GPU before each clock stop, and reports the
 peak device memory (`torch.cuda.max_memory_allocated`) beside the RSS. With `--compare RETAKE.json PYTORCH.json` it prints
 both tables and the Retake/PyTorch ratios side by side instead; `--merge OUT.json PART.json...` joins reports of
@@ -441,23 +442,26 @@ def compare(retake, pytorch):
     ops = lambda report: {op["name"]: op for g in report["groups"] for op in g["ops"]}  # noqa: E731
     groups = lambda report: {g["name"]: g for g in report["groups"]}  # noqa: E731
     mine, theirs = ops(retake), ops(pytorch)
+    # Each side is named by its engine and weight dtype (Retake f32 against Retake bf16 works too).
+    names = {"retake": "Retake", "pytorch": "PyTorch"}
+    a, b = (f"{names.get(r['engine'].split()[0], r['engine'])} {r.get('dtype', '')}".strip() for r in (retake, pytorch))
     lines = [
-        "Retake vs PyTorch (medians; speed-up = PyTorch time / Retake time, > 1 means Retake is faster)",
-        f"{'operation':<20} {'Retake':>11} {'PyTorch':>11} {'speed-up':>9}",
+        f"{a} vs {b} (medians; speed-up = {b} time / {a} time, > 1 means {a} is faster)",
+        f"{'operation':<20} {a:>14} {b:>14} {'speed-up':>9}",
     ]
     for name in [op for group_ops in GROUPS.values() for op in group_ops]:
         if name in mine and name in theirs:
             r, p = mine[name]["median_s"], theirs[name]["median_s"]
-            lines.append(f"{name:<20} {duration(r):>11} {duration(p):>11} {p / r:>8.2f}x")
+            lines.append(f"{name:<20} {duration(r):>14} {duration(p):>14} {p / r:>8.2f}x")
     mine_groups, their_groups = groups(retake), groups(pytorch)
     on_device = any(g.get("peak_device_bytes") for g in retake["groups"] + pytorch["groups"])
     field = "peak_device_bytes" if on_device else "peak_rss_bytes"
     memory = "peak device memory" if on_device else "peak RSS"
-    lines.append(f"{'group':<20} {'Retake':>11} {'PyTorch':>11} {'ratio':>9}  ({memory}, Retake/PyTorch)")
+    lines.append(f"{'group':<20} {a:>14} {b:>14} {'ratio':>9}  ({memory}, {a}/{b})")
     for name in GROUPS:
         r, p = mine_groups.get(name, {}).get(field), their_groups.get(name, {}).get(field)
         if r and p:
-            lines.append(f"{name:<20} {gigabytes(r):>11} {gigabytes(p):>11} {r / p:>8.2f}x")
+            lines.append(f"{name:<20} {gigabytes(r):>14} {gigabytes(p):>14} {r / p:>8.2f}x")
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ use crate::error::{EngineError, Result};
 use crate::kernels::cuda::device_memory;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
+use crate::model::linear::CpuPrecision;
 use crate::model::silence::SilenceLatent;
 use crate::model::variant::Variant;
 use crate::model::weights::Weights;
@@ -52,6 +53,9 @@ pub struct BenchOptions {
     pub device: Device,
     /// Weight and activation dtype (the runtime's choice: f32 on the CPU, bf16 on CUDA).
     pub dtype: DType,
+    /// The linear layers' weights on the CPU in f32: f32 or bf16 (model/linear.rs; the engine's default unless
+    /// said).
+    pub cpu_precision: CpuPrecision,
     /// Timed runs per operation, after one untimed warm-up.
     pub runs: usize,
     /// VRAM budget (bytes of weights and activations) the DiT and end-to-end groups run under, through the
@@ -74,7 +78,17 @@ impl BenchOptions {
     /// Three runs of everything on `device` in the runtime's dtype for it, without the end-to-end runs.
     pub fn new(device: Device) -> Self {
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
-        Self { device, dtype, runs: 3, budget: None, only: None, tokenizer: None, seed: 0, variant: Variant::Turbo }
+        Self {
+            device,
+            dtype,
+            cpu_precision: CpuPrecision::default(),
+            runs: 3,
+            budget: None,
+            only: None,
+            tokenizer: None,
+            seed: 0,
+            variant: Variant::Turbo,
+        }
     }
 }
 
@@ -155,7 +169,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         engine: "retake".into(),
         variant: options.variant.name().into(),
         device: device_name(&options.device),
-        dtype: options.dtype.as_str().into(),
+        dtype: checkpoint(options).matrix_dtype().as_str().into(),
         threads: candle_core::utils::get_num_threads(),
         runs: options.runs,
         groups,
@@ -208,14 +222,15 @@ fn device_name(device: &Device) -> String {
     }
 }
 
-/// The benchmark's seeded random weights in its dtype on its device.
+/// The benchmark's seeded random weights in its dtype on its device, the linear layers' in its precision.
 fn weights(options: &BenchOptions) -> Weights {
-    Weights::random(options.seed, options.dtype, &options.device)
+    Weights::random(options.seed, options.dtype, &options.device).with_matrix_dtype(checkpoint(options).matrix_dtype())
 }
 
 /// The whole model with the benchmark's random weights, for the groups that run through the engine's residency.
 fn checkpoint(options: &BenchOptions) -> Checkpoint {
     random_checkpoint(options.variant, options.seed, options.dtype, &options.device)
+        .with_cpu_precision(options.cpu_precision)
 }
 
 /// `variant`'s real geometry (its DiT and encoder side, the VAE, Qwen3-Embedding-0.6B) with seeded random weights.
@@ -319,6 +334,20 @@ mod tests {
         assert_eq!((ckpt.dtype(), ckpt.root()), (DType::BF16, None));
         let silence = silence(&options).unwrap();
         assert_eq!((silence.len(), silence.channels()), (SILENCE_FRAMES, ckpt.acestep.audio_acoustic_hidden_dim));
+    }
+
+    #[test]
+    fn the_precision_reaches_the_weights_and_the_report_on_the_cpu_only() {
+        for precision in [CpuPrecision::F32, CpuPrecision::Bf16] {
+            let options = BenchOptions { cpu_precision: precision, ..BenchOptions::new(Device::Cpu) };
+            assert_eq!(weights(&options).matrix_dtype(), precision.matrix_dtype());
+            assert_eq!(checkpoint(&options).matrix_dtype(), precision.matrix_dtype());
+            let report = run(&BenchOptions { only: Some("cover".into()), ..options }).unwrap();
+            assert_eq!(report.dtype, precision.name());
+        }
+        let bf16 =
+            BenchOptions { dtype: DType::BF16, cpu_precision: CpuPrecision::F32, ..BenchOptions::new(Device::Cpu) };
+        assert_eq!(weights(&bf16).matrix_dtype(), DType::BF16, "a bf16 model keeps bf16 matrices");
     }
 
     #[test]

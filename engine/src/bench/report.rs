@@ -109,7 +109,7 @@ pub struct BenchReport {
     pub variant: String,
     /// Compute device (`cpu`, `cuda:0`).
     pub device: String,
-    /// Weight and activation dtype (`f32`, `bf16`).
+    /// The linear layers' weight dtype (`f32`, `bf16`); activations are f32 on the CPU, bf16 on CUDA.
     pub dtype: String,
     /// CPU threads the kernels use.
     pub threads: usize,

@@ -9,6 +9,7 @@ use clap::Args;
 use retake_engine::audio::{check_writable, write_bytes};
 use retake_engine::bench::{run, BenchOptions};
 use retake_engine::error::EngineError;
+use retake_engine::model::linear::CpuPrecision;
 use retake_engine::model::variant::Variant;
 use retake_engine::runtime::{parse_size, DeviceChoice};
 
@@ -18,6 +19,10 @@ pub struct BenchArgs {
     /// Compute device: cpu, cuda or cuda:N (f32 on the CPU, bf16 on CUDA, as the engine runs).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// The linear layers' weights on the CPU: f32 or bf16 (activations stay f32) [default: bf16 where the CPU has
+    /// AVX512-BF16, else f32].
+    #[arg(long, value_name = "f32|bf16", env = "RETAKE_CPU_PRECISION")]
+    pub precision: Option<CpuPrecision>,
     /// Timed runs per operation, after one untimed warm-up.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
@@ -71,6 +76,7 @@ fn bench(args: &BenchArgs) -> Result<String, EngineError> {
         tokenizer: args.tokenizer.clone(),
         seed: args.seed,
         variant: args.variant,
+        cpu_precision: args.precision.unwrap_or_default(),
         ..BenchOptions::new(device)
     };
     let report = run(&options)?;

@@ -1,7 +1,7 @@
 //! Qwen3-Embedding-0.6B as a stateless text encoder: caption → `last_hidden_state`, lyrics → embeddings
 //! only (docs/acestep-model.md §3.1).
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::Embedding;
 
 use super::checkpoint::Checkpoint;
@@ -13,7 +13,10 @@ use crate::error::{EngineError, Result};
 /// `Qwen3Model` without a KV cache: `embed_tokens`, causal decoder layers and the final `norm`.
 #[derive(Debug, Clone)]
 pub struct TextEncoder {
+    /// The table in the matrix dtype ([`Weights::matrix_dtype`]: bf16 on the CPU in bf16 precision, half the
+    /// memory); looked-up rows are widened to the compute dtype.
     embed_tokens: Embedding,
+    dtype: DType,
     stack: TransformerStack,
     vocab_size: usize,
     head_dim: usize,
@@ -36,9 +39,10 @@ impl TextEncoder {
             head_dim: cfg.head_dim,
             eps: cfg.rms_norm_eps,
         };
-        let table = vb.pp("embed_tokens").get(&[cfg.vocab_size, cfg.hidden_size], "weight")?;
+        let table = vb.pp("embed_tokens").get_as(&[cfg.vocab_size, cfg.hidden_size], "weight", vb.matrix_dtype())?;
         Ok(Self {
             embed_tokens: Embedding::new(table, cfg.hidden_size),
+            dtype: vb.dtype(),
             stack: TransformerStack::new(vb, dims, &vec![AttnMask::Causal; cfg.num_hidden_layers])?,
             vocab_size: cfg.vocab_size,
             head_dim: cfg.head_dim,
@@ -60,7 +64,7 @@ impl TextEncoder {
         }
         let table = self.embed_tokens.embeddings();
         let ids = Tensor::new(ids, table.device())?.unsqueeze(0)?;
-        Ok(self.embed_tokens.forward(&ids)?)
+        Ok(self.embed_tokens.forward(&ids)?.to_dtype(self.dtype)?)
     }
 
     /// `last_hidden_state` of `ids`, `[1, L, hidden]`: causal attention at positions `0..L`, final norm applied.
@@ -77,14 +81,34 @@ crate::model::resident::resident_fields!(TextEncoder { embed_tokens, stack });
 mod tests {
     use std::path::PathBuf;
 
-    use candle_core::{DType, Device};
+    use candle_core::Device;
 
     use super::*;
+    use crate::model::linear::CpuPrecision;
+    use crate::model::resident::ResidentBytes;
     use crate::test_util::max_diff;
 
-    fn encoder() -> TextEncoder {
+    fn encoder_in(precision: CpuPrecision) -> TextEncoder {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep");
-        TextEncoder::load(&Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap()).unwrap()
+        let checkpoint = Checkpoint::open(&root, DType::F32, &Device::Cpu).unwrap().with_cpu_precision(precision);
+        TextEncoder::load(&checkpoint).unwrap()
+    }
+
+    fn encoder() -> TextEncoder {
+        encoder_in(CpuPrecision::F32)
+    }
+
+    #[test]
+    fn in_bf16_precision_the_table_stays_bf16_and_embeds_the_same_f32_rows() {
+        let (f32, bf16) = (encoder(), encoder_in(CpuPrecision::Bf16));
+        assert_eq!(bf16.embed_tokens.embeddings().dtype(), DType::BF16);
+        assert_eq!(bf16.embed_tokens.resident_bytes() * 2, f32.embed_tokens.resident_bytes());
+        assert!(bf16.resident_bytes() < f32.resident_bytes() * 6 / 10, "the table dominates the fixture encoder");
+        // The fixture stores bf16: widening its rows is exact.
+        let ids = [7, 14990, 151668];
+        let got = bf16.embed(&ids).unwrap();
+        assert_eq!(got.dtype(), DType::F32);
+        assert_eq!(max_diff(&got, &f32.embed(&ids).unwrap()), 0.0);
     }
 
     #[test]

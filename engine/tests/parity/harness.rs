@@ -5,16 +5,20 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use retake_engine::model::checkpoint::{Checkpoint, ModelDirs};
+use retake_engine::model::linear::CpuPrecision;
 use retake_engine::runtime::DeviceChoice;
 use serde_json::Value;
 
 /// Where and in what precision the port runs. The default (CPU, f32) is checked against the manifest's
-/// tolerances; any other target (`RETAKE_PARITY_DEVICE=cuda:0`, `RETAKE_PARITY_DTYPE=bf16`) is checked for
-/// direction instead: cosine ≥ 0.999 for float tensors, ≥ 99 % agreement for integer ones.
+/// tolerances; any other target (`RETAKE_PARITY_DEVICE=cuda:0`, `RETAKE_PARITY_DTYPE=bf16`, or bf16 weights on the
+/// CPU: `RETAKE_CPU_PRECISION=bf16`) is checked for direction instead: cosine ≥ 0.999 for float tensors, ≥ 99 %
+/// agreement for integer ones.
 #[derive(Clone)]
 pub struct Target {
     pub device: Device,
     pub dtype: DType,
+    /// The linear layers' weights on the CPU in f32 (model/linear.rs).
+    pub cpu_precision: CpuPrecision,
 }
 
 /// Minimum cosine similarity of a float tensor on a non-default target.
@@ -23,6 +27,16 @@ const MIN_COSINE: f64 = 0.999;
 const MIN_AGREEMENT: f64 = 0.99;
 
 impl Target {
+    /// The targets the environment names; with none named, the reference and the CPU in bf16 precision.
+    fn all_from_env() -> Vec<Self> {
+        let named = ["RETAKE_PARITY_DEVICE", "RETAKE_PARITY_DTYPE", CpuPrecision::ENV];
+        if named.iter().any(|name| std::env::var_os(name).is_some()) {
+            return vec![Self::from_env()];
+        }
+        let reference = Self { device: Device::Cpu, dtype: DType::F32, cpu_precision: CpuPrecision::F32 };
+        vec![reference.clone(), Self { cpu_precision: CpuPrecision::Bf16, ..reference }]
+    }
+
     fn from_env() -> Self {
         let spec = std::env::var("RETAKE_PARITY_DEVICE").unwrap_or_else(|_| "cpu".into());
         let choice: DeviceChoice = spec.parse().unwrap_or_else(|e| panic!("RETAKE_PARITY_DEVICE: {e}"));
@@ -33,17 +47,21 @@ impl Target {
             Ok("f32") | Err(_) => DType::F32,
             Ok(other) => panic!("RETAKE_PARITY_DTYPE={other}: use f32, bf16 or f16"),
         };
-        Self { device, dtype }
+        let cpu_precision = std::env::var(CpuPrecision::ENV)
+            .map_or(Ok(CpuPrecision::F32), |v| v.parse())
+            .unwrap_or_else(|e| panic!("{}: {e}", CpuPrecision::ENV));
+        Self { device, dtype, cpu_precision }
     }
 
     /// True for the CPU/f32 run that the manifest's tolerances describe.
     pub fn is_reference(&self) -> bool {
-        self.device.is_cpu() && self.dtype == DType::F32
+        self.device.is_cpu() && self.dtype == DType::F32 && self.cpu_precision == CpuPrecision::F32
     }
 
     /// One-line description.
     pub fn describe(&self) -> String {
-        format!("{:?} {:?}", self.device.location(), self.dtype)
+        let weights = if self.device.is_cpu() && self.dtype == DType::F32 { self.cpu_precision.name() } else { "" };
+        format!("{:?} {:?} {weights}", self.device.location(), self.dtype).trim_end().to_string()
     }
 }
 
@@ -56,7 +74,8 @@ pub struct Fixtures {
 
 impl Fixtures {
     /// The set named by `RETAKE_FIXTURES` (relative paths are tried from the current and the workspace folder), else
-    /// the workspace's `tests/fixtures` and `tests/fixtures-variants`.
+    /// the workspace's `tests/fixtures` and `tests/fixtures-variants`; each on every target of
+    /// [`Target::all_from_env`].
     pub fn from_env() -> Vec<Self> {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let dirs = match std::env::var_os("RETAKE_FIXTURES") {
@@ -66,8 +85,8 @@ impl Fixtures {
             }
             None => vec![workspace.join("tests/fixtures"), workspace.join("tests/fixtures-variants")],
         };
-        let target = Target::from_env();
-        dirs.into_iter().map(|dir| Self::open(dir, target.clone())).collect()
+        let targets = Target::all_from_env();
+        targets.iter().flat_map(|target| dirs.iter().map(|dir| Self::open(dir.clone(), target.clone()))).collect()
     }
 
     fn open(dir: PathBuf, target: Target) -> Self {
@@ -161,8 +180,9 @@ impl Inputs<'_> {
 
     /// The fixture model opened on the target (f32 on the CPU by default).
     pub fn checkpoint(&self) -> Result<Checkpoint, String> {
-        let Target { device, dtype } = &self.case.target;
-        Checkpoint::open_dirs(&self.case.model, *dtype, device).map_err(|e| e.to_string())
+        let Target { device, dtype, cpu_precision } = &self.case.target;
+        let checkpoint = Checkpoint::open_dirs(&self.case.model, *dtype, device).map_err(|e| e.to_string())?;
+        Ok(checkpoint.with_cpu_precision(*cpu_precision))
     }
 }
 

@@ -1,7 +1,9 @@
 //! Data-driven parity runner: reads `<fixtures>/manifest.json`, runs every case through the port by its
 //! `kind`, and compares the produced `out.*` (and any `mid.*` the port exposes) with the reference at the
 //! manifest's tolerances. `RETAKE_FIXTURES=<dir>` picks one fixture set; by default both `tests/fixtures` (the
-//! turbo checkpoint) and `tests/fixtures-variants` (the XL-shaped guided checkpoint, APG, LoRA) run.
+//! turbo checkpoint) and `tests/fixtures-variants` (the XL-shaped guided checkpoint, APG, LoRA) run, each on the CPU
+//! in f32 (the manifest's tolerances) and with bf16 weights (`RETAKE_CPU_PRECISION=bf16` alone; cosine ≥ 0.999,
+//! codes ≥ 99 % equal).
 //!
 //! Prints `PARITY <case> <kind> max_abs=<..> worst_ratio=<..> PASS|FAIL|SKIP` per case; fails if any fails.
 

@@ -308,18 +308,19 @@ impl PairTile {
             let mut acc = self.load_512::<R>();
             for k in 0..self.steps {
                 self.prefetch(k);
-                let even: [__m512; R] = std::array::from_fn(|r| _mm512_set1_ps(*rows[r].add(2 * k)));
-                let odd: [__m512; R] = std::array::from_fn(|r| _mm512_set1_ps(*rows[r].add(2 * k + 1)));
                 let w = self.w.add(k * PAIR_ROW);
-                for j in 0..4 {
+                // Each 32-bit lane holds a column's features 2k (low half) and 2k + 1 (high half).
+                let wide: [(__m512, __m512); 4] = std::array::from_fn(|j| {
                     let lanes = _mm512_load_si512(w.add(j * LINE).cast());
-                    let (we, wo) = (
+                    (
                         _mm512_castsi512_ps(_mm512_slli_epi32::<16>(lanes)),
                         _mm512_castsi512_ps(_mm512_and_si512(lanes, _mm512_set1_epi32(HIGH))),
-                    );
-                    for r in 0..R {
-                        acc[r][j] = _mm512_fmadd_ps(even[r], we, acc[r][j]);
-                        acc[r][j] = _mm512_fmadd_ps(odd[r], wo, acc[r][j]);
+                    )
+                });
+                for (row, x) in acc.iter_mut().zip(rows) {
+                    let (even, odd) = (_mm512_set1_ps(*x.add(2 * k)), _mm512_set1_ps(*x.add(2 * k + 1)));
+                    for (v, (we, wo)) in row.iter_mut().zip(wide) {
+                        *v = _mm512_fmadd_ps(odd, wo, _mm512_fmadd_ps(even, we, *v));
                     }
                 }
             }
@@ -370,11 +371,13 @@ impl PairTile {
         // SAFETY (whole body): the pointer ranges named in the contract.
         unsafe {
             for half in 0..2 {
-                let column = |r: usize, j: usize| self.out.add(r * self.out_stride + half * PANEL / 2 + j * 8);
-                let mut acc: [[__m256; 4]; R] = std::array::from_fn(|r| {
-                    std::array::from_fn(|j| {
+                // `acc[j][r]`: columns `8j..8j + 8` of the half, row `r` (16 registers: the weights one group of
+                // columns at a time).
+                let column = |j: usize, r: usize| self.out.add(r * self.out_stride + half * PANEL / 2 + j * 8);
+                let mut acc: [[__m256; R]; 4] = std::array::from_fn(|j| {
+                    std::array::from_fn(|r| {
                         if self.accumulate {
-                            _mm256_loadu_ps(column(r, j))
+                            _mm256_loadu_ps(column(j, r))
                         } else {
                             _mm256_setzero_ps()
                         }
@@ -387,21 +390,20 @@ impl PairTile {
                     let even: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(*rows[r].add(2 * k)));
                     let odd: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(*rows[r].add(2 * k + 1)));
                     let w = self.w.add(k * PAIR_ROW + half * PANEL);
-                    for j in 0..4 {
+                    for (j, group) in acc.iter_mut().enumerate() {
                         let lanes = _mm256_load_si256(w.add(j * 16).cast());
                         let (we, wo) = (
                             _mm256_castsi256_ps(_mm256_slli_epi32::<16>(lanes)),
                             _mm256_castsi256_ps(_mm256_and_si256(lanes, _mm256_set1_epi32(HIGH))),
                         );
-                        for r in 0..R {
-                            acc[r][j] = _mm256_fmadd_ps(even[r], we, acc[r][j]);
-                            acc[r][j] = _mm256_fmadd_ps(odd[r], wo, acc[r][j]);
+                        for (v, (e, o)) in group.iter_mut().zip(even.iter().zip(&odd)) {
+                            *v = _mm256_fmadd_ps(*o, wo, _mm256_fmadd_ps(*e, we, *v));
                         }
                     }
                 }
-                for (r, row) in acc.iter().enumerate() {
-                    for (j, v) in row.iter().enumerate() {
-                        _mm256_storeu_ps(column(r, j), *v);
+                for (j, group) in acc.iter().enumerate() {
+                    for (r, v) in group.iter().enumerate() {
+                        _mm256_storeu_ps(column(j, r), *v);
                     }
                 }
             }
