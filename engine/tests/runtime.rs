@@ -1,5 +1,6 @@
 //! The engine thread driven through its handle with the real pipelines on the tiny fixture model (docs/acestep-model.md
-//! §13): event order, FIFO, cancellation, failures, panics, back-pressure, shutdown and source-latent caching.
+//! §13): event order, FIFO, cancellation, failures, panics, back-pressure, shutdown, source-latent caching, and
+//! several clients sharing one engine (their own events, cancels and settings; one model load).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,15 +16,14 @@ use retake_engine::runtime::{DeviceChoice, Engine, EngineConfig, EngineHandle, E
 /// Longest wait for any single event; the fixture model's jobs take well under a second.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn engine(queue_capacity: usize) -> EngineHandle {
+/// Settings for the tiny fixture model on the CPU.
+fn config(queue_capacity: usize) -> EngineConfig {
     let model = ModelSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-acestep"));
-    Engine::spawn(EngineConfig {
-        model: model.into(),
-        device: DeviceChoice::Cpu,
-        vram_budget: None,
-        queue_capacity,
-        loras: Vec::new(),
-    })
+    EngineConfig { model: model.into(), device: DeviceChoice::Cpu, queue_capacity, ..EngineConfig::default() }
+}
+
+fn engine(queue_capacity: usize) -> EngineHandle {
+    Engine::spawn(config(queue_capacity))
 }
 
 fn request(task: Task, source: Option<Audio>, steps: usize) -> GenerationRequest {
@@ -383,4 +383,157 @@ fn repainting_the_same_audio_twice_encodes_it_once_and_gives_the_same_take() {
     let other = handle.submit(repaint(&sine(0.6, 440.0), 0.2, 0.4)).unwrap();
     take_of(&until_end(&events, other), other);
     assert_eq!(handle.stats().vae_encodes, 2);
+}
+
+/// Serves two streams until `jobs` have all ended; returns each stream's events.
+fn until_all_end(streams: [&Receiver<Event>; 2], jobs: &[JobId]) -> [Vec<Event>; 2] {
+    let mut seen = [Vec::new(), Vec::new()];
+    let ended = |seen: &[Vec<Event>; 2]| {
+        jobs.iter().all(|&job| seen.iter().flatten().any(|e| job_of(e) == Some(job) && is_terminal(e)))
+    };
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while !ended(&seen) {
+        assert!(Instant::now() < deadline, "the jobs {jobs:?} did not all end within {EVENT_TIMEOUT:?}");
+        for (stream, seen) in streams.iter().zip(&mut seen) {
+            seen.extend(stream.recv_timeout(Duration::from_millis(10)));
+        }
+    }
+    seen
+}
+
+/// The jobs a stream's events belong to.
+fn jobs_in(events: &[Event]) -> std::collections::BTreeSet<JobId> {
+    events.iter().filter_map(job_of).collect()
+}
+
+#[test]
+fn two_clients_share_one_model_load_and_each_sees_only_its_own_jobs() {
+    let first = engine(8);
+    let second = first.connect(config(8));
+    let (first_events, second_events) = (first.events(), second.events());
+    // Long enough that the submits below all happen while it runs.
+    let running = first.submit(text2music(0.4, 40)).unwrap();
+    let mut seen_first = until_first_step(&first_events, running);
+    let a = [running, first.submit(text2music(0.4, 2)).unwrap()];
+    let b = second.submit(text2music(0.4, 3)).unwrap();
+    let [rest, seen_second] = until_all_end([&first_events, &second_events], &[a[0], a[1], b]);
+    seen_first.extend(rest);
+    assert_eq!(jobs_in(&seen_first), a.into_iter().collect());
+    assert_eq!(jobs_in(&seen_second), [b].into_iter().collect());
+    // One queue: the second client's job waited behind the first's.
+    assert_eq!(
+        (labels_of(&seen_first, a[1])[0].as_str(), labels_of(&seen_second, b)[0].as_str()),
+        ("queued 0", "queued 1")
+    );
+    for job in a {
+        take_of(&seen_first, job);
+    }
+    assert_eq!(take_of(&seen_second, b).request.steps, 3);
+    let stats = second.stats();
+    assert_eq!((stats.model_loads, stats.clients), (1, 2), "{stats:?}");
+    assert_eq!(first.stats(), stats, "both clients read the one engine's counters");
+}
+
+#[test]
+fn a_client_cancels_only_its_own_jobs() {
+    let first = engine(8);
+    let second = first.connect(config(8));
+    let (first_events, second_events) = (first.events(), second.events());
+    let running = second.submit(text2music(0.4, 400)).unwrap();
+    until_first_step(&second_events, running);
+    let waiting = first.submit(text2music(0.4, 2)).unwrap();
+    // The second client names the first's job: nothing happens to it.
+    second.cancel(waiting);
+    second.cancel(running);
+    let [seen_first, seen_second] = until_all_end([&first_events, &second_events], &[running, waiting]);
+    take_of(&seen_first, waiting);
+    assert_eq!(labels_of(&seen_second, running).last().map(String::as_str), Some("cancelled"));
+    // And the first client cannot cancel the second's running job.
+    let running = second.submit(text2music(0.4, 12)).unwrap();
+    until_first_step(&second_events, running);
+    first.cancel(running);
+    take_of(&until_end(&second_events, running), running);
+}
+
+#[test]
+fn a_dropped_client_has_its_jobs_cancelled_at_once_and_the_other_client_is_served() {
+    let first = engine(8);
+    let second = first.connect(config(8));
+    let (first_events, second_events) = (first.events(), second.events());
+    let running = first.submit(text2music(0.4, 400)).unwrap();
+    let waiting: Vec<JobId> = (0..2).map(|_| first.submit(text2music(0.4, 2)).unwrap()).collect();
+    let other = second.submit(text2music(0.4, 2)).unwrap();
+    until_first_step(&first_events, running);
+
+    let dropped = Instant::now();
+    drop(first);
+    assert!(dropped.elapsed() < Duration::from_millis(500), "dropping a client took {:?}", dropped.elapsed());
+    let seen = until_end(&second_events, other);
+    assert_eq!(jobs_in(&seen), [other].into_iter().collect());
+    take_of(&seen, other);
+    assert_eq!(second.stats().clients, 1);
+
+    let rest: Vec<Event> = first_events.try_iter().collect();
+    for job in [running].iter().chain(&waiting) {
+        let end: Vec<String> = rest.iter().filter(|e| job_of(e) == Some(*job) && is_terminal(e)).map(label).collect();
+        assert_eq!(end, ["cancelled"], "{job:?}");
+    }
+    assert!(!rest.iter().any(|e| matches!(e, Event::Decoding { .. })), "the dropped client's job ran to its end");
+    // Its stream ends: the engine keeps nothing of the client.
+    assert!(matches!(first_events.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Disconnected)));
+}
+
+#[test]
+fn the_engine_stops_when_its_last_client_goes_and_a_weak_handle_cannot_revive_it() {
+    let first = engine(4);
+    let weak = first.downgrade();
+    let events = first.events();
+    let second = weak.connect(config(4)).expect("a running engine takes a new client");
+    drop(first);
+    let job = second.submit(text2music(0.4, 2)).unwrap();
+    take_of(&until_end(&second.events(), job), job);
+    assert_eq!(second.stats().model_loads, 1);
+    drop(second);
+    assert!(weak.connect(config(4)).is_none(), "the engine outlived its last client");
+    assert!(matches!(events.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Disconnected)));
+}
+
+#[test]
+fn a_job_with_other_settings_reloads_the_model_between_jobs_and_every_client_is_told() {
+    let ample = EngineConfig { vram_budget: Some(64 << 30), ..config(8) };
+    let first = engine(8);
+    let second = first.connect(ample.clone());
+    let (first_events, second_events) = (first.events(), second.events());
+    let a = first.submit(text2music(0.4, 2)).unwrap();
+    let b = second.submit(text2music(0.4, 2)).unwrap();
+    let [seen_first, seen_second] = until_all_end([&first_events, &second_events], &[a, b]);
+    take_of(&seen_first, a);
+    take_of(&seen_second, b);
+    assert_eq!(first.stats().model_loads, 2, "the second job's budget differs: the model is loaded again");
+    let warned = "warning: reloading the model for a job with other engine settings (turbo on cpu, budget 64.00 GiB)";
+    for seen in [&seen_first, &seen_second] {
+        let warnings: Vec<String> = seen.iter().filter(|e| matches!(e, Event::Warning(_))).map(label).collect();
+        assert_eq!(warnings, [warned]);
+    }
+
+    // Settings changed to the loaded ones: the next job runs on the model as it is.
+    first.set_config(ample);
+    let c = first.submit(text2music(0.4, 2)).unwrap();
+    take_of(&until_end(&first_events, c), c);
+    assert_eq!(first.stats().model_loads, 2);
+}
+
+#[test]
+fn a_client_whose_budget_is_too_small_is_refused_and_the_other_is_served() {
+    let first = engine(4);
+    let starved = first.connect(EngineConfig { vram_budget: Some(1), ..config(4) });
+    match starved.submit(text2music(0.4, 2)) {
+        Err(SubmitError::BudgetTooSmall(message)) => assert!(message.contains("at least"), "{message}"),
+        other => panic!("a 1-byte budget was accepted: {other:?}"),
+    }
+    let job = first.submit(text2music(0.4, 2)).unwrap();
+    take_of(&until_end(&first.events(), job), job);
+    starved.set_config(config(4));
+    let job = starved.submit(text2music(0.4, 2)).unwrap();
+    take_of(&until_end(&starved.events(), job), job);
 }
