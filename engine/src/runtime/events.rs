@@ -25,7 +25,8 @@ pub struct Take {
     pub request: GenerationRequest,
 }
 
-/// Progress and results, in the order they happen.
+/// Progress and results, in the order they happen. A job's events go to the client that submitted it; `Loading` and
+/// `Warning` go to every client connected at the time (runtime/thread.rs `EngineHandle`).
 #[derive(Debug, Clone)]
 pub enum Event {
     /// The job is waiting; `position` jobs are ahead of it.
