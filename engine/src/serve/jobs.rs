@@ -217,11 +217,7 @@ impl Jobs {
             Event::Decoding { tile, tiles, .. } => {
                 (0.9 + 0.09 * *tile as f64 / (*tiles).max(1) as f64, "decoding".to_owned())
             }
-            Event::Done { take, .. } => {
-                let path = out_dir.join(format!("{id}_{}.{}", index + 1, task.format.extension()));
-                task.parts[index].seconds = Some(take.audio.duration_s());
-                return FollowUp::Write { task: id, index, path, format: task.format };
-            }
+            Event::Done { take, .. } => return self.finished(job, take.audio.duration_s(), out_dir),
             Event::Failed { error, .. } => {
                 let error = format!("the engine failed: {error}");
                 return FollowUp::Cancel(self.fail(&id, "failed", error));
@@ -239,6 +235,15 @@ impl Jobs {
         task.parts[index].progress = progress;
         task.stage = stage;
         FollowUp::None
+    }
+
+    /// Engine job `job` finished with `seconds` of audio: where to write it.
+    fn finished(&mut self, job: JobId, seconds: f64, out_dir: &Path) -> FollowUp {
+        let Some((id, index)) = self.owners.get(&job).cloned() else { return FollowUp::None };
+        let Some(task) = self.tasks.get_mut(&id) else { return FollowUp::None };
+        let path = out_dir.join(format!("{id}_{}.{}", index + 1, task.format.extension()));
+        task.parts[index].seconds = Some(seconds);
+        FollowUp::Write { task: id, index, path, format: task.format }
     }
 
     /// Take `index` of `task` is written to `path` (or could not be: `Err` with the reason).
@@ -388,12 +393,7 @@ fn merge(item: &mut Value, extra: Value) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::audio::Audio;
-    use crate::pipeline::request::{CfgInterval, GenerationRequest, Metas, Mode, Task as Job};
-    use crate::runtime::Take;
 
     fn url(path: &Path) -> String {
         format!("/v1/audio?path={}", path.display())
@@ -401,32 +401,6 @@ mod tests {
 
     fn result(item: &Value) -> Vec<Value> {
         serde_json::from_str(item["result"].as_str().expect("result is a JSON string")).unwrap()
-    }
-
-    fn take() -> Arc<Take> {
-        let device = candle_core::Device::Cpu;
-        let request = GenerationRequest {
-            task: Job::Text2Music { duration_s: 1.0 },
-            mode: Mode::Studio,
-            source: None,
-            references: Vec::new(),
-            caption: String::new(),
-            lyrics: String::new(),
-            language: "en".into(),
-            metas: Metas::default(),
-            seed: 1,
-            steps: 8,
-            shift: 3.0,
-            cfg_scale: 1.0,
-            cfg_interval: CfgInterval::ALL,
-            noise: None,
-        };
-        Arc::new(Take {
-            audio: Audio::new(48_000, vec![vec![0.0; 48_000]; 2]),
-            latents: candle_core::Tensor::zeros((1, 25, 64), candle_core::DType::F32, &device).unwrap(),
-            source_latents: None,
-            request,
-        })
     }
 
     #[test]
@@ -449,9 +423,7 @@ mod tests {
         assert_eq!((jobs.unfinished(), jobs.waiting()), (1, 0));
 
         for (job, index) in [(1, 0), (2, 1)] {
-            let FollowUp::Write { task, index: i, path, format } =
-                jobs.on_event(&Event::Done { job: JobId(job), take: take() }, out)
-            else {
+            let FollowUp::Write { task, index: i, path, format } = jobs.finished(JobId(job), 1.0, out) else {
                 panic!("a finished take is written")
             };
             assert_eq!((task.as_str(), i, format), ("t1", index, Format::Wav16));

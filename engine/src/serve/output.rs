@@ -72,7 +72,14 @@ fn flac_bytes(audio: &Audio) -> Result<Vec<u8>> {
     let failed = |what: String| EngineError::invalid(format!("cannot encode the result as FLAC: {what}"));
     let config = flacenc::config::Encoder::default().into_verified().map_err(|e| failed(format!("{e:?}")))?;
     let source = flacenc::source::MemSource::from_samples(&samples, channels, 16, audio.sample_rate as usize);
-    let stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size)
+    let mut stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size)
+        .map_err(|e| failed(format!("{e:?}")))?;
+    // A fixed-blocksize stream declares min = max block size, as the reference encoder does (a shorter last block
+    // is allowed); flacenc lowers the minimum to the last block's, which readers such as symphonia take for a
+    // variable-blocksize stream and refuse.
+    stream
+        .stream_info_mut()
+        .set_block_sizes(config.block_size, config.block_size)
         .map_err(|e| failed(format!("{e:?}")))?;
     let mut sink = flacenc::bitsink::ByteSink::new();
     stream.write(&mut sink).map_err(|e| failed(format!("{e:?}")))?;
@@ -85,7 +92,7 @@ mod tests {
     use crate::audio::AudioFile;
 
     fn tone() -> Audio {
-        let n = 4800;
+        let n = 48_000;
         let left = (0..n).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
         let right = (0..n).map(|i| (i as f32 * 0.03).cos() * 0.25).collect();
         Audio::new(48_000, vec![left, right])
