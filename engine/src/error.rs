@@ -92,6 +92,10 @@ pub enum EngineError {
     /// The job was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
+    /// A remote server (engine/src/remote) could not be reached, refused the job, failed it or answered
+    /// something that is not the ACE-Step 1.5 API; the message names the server and what to do.
+    #[error("{0}")]
+    Remote(String),
     /// An error from the tensor library.
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),

@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod model;
 pub mod model_source;
 pub mod pipeline;
+pub mod remote;
 pub mod residency;
 pub mod runtime;
 pub mod serve;

@@ -180,6 +180,7 @@ fn run_on_engine(budget: u64, request: GenerationRequest) -> (Event, EngineStats
         vram_budget: Some(budget),
         queue_capacity: 4,
         loras: Vec::new(),
+        server: None,
     });
     let job = engine.submit(request).unwrap();
     let events = engine.events();
@@ -202,6 +203,7 @@ fn engine_over(model: PathBuf, budget: u64) -> retake_engine::runtime::EngineHan
         vram_budget: Some(budget),
         queue_capacity: 4,
         loras: Vec::new(),
+        server: None,
     })
 }
 

@@ -177,6 +177,9 @@ pub enum PluginError {
     /// The variant setting names no ACE-Step 1.5 checkpoint.
     #[error("checkpoint variant: {0}")]
     Variant(String),
+    /// The remote server setting is not a server address, or asks for what a server cannot do.
+    #[error("server: {0}")]
+    Server(String),
 }
 
 impl From<TakeProblem> for PluginError {

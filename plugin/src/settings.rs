@@ -1,7 +1,9 @@
 //! Engine settings: the model folder, the device, the VRAM budget, the checkpoint variant and its DiT folder, each
 //! from its environment variable (`RETAKE_MODEL_DIR`, `RETAKE_DEVICE`, `RETAKE_VRAM_BUDGET`, `RETAKE_VARIANT`,
 //! `RETAKE_DIT_DIR`), else from the settings file `$XDG_CONFIG_HOME/retake/settings.json` (Windows: `%APPDATA%\retake\settings.json`) that the editor
-//! writes, else the default; the LoRA adapters come from the settings file only.
+//! writes, else the default; the LoRA adapters come from the settings file only. With a server address
+//! (`RETAKE_SERVER` or the key `server`, its key `ACESTEP_API_KEY` or `api_key`) jobs run on that ACE-Step 1.5 API
+//! server instead of the local model (engine/src/remote).
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use retake_engine::model::lora::LoraSpec;
 use retake_engine::model::variant::Variant;
 use retake_engine::model_source::{ModelSource, ModelSpec};
+use retake_engine::remote::RemoteServer;
 use retake_engine::runtime::{parse_size, DeviceChoice, EngineConfig};
 use retake_engine::EngineError;
 
@@ -18,6 +21,9 @@ use crate::error::{PluginError, Result};
 /// The environment variables, in the order of [`EngineSettings`]' fields.
 pub const ENV_VARS: [&str; 5] =
     ["RETAKE_MODEL_DIR", "RETAKE_DEVICE", "RETAKE_VRAM_BUDGET", "RETAKE_VARIANT", "RETAKE_DIT_DIR"];
+/// The environment variables of the remote server's address and API key ([`EngineSettings::server`] and
+/// [`EngineSettings::api_key`]).
+pub const SERVER_ENV_VARS: [&str; 2] = ["RETAKE_SERVER", "ACESTEP_API_KEY"];
 
 /// One LoRA adapter of the settings file (engine/src/model/lora.rs: DiffSynth or kohya format).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,13 +51,19 @@ pub struct EngineSettings {
     pub dit_dir: String,
     /// LoRA adapters merged into the DiT when the model loads, in this order.
     pub loras: Vec<LoraSetting>,
+    /// An ACE-Step 1.5 API server (`retake serve` or the official one), e.g. `http://gpu-box:8001`, that runs the
+    /// jobs instead of the local model (whose settings above then do not apply); unset: the local model.
+    pub server: String,
+    /// The server's API key; unset: none is sent.
+    pub api_key: String,
 }
 
 impl EngineSettings {
     /// The settings the environment variables hold (`var` reads one; empty values count as unset).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
         let [model_dir, device, vram_budget, variant, dit_dir] = ENV_VARS.map(|name| var(name).unwrap_or_default());
-        Self { model_dir, device, vram_budget, variant, dit_dir, loras: Vec::new() }
+        let [server, api_key] = SERVER_ENV_VARS.map(|name| var(name).unwrap_or_default());
+        Self { model_dir, device, vram_budget, variant, dit_dir, loras: Vec::new(), server, api_key }
     }
 
     /// The five fields an environment variable can set, with their variable names.
@@ -75,6 +87,8 @@ impl EngineSettings {
             variant: pick(&over.variant, &self.variant),
             dit_dir: pick(&over.dit_dir, &self.dit_dir),
             loras: if over.loras.is_empty() { &self.loras } else { &over.loras }.clone(),
+            server: pick(&over.server, &self.server),
+            api_key: pick(&over.api_key, &self.api_key),
         }
     }
 
@@ -117,7 +131,25 @@ impl EngineSettings {
             "" => None,
             text => Some(parse_size(text).map_err(PluginError::VramBudget)?),
         };
-        Ok(EngineConfig { model, device, vram_budget, loras, ..EngineConfig::default() })
+        let server = self.remote_server()?;
+        Ok(EngineConfig { model, device, vram_budget, loras, server, ..EngineConfig::default() })
+    }
+
+    /// The remote server these settings name, if any; refuses an address that is not one, and LoRA adapters (they
+    /// load with the local model, which a server replaces).
+    fn remote_server(&self) -> Result<Option<RemoteServer>> {
+        let url = self.server.trim();
+        if url.is_empty() {
+            return Ok(None);
+        }
+        if !self.loras.is_empty() {
+            return Err(PluginError::Server(format!(
+                "LoRA adapters load with the local model, and jobs go to {url}: remove the LoRA rows or clear the \
+                 server address"
+            )));
+        }
+        let api_key = Some(self.api_key.clone());
+        RemoteServer::new(url, api_key).map(Some).map_err(PluginError::Server)
     }
 }
 
@@ -224,6 +256,30 @@ mod tests {
             assert!(err.starts_with("LoRA adapter `"), "{err}");
             assert!(err.ends_with("give a safetensors file and a finite scale (1 = as trained), or remove the row"));
         }
+    }
+
+    #[test]
+    fn a_server_address_and_key_from_the_file_or_the_environment_send_jobs_there() {
+        let file = EngineSettings { server: "http://gpu-box:8001/".into(), api_key: "k1".into(), ..Default::default() };
+        let server = file.engine_config().unwrap().server.unwrap();
+        assert_eq!((server.url.as_str(), server.api_key.as_deref()), ("http://gpu-box:8001", Some("k1")));
+        let env = EngineSettings::from_env(|name| match name {
+            "RETAKE_SERVER" => Some("https://studio.example".to_string()),
+            "ACESTEP_API_KEY" => Some("k2".to_string()),
+            _ => None,
+        });
+        let both = file.overridden_by(&env).engine_config().unwrap().server.unwrap();
+        assert_eq!((both.url.as_str(), both.api_key.as_deref()), ("https://studio.example", Some("k2")));
+        assert_eq!(EngineSettings::default().engine_config().unwrap().server, None);
+        let keyless = EngineSettings { server: "http://h:8001".into(), ..Default::default() };
+        assert_eq!(keyless.engine_config().unwrap().server.unwrap().api_key, None);
+        let wrong = EngineSettings { server: "gpu-box:8001".into(), ..Default::default() };
+        let err = wrong.engine_config().unwrap_err().to_string();
+        assert!(err.starts_with("server: `gpu-box:8001` is not a server address; give one like http://"), "{err}");
+        let lora = LoraSetting { file: "/loras/a.safetensors".into(), scale: 1.0 };
+        let both = EngineSettings { loras: vec![lora], ..keyless };
+        let err = both.engine_config().unwrap_err().to_string();
+        assert!(err.starts_with("server: LoRA adapters load with the local model, and jobs go to http://h:8001"));
     }
 
     #[test]

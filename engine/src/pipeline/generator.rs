@@ -73,14 +73,36 @@ struct Finish {
     splice: Option<Splice>,
 }
 
-/// The original samples to put back around the repainted regions.
-struct Splice {
+/// The original samples to put back around the repainted regions of a studio repaint (here and in the remote
+/// backend, engine/src/remote/job.rs, which places a server's result the same way).
+pub(crate) struct Splice {
     /// The (padded) source.
     source: Audio,
     /// Regions in samples of the padded timeline.
     regions: Vec<(usize, usize)>,
     /// Equal-power crossfade length in samples.
     crossfade: usize,
+}
+
+impl Splice {
+    /// The splice of a studio repaint: `padded` is the source padded as `padding` says, the regions are
+    /// `padding.ranges` in its samples, and the crossfade lasts `crossfade_ms`.
+    pub(crate) fn studio(padded: Audio, padding: &OutpaintPadding, crossfade_ms: f64) -> Self {
+        let rate = padded.sample_rate as f64;
+        let total = padded.len();
+        let regions = padding
+            .ranges
+            .iter()
+            .map(|&(s, e)| ((s * rate).max(0.0) as usize, ((e * rate) as usize).min(total)))
+            .collect();
+        Self { source: padded, regions, crossfade: (crossfade_ms.max(0.0) * rate / 1000.0).round() as usize }
+    }
+
+    /// `generated` (as long as the padded source) inside the regions, the original samples bit for bit outside them
+    /// and their crossfades.
+    pub(crate) fn apply(&self, generated: &Audio) -> Result<Audio> {
+        splice(&self.source, generated, &self.regions, self.crossfade)
+    }
 }
 
 impl Generator {
@@ -428,19 +450,7 @@ impl Generator {
                     if strength < 1.0 { add_noise(&clean, &noise, schedule.sigmas()[0])? } else { noise.clone() };
                 let inject_steps = round_half_even(0.5 * schedule.len() as f64);
                 let total = padding.left + source.len() + padding.right;
-                let splice = splice_crossfade_ms.map(|ms| {
-                    let rate = grid.sample_rate as f64;
-                    let regions = padding
-                        .ranges
-                        .iter()
-                        .map(|&(s, e)| ((s * rate).max(0.0) as usize, ((e * rate) as usize).min(total)))
-                        .collect();
-                    Splice {
-                        source: padded.clone(),
-                        regions,
-                        crossfade: (ms.max(0.0) * rate / 1000.0).round() as usize,
-                    }
-                });
+                let splice = splice_crossfade_ms.map(|ms| Splice::studio(padded.clone(), &padding, ms));
                 Ok(Prepared {
                     schedule,
                     conditions: vec![ConditionSpec { from_step: 0, context, prompt }],
@@ -576,7 +586,12 @@ fn prompt_metas(request: &GenerationRequest, duration_s: Option<f64>) -> Metas {
 
 /// Official outpaint padding generalised to several ranges: zeros before the earliest start below 0 s and
 /// after the latest end beyond the clip; ranges shifted onto the padded timeline.
-fn studio_padding(ranges: &[(f64, f64)], samples: usize, duration: f64, grid: FrameGrid) -> Result<OutpaintPadding> {
+pub(crate) fn studio_padding(
+    ranges: &[(f64, f64)],
+    samples: usize,
+    duration: f64,
+    grid: FrameGrid,
+) -> Result<OutpaintPadding> {
     let mut padding = reference_padding(ranges, samples, grid)?;
     let max_end = ranges.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);
     padding.right = ((max_end - duration).max(0.0) * grid.sample_rate as f64) as usize;
@@ -589,7 +604,7 @@ fn union(frames: usize, parts: impl Iterator<Item = Vec<f32>>) -> Vec<f32> {
 }
 
 /// `left` zeros, the audio, `right` zeros, per channel.
-fn pad_audio(audio: &Audio, left: usize, right: usize) -> Audio {
+pub(crate) fn pad_audio(audio: &Audio, left: usize, right: usize) -> Audio {
     let channels = audio
         .channels
         .iter()
@@ -615,7 +630,7 @@ fn finish(decoded: Tensor, finish: &Finish) -> Result<Audio> {
         audio.channels.iter_mut().for_each(|c| c.resize(n, 0.0));
     }
     if let Some(s) = &finish.splice {
-        audio = splice(&s.source, &audio, &s.regions, s.crossfade)?;
+        audio = s.apply(&audio)?;
     }
     Ok(audio)
 }

@@ -17,8 +17,9 @@ pub struct JobId(pub u64);
 pub struct Take {
     /// 48 kHz stereo result.
     pub audio: Audio,
-    /// Final latents `[1, T, 64]`.
-    pub latents: Tensor,
+    /// Final latents `[1, T, 64]`; `None` for a job a remote server ran (engine/src/remote), which returns audio
+    /// only.
+    pub latents: Option<Tensor>,
     /// Source latents `[1, T_src, 64]`, when the job had a source.
     pub source_latents: Option<Tensor>,
     /// The request that produced it (source audio and injected noise are not kept).

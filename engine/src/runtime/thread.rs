@@ -22,6 +22,7 @@ use crate::model::lora::LoraSpec;
 use crate::model_source::ModelSpec;
 use crate::pipeline::request::{GenerationRequest, Progress};
 use crate::pipeline::Generator;
+use crate::remote::{self, RemoteServer};
 use crate::residency::{check_model_budget, human_bytes, ResidencyStats};
 
 /// Where the model runs.
@@ -67,6 +68,9 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// LoRA adapters merged into the DiT when the model loads (model/lora.rs), in this order.
     pub loras: Vec<LoraSpec>,
+    /// An ACE-Step 1.5 API server that runs the jobs instead of the local model (engine/src/remote): no model loads
+    /// here, and the model, device, budget and LoRA settings above are the server's business.
+    pub server: Option<RemoteServer>,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +81,7 @@ impl Default for EngineConfig {
             vram_budget: None,
             queue_capacity: 32,
             loras: Vec::new(),
+            server: None,
         }
     }
 }
@@ -392,9 +397,10 @@ impl Worker {
     }
 
     fn run_job(&mut self, job: &QueuedJob) -> Result<Take> {
-        self.load_for(job)?;
+        if job.config.server.is_none() {
+            self.load_for(job)?;
+        }
         let Self { model, cancels, cancelled, counters, .. } = self;
-        let generator = &mut model.as_mut().expect("model loaded above").generator;
         let id = job.id;
         let events = &job.client.events;
         let mut clock = StepClock::new(Instant::now());
@@ -404,9 +410,9 @@ impl Worker {
             let repeated = last.replace(progress) == Some(progress);
             let now = Instant::now();
             let event = match progress {
-                // The pipeline reports the same encoding or decoding progress again between layers and tiles, as a
-                // chance to cancel: announce each change once.
-                Progress::Encoding | Progress::Decoding { .. } if repeated => None,
+                // The pipeline reports the same encoding or decoding progress again between layers and tiles, and the
+                // remote backend its latest progress between polls, as a chance to cancel: announce each change once.
+                _ if repeated => None,
                 Progress::Encoding => Some(Event::Encoding { job: id }),
                 Progress::Step { k, n } => Some(Event::Step { job: id, k, n, eta: clock.eta(k, n, now) }),
                 Progress::Decoding { tile, tiles } => Some(Event::Decoding { job: id, tile, tiles }),
@@ -421,16 +427,24 @@ impl Worker {
                 ControlFlow::Continue(())
             }
         };
-        let encodes_before = generator.vae_encodes();
-        let result = generator.generate(&job.request, &mut on_progress);
-        counters.vae_encodes.fetch_add((generator.vae_encodes() - encodes_before) as u64, Ordering::AcqRel);
-        *counters.residency.lock() = generator.residency();
-        let output = result?;
+        let (audio, latents, source_latents) = match &job.config.server {
+            // A server's result comes back as audio only.
+            Some(server) => (remote::generate(server, &job.request, &mut on_progress)?, None, None),
+            None => {
+                let generator = &mut model.as_mut().expect("model loaded above").generator;
+                let encodes_before = generator.vae_encodes();
+                let result = generator.generate(&job.request, &mut on_progress);
+                counters.vae_encodes.fetch_add((generator.vae_encodes() - encodes_before) as u64, Ordering::AcqRel);
+                *counters.residency.lock() = generator.residency();
+                let output = result?;
+                (output.audio, Some(output.latents), output.source_latents)
+            }
+        };
         let mut request = job.request.clone();
         request.source = None;
         request.references = Vec::new();
         request.noise = None;
-        Ok(Take { audio: output.audio, latents: output.latents, source_latents: output.source_latents, request })
+        Ok(Take { audio, latents, source_latents, request })
     }
 
     /// Makes the loaded model the one `job`'s settings ask for: kept when it is, else the old one is dropped (so
