@@ -21,11 +21,12 @@ use crate::clap_host::ClapBundle;
 use crate::paths::{fixture_model_dir, guided_fixture_lora};
 use crate::plugin_state::PluginState;
 use crate::retake_session::{
-    check_passes_through, check_region, check_take_in_place, fade_frames, param_names, take_audio, Session, XFADE_MS,
+    check_passes_through, check_region, check_take_in_place, fade_frames, param_names, take_audio, Session,
+    TAKE_TIMEOUT, XFADE_MS,
 };
 
 /// Scenario names the `retake-clap-host` binary accepts.
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 11] = [
     "repaint",
     "cover",
     "state",
@@ -36,12 +37,16 @@ pub const SCENARIOS: [&str; 10] = [
     "lora",
     "reference",
     "bad-lora",
+    "two-instances",
 ];
 
 /// Runs scenario `name` against the bundle at `bundle`.
 pub fn run(name: &str, bundle: &Path) -> Result<Vec<String>, String> {
     if name == "unload" {
         return unload_mid_job(bundle);
+    }
+    if name == "two-instances" {
+        return two_instances(bundle);
     }
     let bundle = ClapBundle::load(bundle).map_err(|err| err.to_string())?;
     match name {
@@ -414,6 +419,79 @@ fn unload_mid_job(bundle_path: &Path) -> Result<Vec<String>, String> {
         format!("instance destroyed {destroyed:?} into a {:.0}-second repaint", LONG_LOOP_S.1 - LONG_LOOP_S.0),
         "library unloaded with the engine still winding down; the process lived on".into(),
     ])
+}
+
+/// Two instances in one process, each with its own seed, press Generate one right after the other: both jobs queue on
+/// the one engine the process shares, each instance gets its own take (in its own project folder, playing in place
+/// in its own output), and the model was loaded once for both, as the counters the bundle exports say
+/// (plugin/src/lib.rs `retake_shared_engine_model_loads`).
+fn two_instances(bundle_path: &Path) -> Result<Vec<String>, String> {
+    let bundle = ClapBundle::load(bundle_path).map_err(|err| err.to_string())?;
+    let mut sessions = [Session::open(&bundle, 48_000, 512, None)?, Session::open(&bundle, 48_000, 512, None)?];
+    for (session, seed) in sessions.iter_mut().zip(["11", "22"]) {
+        common_settings(session, "Repaint")?;
+        session.set("seed", seed)?;
+        let captured = session.play()?;
+        check_passes_through(&captured, session.signal()).map_err(|err| format!("capture pass: {err}"))?;
+    }
+    let [first, second] = &mut sessions;
+    first.press_generate()?;
+    let second_take = second.generate()?;
+    // Both jobs queued on the one engine at about the same time: the first instance's take is there by now, or soon.
+    let started = Instant::now();
+    let first_take = loop {
+        let takes = first.takes()?;
+        if let Some(take) = takes.selected.and_then(|id| takes.get(id)) {
+            break take.clone();
+        }
+        if started.elapsed() > TAKE_TIMEOUT {
+            return Err(format!("the first instance has no take after its job and the second's: {takes:?}"));
+        }
+        first.idle(Duration::from_millis(50))?;
+    };
+    first.wait_until_audible(&first_take)?;
+    let mut report = Vec::new();
+    for (session, take, which) in [(first, &first_take, "first"), (second, &second_take, "second")] {
+        let listed = session.takes()?.takes;
+        if listed.len() != 1 {
+            return Err(format!("the {which} instance lists {} takes, not its own one: {listed:?}", listed.len()));
+        }
+        check_region(take, session.sample_rate())?;
+        let replayed = session.play()?;
+        check_take_in_place(&replayed, session.signal(), take, &take_audio(take)?, fade_frames(session.sample_rate()))
+            .map_err(|err| format!("the {which} instance's replay: {err}"))?;
+        report.push(format!("{which} instance: its own take {} (seed {}) plays in place", take.id, take.seed));
+    }
+    if first_take.model_file.path.parent() == second_take.model_file.path.parent() {
+        return Err(format!("both takes are in one folder: {}", first_take.model_file.path.display()));
+    }
+    if take_audio(&first_take)? == take_audio(&second_take)? {
+        return Err("the two instances' takes are the same audio despite their different seeds".into());
+    }
+    let (loads, clients) = shared_engine_counters(bundle_path)?;
+    if (loads, clients) != (1, 2) {
+        return Err(format!(
+            "the shared engine loaded the model {loads} times for {clients} connected instances (expected once, for 2)"
+        ));
+    }
+    report.push("the takes differ and lie in each instance's own project folder".into());
+    report.push("one engine for both instances: the model was loaded once, 2 instances connected".into());
+    Ok(report)
+}
+
+/// The shared engine's model loads and connected instances, read through the functions the bundle exports for this
+/// check.
+fn shared_engine_counters(bundle_path: &Path) -> Result<(u64, u64), String> {
+    let symbol_error = |err: libloading::Error| format!("{}: {err}", bundle_path.display());
+    // SAFETY: the bundle is the plugin the harness has loaded already, so this only raises its load count; the two
+    // symbols are its `extern "C" fn() -> u64` counters (plugin/src/lib.rs), which only read the engine's atomics.
+    unsafe {
+        let library = libloading::Library::new(bundle_path).map_err(symbol_error)?;
+        let loads =
+            library.get::<extern "C" fn() -> u64>(b"retake_shared_engine_model_loads\0").map_err(symbol_error)?;
+        let clients = library.get::<extern "C" fn() -> u64>(b"retake_shared_engine_clients\0").map_err(symbol_error)?;
+        Ok((loads(), clients()))
+    }
 }
 
 /// The environment variable naming the folder of Retake's settings file (`plugin/src/user_folders.rs`).

@@ -138,6 +138,11 @@ fn destroying_an_instance_mid_job_never_waits_for_the_engine_and_unloading_is_sa
 }
 
 #[test]
+fn two_instances_share_one_engine_that_loads_the_model_once_and_each_gets_its_own_take() {
+    assert_scenario_passes("two-instances", &clap_bundle());
+}
+
+#[test]
 fn audio_thread_never_allocates_during_the_repaint_round_trip() {
     let bundle = alloc_check_clap_bundle();
     let (code, output) = run_scenario("repaint", &bundle);
