@@ -179,8 +179,7 @@ fn run_on_engine(budget: u64, request: GenerationRequest) -> (Event, EngineStats
         device: DeviceChoice::Cpu,
         vram_budget: Some(budget),
         queue_capacity: 4,
-        loras: Vec::new(),
-        server: None,
+        ..EngineConfig::default()
     });
     let job = engine.submit(request).unwrap();
     let events = engine.events();
@@ -202,8 +201,7 @@ fn engine_over(model: PathBuf, budget: u64) -> retake_engine::runtime::EngineHan
         device: DeviceChoice::Cpu,
         vram_budget: Some(budget),
         queue_capacity: 4,
-        loras: Vec::new(),
-        server: None,
+        ..EngineConfig::default()
     })
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use retake_engine::model::linear::CpuPrecision;
 use retake_engine::model::lora::LoraSpec;
 use retake_engine::model::variant::Variant;
 use retake_engine::pipeline::request::{Mode, MAX_DURATION_S, MAX_SPLICE_CROSSFADE_MS, MAX_STEPS};
@@ -232,6 +233,10 @@ pub struct EngineArgs {
     /// with DiffSynth (`lora_A`/`lora_B`) or kohya (`lora_down`/`lora_up`, `alpha`) keys.
     #[arg(long = "lora", value_name = "FILE[:SCALE]")]
     pub loras: Vec<LoraSpec>,
+    /// The linear layers' weights on the CPU: f32 or bf16, half the memory (activations stay f32) [default: bf16
+    /// where the CPU has AVX512-BF16, else f32].
+    #[arg(long, value_name = "f32|bf16", env = "RETAKE_CPU_PRECISION")]
+    pub precision: Option<CpuPrecision>,
 }
 
 impl RepaintArgs {

@@ -39,6 +39,7 @@ pub fn engine_config(common: &EngineArgs) -> EngineConfig {
         vram_budget: common.vram_budget,
         queue_capacity: 1,
         loras: common.loras.clone(),
+        cpu_precision: common.precision.unwrap_or_default(),
         ..EngineConfig::default()
     }
 }
@@ -269,6 +270,16 @@ mod tests {
         let xl = command(&[&t2m[..], &["--variant", "xl-turbo", "--dit-dir", "/m/xl"]].concat());
         let model = engine_config(&xl.common().engine).model;
         assert_eq!((model.variant.name(), model.dit_dir), ("xl-turbo", Some("/m/xl".into())));
+    }
+
+    #[test]
+    fn the_precision_flag_reaches_the_engine_config_and_another_value_is_refused_naming_both() {
+        let t2m = ["text2music", "--output", "o.wav", "--duration", "1", "--prompt", "p", "--precision"];
+        let precision = |value: &str| engine_config(&command(&[&t2m[..], &[value]].concat()).common().engine);
+        assert_eq!(precision("f32").cpu_precision, retake_engine::model::linear::CpuPrecision::F32);
+        assert_eq!(precision("bf16").cpu_precision, retake_engine::model::linear::CpuPrecision::Bf16);
+        let err = Cli::try_parse_from([&["retake"], &t2m[..], &["fp16"]].concat()).unwrap_err().to_string();
+        assert!(err.contains("`fp16` is not a CPU precision; use f32 or bf16"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::clients::{ClientLink, Clients};
 use super::events::{Event, JobId, Take};
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
+use crate::model::linear::CpuPrecision;
 use crate::model::lora::LoraSpec;
 use crate::model_source::ModelSpec;
 use crate::pipeline::request::{GenerationRequest, Progress};
@@ -68,6 +69,9 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// LoRA adapters merged into the DiT when the model loads (model/lora.rs), in this order.
     pub loras: Vec<LoraSpec>,
+    /// The linear layers' weights when the model runs on the CPU: f32 or bf16 (model/linear.rs; activations stay
+    /// f32). The default is bf16 where the CPU has AVX512-BF16 (README.md, benchmarks), else f32.
+    pub cpu_precision: CpuPrecision,
     /// An ACE-Step 1.5 API server that runs the jobs instead of the local model (engine/src/remote): no model loads
     /// here, and the model, device, budget and LoRA settings above are the server's business.
     pub server: Option<RemoteServer>,
@@ -81,6 +85,7 @@ impl Default for EngineConfig {
             vram_budget: None,
             queue_capacity: 32,
             loras: Vec::new(),
+            cpu_precision: CpuPrecision::default(),
             server: None,
         }
     }
@@ -88,12 +93,13 @@ impl Default for EngineConfig {
 
 impl EngineConfig {
     /// Whether a model loaded with these settings serves a job with `other`'s unchanged: same model files and
-    /// variant, device, VRAM budget and LoRA adapters.
+    /// variant, device, VRAM budget, LoRA adapters and CPU precision.
     pub fn loads_same_model(&self, other: &Self) -> bool {
         self.model == other.model
             && self.device == other.device
             && self.vram_budget == other.vram_budget
             && self.loras == other.loras
+            && self.cpu_precision == other.cpu_precision
     }
 }
 
@@ -481,7 +487,8 @@ impl Worker {
         })?;
         let checkpoint = Checkpoint::open_dirs(&dirs, dtype, &device)?
             .with_variant(config.model.variant)
-            .with_loras(&config.loras)?;
+            .with_loras(&config.loras)?
+            .with_cpu_precision(config.cpu_precision);
         let generator = Generator::new(checkpoint, config.vram_budget);
         if let Err(e @ EngineError::BudgetTooSmall(_)) = &generator {
             // The budget is fixed for these settings: the client's later submits are refused at once with the same
