@@ -180,6 +180,9 @@ pub enum PluginError {
     /// The remote server setting is not a server address, or asks for what a server cannot do.
     #[error("server: {0}")]
     Server(String),
+    /// The CPU precision setting is neither f32 nor bf16.
+    #[error("CPU precision: {0}")]
+    CpuPrecision(String),
 }
 
 impl From<TakeProblem> for PluginError {

@@ -3,12 +3,14 @@
 //! `RETAKE_DIT_DIR`), else from the settings file `$XDG_CONFIG_HOME/retake/settings.json` (Windows: `%APPDATA%\retake\settings.json`) that the editor
 //! writes, else the default; the LoRA adapters come from the settings file only. With a server address
 //! (`RETAKE_SERVER` or the key `server`, its key `ACESTEP_API_KEY` or `api_key`) jobs run on that ACE-Step 1.5 API
-//! server instead of the local model (engine/src/remote).
+//! server instead of the local model (engine/src/remote). The CPU precision of the weights comes from
+//! `RETAKE_CPU_PRECISION`, else the key `cpu_precision` (f32 or bf16; model/linear.rs).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use retake_engine::model::linear::CpuPrecision;
 use retake_engine::model::lora::LoraSpec;
 use retake_engine::model::variant::Variant;
 use retake_engine::model_source::{ModelSource, ModelSpec};
@@ -56,6 +58,9 @@ pub struct EngineSettings {
     pub server: String,
     /// The server's API key; unset: none is sent.
     pub api_key: String,
+    /// The linear layers' weights on the CPU, `f32` or `bf16` (half the memory); unset: bf16 where the CPU has
+    /// AVX512-BF16, else f32.
+    pub cpu_precision: String,
 }
 
 impl EngineSettings {
@@ -63,7 +68,8 @@ impl EngineSettings {
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
         let [model_dir, device, vram_budget, variant, dit_dir] = ENV_VARS.map(|name| var(name).unwrap_or_default());
         let [server, api_key] = SERVER_ENV_VARS.map(|name| var(name).unwrap_or_default());
-        Self { model_dir, device, vram_budget, variant, dit_dir, loras: Vec::new(), server, api_key }
+        let cpu_precision = var(CpuPrecision::ENV).unwrap_or_default();
+        Self { model_dir, device, vram_budget, variant, dit_dir, loras: Vec::new(), server, api_key, cpu_precision }
     }
 
     /// The five fields an environment variable can set, with their variable names.
@@ -89,6 +95,7 @@ impl EngineSettings {
             loras: if over.loras.is_empty() { &self.loras } else { &over.loras }.clone(),
             server: pick(&over.server, &self.server),
             api_key: pick(&over.api_key, &self.api_key),
+            cpu_precision: pick(&over.cpu_precision, &self.cpu_precision),
         }
     }
 
@@ -132,7 +139,11 @@ impl EngineSettings {
             text => Some(parse_size(text).map_err(PluginError::VramBudget)?),
         };
         let server = self.remote_server()?;
-        Ok(EngineConfig { model, device, vram_budget, loras, server, ..EngineConfig::default() })
+        let cpu_precision = match self.cpu_precision.trim() {
+            "" => CpuPrecision::default(),
+            text => text.parse().map_err(PluginError::CpuPrecision)?,
+        };
+        Ok(EngineConfig { model, device, vram_budget, loras, server, cpu_precision, ..EngineConfig::default() })
     }
 
     /// The remote server these settings name, if any; refuses an address that is not one, and LoRA adapters (they
@@ -289,6 +300,18 @@ mod tests {
         assert!(device.starts_with("engine device: `gpu` is not a device"), "{device}");
         let budget = settings("", "", "lots").engine_config().unwrap_err().to_string();
         assert!(budget.starts_with("VRAM budget: `lots` is not a size"), "{budget}");
+    }
+
+    #[test]
+    fn the_cpu_precision_comes_from_the_environment_else_the_file_and_another_value_is_refused() {
+        let file = EngineSettings { cpu_precision: "f32".into(), ..Default::default() };
+        assert_eq!(file.engine_config().unwrap().cpu_precision, CpuPrecision::F32);
+        let env = EngineSettings::from_env(|name| (name == "RETAKE_CPU_PRECISION").then(|| "bf16".to_string()));
+        assert_eq!(file.overridden_by(&env).engine_config().unwrap().cpu_precision, CpuPrecision::Bf16);
+        assert_eq!(EngineSettings::default().engine_config().unwrap().cpu_precision, CpuPrecision::default());
+        let wrong = EngineSettings { cpu_precision: "fp8".into(), ..Default::default() };
+        let err = wrong.engine_config().unwrap_err().to_string();
+        assert_eq!(err, "CPU precision: `fp8` is not a CPU precision; use f32 or bf16");
     }
 
     #[test]
