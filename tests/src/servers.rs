@@ -149,10 +149,13 @@ impl Server {
         }
     }
 
-    /// Sends SIGTERM (graceful shutdown) and waits up to `limit` for the process to end; `Some(exit code)` when it
-    /// ended (`retake serve` only; the official server's exit is not observed).
-    pub fn terminate(&mut self, limit: Duration) -> Option<i32> {
+    /// Sends SIGTERM (a graceful shutdown).
+    pub fn terminate(&self) {
         let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+    }
+
+    /// Waits up to `limit` for `retake serve` to exit by itself; its exit code, or `None` when it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let child = self.child.as_mut()?;
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {

@@ -5,7 +5,7 @@
 //! One engine runs every job, one at a time ([`crate::runtime::Engine`]); a thread follows its events into the
 //! tasks table ([`jobs`]) and writes finished takes into a private temporary folder, the only folder
 //! `/v1/audio` serves. SIGINT or SIGTERM stops taking tasks, fails the waiting ones with a message, lets the
-//! running one finish (a second signal cancels it), and removes the folder.
+//! running one finish and be fetched for a few seconds (a second signal cancels it), and removes the folder.
 
 mod auth;
 mod body;
@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::model::variant::Variant;
 use crate::runtime::{Engine, EngineConfig, EngineHandle, Event};
@@ -167,14 +168,15 @@ async fn serve(mut config: ServeConfig) -> Result<(), ServeError> {
         app.model_name,
         out_dir.display()
     );
+    let mut signals = signal_count()?;
     let shutdown = {
         let app = app.clone();
         async move {
-            stop_signal().await;
+            let _ = signals.wait_for(|&n| n >= 1).await;
             eprintln!(
                 "retake serve: shutting down: waiting tasks fail, the running one finishes (signal again to cancel it)"
             );
-            drain(&app).await;
+            drain(&app, signals).await;
         }
     };
     let served = axum::serve(listener, routes::router(app.clone())).with_graceful_shutdown(shutdown).await;
@@ -188,8 +190,13 @@ async fn serve(mut config: ServeConfig) -> Result<(), ServeError> {
     served.map_err(ServeError::from)
 }
 
-/// Fails the waiting tasks, then waits for the running one to end; a second signal cancels it.
-async fn drain(app: &App) {
+/// How long the server still answers after the tasks that were running at a shutdown signal have ended, so that
+/// their clients can download the results.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Fails the waiting tasks, then waits for the running one to end and gives its client [`SHUTDOWN_GRACE`] to fetch
+/// the result; a second signal cancels it (or ends the grace).
+async fn drain(app: &App, mut signals: watch::Receiver<u32>) {
     app.shutting_down.store(true, Ordering::Release);
     let running = {
         let mut jobs = app.jobs.lock();
@@ -206,39 +213,52 @@ async fn drain(app: &App) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    tokio::select! {
-        () = wait => {}
-        () = stop_signal() => {
-            let mut jobs = app.jobs.lock();
-            for id in running {
-                for job in jobs.fail(&id, "cancelled", "cancelled: the server shut down".into()) {
-                    app.engine.cancel(job);
-                }
+    let finished = tokio::select! {
+        () = wait => true,
+        _ = signals.wait_for(|&n| n >= 2) => false,
+    };
+    if !finished {
+        let mut jobs = app.jobs.lock();
+        for id in running {
+            for job in jobs.fail(&id, "cancelled", "cancelled: the server shut down".into()) {
+                app.engine.cancel(job);
             }
+        }
+    } else if !running.is_empty() {
+        // Time for the clients polling the finished tasks to fetch their results before they go.
+        tokio::select! {
+            () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+            _ = signals.wait_for(|&n| n >= 2) => {}
         }
     }
 }
 
-/// Resolves at SIGINT or (on Unix) SIGTERM.
-async fn stop_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Counts the SIGINT and (on Unix) SIGTERM signals received. The listeners are made once: one made after a signal
+/// arrived would report that signal again.
+fn signal_count() -> std::io::Result<watch::Receiver<u32>> {
+    let (count, counted) = watch::channel(0u32);
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                count.send_modify(|n| *n += 1);
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+        });
     }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            count.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(counted)
 }
 
 /// Follows the engine's events into the table, writing finished takes, until the server has stopped.

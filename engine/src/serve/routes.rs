@@ -127,7 +127,8 @@ async fn release_task(
             }
         }
     }
-    let position = jobs.waiting();
+    // As the official server counts it: the tasks waiting, this one included (a task failed at once too).
+    let position = jobs.waiting().max(1);
     Ok(envelope(json!({ "task_id": task_id, "status": "queued", "queue_position": position })))
 }
 
