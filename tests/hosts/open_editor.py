@@ -20,7 +20,7 @@ TEMPO = 96.0
 SIGNAL_S = 12.0
 REGION_S = (3.75, 8.75)
 MAX_REGION_S = 3600.0
-STEPS = 80  # of the Steps parameter's 1..200
+STEPS = 100  # of the Steps parameter's 1..200
 PROMPT = "indie rock, jangly electric guitars, live drums, warm bass"
 LYRICS = "[verse]\nsay it again, the way you did"
 

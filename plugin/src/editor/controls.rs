@@ -138,7 +138,7 @@ fn seed_field(ui: &mut Ui, setter: &ParamSetter, param: &IntParam) {
         let mut seed = param.unmodulated_plain_value();
         let response = ui.add(egui::DragValue::new(&mut seed).range(0..=MAX_SEED).speed(1.0));
         follow_widget(setter, param, &response, seed);
-        if ui.button("🎲").on_hover_text("a new random seed").clicked() {
+        if ui.button("Dice").on_hover_text("a new random seed").clicked() {
             set_param(setter, param, random_seed());
         }
     });
@@ -165,7 +165,7 @@ pub fn text_fields(params: &RetakeParams, ui: &mut Ui) {
     ui.horizontal(|ui| {
         ui.strong("Prompt");
         ui.label("(style caption)");
-        ui.menu_button("Presets ⏷", |ui| {
+        ui.menu_button("Presets", |ui| {
             for (name, caption) in PROMPT_PRESETS {
                 if ui.button(name).on_hover_text(caption).clicked() {
                     *params.prompt.write() = caption.to_string();

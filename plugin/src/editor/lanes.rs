@@ -206,10 +206,10 @@ impl Lanes {
                     }
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    if ui.small_button("🗑").on_hover_text("delete (undo for a few seconds)").clicked() {
+                    if ui.small_button("Delete").on_hover_text("delete (undo for a few seconds)").clicked() {
                         actions.push(LaneAction::Delete(id));
                     }
-                    ui.menu_button("⋯", |ui| {
+                    ui.menu_button("More", |ui| {
                         if ui.button("Rename").clicked() {
                             self.edit = Some(LaneEdit::Rename { id, text: lane.name.clone() });
                             ui.close();
@@ -296,7 +296,7 @@ impl Lanes {
             painter.text(
                 Pos2::new(rect.right() - 4.0, rect.top() + 2.0),
                 Align2::RIGHT_TOP,
-                "▶ playing",
+                "playing",
                 FontId::proportional(10.0),
                 PLAYING_EDGE,
             );

@@ -336,37 +336,39 @@ impl nice_plug_egui::NiceEguiApp for RetakeEditor {
         self.shortcuts(ui, &setter);
         ResizableWindow::new("retake-window").min_size(egui::vec2(MIN_SIZE.0, MIN_SIZE.1)).show(ui, |ui| {
             egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
-                ui.add_space(4.0);
-                ui.horizontal(|ui| {
-                    ui.heading(RichText::new("Retake").strong());
-                    ui.label(RichText::new("repaint or cover a region with ACE-Step").color(Color32::GRAY));
+                egui::Frame::new().inner_margin(egui::Margin::same(10)).show(ui, |ui| {
+                    ui.add_space(4.0);
+                    ui.horizontal(|ui| {
+                        ui.heading(RichText::new("Retake").strong());
+                        ui.label(RichText::new("repaint or cover a region with ACE-Step").color(Color32::GRAY));
+                    });
+                    ui.add_space(4.0);
+                    self.arrangement(ui, &setter);
+                    ui.separator();
+                    let board = self.shared.board.lock().clone();
+                    if let Some(action) = progress::job_row(ui, &board, &self.region_text()) {
+                        self.job(action);
+                    }
+                    ui.separator();
+                    let params = self.shared.params.clone();
+                    controls::text_fields(&params, ui);
+                    ui.add_space(4.0);
+                    controls::main_controls(&params, &setter, ui);
+                    ui.separator();
+                    controls::sampling(&params, self.settings.variant(), &setter, ui);
+                    controls::reference_row(&params, ui);
+                    ui.separator();
+                    self.capture_size(ui);
+                    if self.settings.show(ui) {
+                        self.send(Command::ReloadSettings);
+                    }
+                    self.status_lines(ui);
+                    ui.label(
+                        RichText::new("Keys while the editor has focus: Space A/B · G generate · Esc cancel")
+                            .small()
+                            .color(Color32::GRAY),
+                    );
                 });
-                ui.add_space(4.0);
-                self.arrangement(ui, &setter);
-                ui.separator();
-                let board = self.shared.board.lock().clone();
-                if let Some(action) = progress::job_row(ui, &board, &self.region_text()) {
-                    self.job(action);
-                }
-                ui.separator();
-                let params = self.shared.params.clone();
-                controls::text_fields(&params, ui);
-                ui.add_space(4.0);
-                controls::main_controls(&params, &setter, ui);
-                ui.separator();
-                controls::sampling(&params, self.settings.variant(), &setter, ui);
-                controls::reference_row(&params, ui);
-                ui.separator();
-                self.capture_size(ui);
-                if self.settings.show(ui) {
-                    self.send(Command::ReloadSettings);
-                }
-                self.status_lines(ui);
-                ui.label(
-                    RichText::new("Keys while the editor has focus: Space A/B · G generate · Esc cancel")
-                        .small()
-                        .color(Color32::GRAY),
-                );
             });
         });
     }
@@ -398,7 +400,7 @@ mod tests {
     fn the_timeline_spans_the_capture_the_region_and_every_take() {
         assert_eq!(full_span(None, None, &[]), None);
         assert_eq!(full_span(Some(100..500), None, &[]), Some(100..500));
-        assert_eq!(full_span(Some(100..500), Some(&(50..200)), &[400..900]), Some(50..900));
+        assert_eq!(full_span(Some(100..500), Some(&(50..200)), &[400..900, 300..350]), Some(50..900));
         assert_eq!(full_span(None, Some(&(5..5)), &[]), None);
     }
 }

@@ -239,4 +239,46 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    #[test]
+    fn a_take_overview_is_read_from_its_file_once_and_a_missing_file_says_so() {
+        use crate::region::Region;
+        use crate::takes::{export_take, TakeFile};
+        use retake_engine::audio::Audio;
+        let folder = std::env::temp_dir().join(format!("retake-peaks-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        let audio = Audio::new(48_000, vec![vec![0.5; 4_800], vec![-0.25; 4_800]]);
+        let (model_file, host_file, _) = export_take(&folder, 1, &audio, &audio).unwrap();
+        let region = Region { start: 0, end: 4_800, sample_rate: 48_000 };
+        let meta = TakeMeta {
+            id: 1,
+            created_unix_s: 0,
+            region,
+            summary: String::new(),
+            seed: 0,
+            model_file,
+            host_file: host_file.clone(),
+        };
+        let gone =
+            TakeMeta { id: 2, host_file: TakeFile { path: folder.join("take-002.wav"), ..host_file }, ..meta.clone() };
+        let mut overviews = Overviews::start().unwrap();
+        assert_eq!(overviews.take(&meta, Some(&folder)), &TakePeaks::Pending);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while [&meta, &gone].iter().any(|take| overviews.take(take, Some(&folder)) == &TakePeaks::Pending) {
+            assert!(Instant::now() < deadline, "no take overview from the thread");
+            std::thread::sleep(Duration::from_millis(5));
+            overviews.receive();
+        }
+        let TakePeaks::Ready(columns) = overviews.take(&meta, Some(&folder)).clone() else { panic!("not ready") };
+        assert_eq!(columns.len(), TAKE_COLUMNS);
+        // 24-bit files hold 0.5 and -0.25 exactly.
+        assert!(columns.iter().all(|column| *column == Some([(0.5, 0.5), (-0.25, -0.25)])));
+        let TakePeaks::Failed(why) = overviews.take(&gone, Some(&folder)).clone() else {
+            panic!("a missing file drew")
+        };
+        assert!(why.contains("is missing"), "{why}");
+        assert_eq!(overviews.take(&meta, None), &TakePeaks::Ready(columns), "kept: asked once per file content");
+        std::fs::remove_dir_all(&folder).unwrap();
+    }
 }

@@ -46,14 +46,15 @@ pub fn job_row(ui: &mut Ui, board: &StatusBoard, region_text: &str) -> Option<Jo
             JobPhase::Running { label, fraction } => (progress_text(label, board.time_left), *fraction),
         };
         let bar = ProgressBar::new(fraction).text(text).desired_width(bar_width).desired_height(30.0);
-        ui.add(if idle { bar } else { bar.animate(true) });
+        // Idle, the bar is an empty track (a zero fill would still draw a dot).
+        ui.add(if idle { bar.fill(Color32::TRANSPARENT) } else { bar });
         let cancel = egui::Button::new("Cancel").min_size(egui::vec2(cancel_width, 30.0));
         if ui.add_enabled(!idle, cancel).on_hover_text("Esc: stop the job").clicked() {
             action = Some(JobAction::Cancel);
         }
     });
     if let Some(error) = &board.error {
-        ui.colored_label(ERROR_COLOR, RichText::new(format!("⚠ {error}")).strong());
+        ui.colored_label(ERROR_COLOR, RichText::new(error).strong());
     }
     action
 }

@@ -1,5 +1,5 @@
-//! The engine settings form: model folder, device, VRAM budget, variant, DiT folder and LoRA adapters, saved to
-//! the settings file (environment variables win over it).
+//! The engine settings form: the ACE-Step API server and its key (engine/src/remote), model folder, device, VRAM
+//! budget, variant, DiT folder and LoRA adapters, saved to the settings file (environment variables win over it).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use egui::{TextEdit, Ui};
 use super::progress::ERROR_COLOR;
 use super::NOTICE_COLOR;
 use crate::error::PluginError;
-use crate::settings::{self, EngineSettings, LoraSetting};
+use crate::settings::{self, EngineSettings, LoraSetting, SERVER_ENV_VARS};
 use retake_engine::model::variant::Variant;
 
 /// The engine settings form: the settings file's content being edited, and the outcome of the last save.
@@ -69,6 +69,7 @@ impl SettingsForm {
         egui::CollapsingHeader::new("Engine settings").show(ui, |ui| {
             let draft = &mut form.draft;
             let [model_dir, device, budget, variant, dit_dir] = env.fields();
+            let env_key_set = !env.api_key.trim().is_empty();
             egui::Grid::new("retake-engine-settings").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
                 let overridden = |ui: &mut Ui, (var, set): (&str, &str)| {
                     if set.is_empty() {
@@ -78,15 +79,25 @@ impl SettingsForm {
                     }
                     ui.end_row();
                 };
+                let server_hint = "empty: the local model; e.g. http://gpu-box:8001 (retake serve or ACE-Step's API)";
                 let rows = [
+                    ("Server", server_hint, &mut draft.server, (SERVER_ENV_VARS[0], env.server.as_str())),
                     ("Model folder", "empty: the Hugging Face cache", &mut draft.model_dir, model_dir),
                     ("Device", "cpu, cuda or cuda:N", &mut draft.device, device),
                     ("VRAM budget", "e.g. 6GiB; empty: no limit", &mut draft.vram_budget, budget),
                 ];
-                for (label, hint, value, env) in rows {
+                for (index, (label, hint, value, env)) in rows.into_iter().enumerate() {
                     ui.label(label);
                     ui.add(TextEdit::singleline(value).hint_text(hint).desired_width(360.0));
                     overridden(ui, env);
+                    if index == 0 {
+                        // The key is a secret: typed hidden, and an environment variable's value is not shown.
+                        ui.label("API key");
+                        let key = TextEdit::singleline(&mut draft.api_key).password(true);
+                        ui.add(key.hint_text("the server's key; empty: none is sent").desired_width(360.0));
+                        let set = if env_key_set { "(hidden)" } else { "" };
+                        overridden(ui, (SERVER_ENV_VARS[1], set));
+                    }
                 }
                 ui.label("Variant");
                 let shown =

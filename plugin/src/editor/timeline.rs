@@ -19,8 +19,8 @@ const WAVE_COLOR: Color32 = Color32::from_rgb(150, 185, 225);
 const REGION_FILL: Color32 = Color32::from_rgba_premultiplied(50, 80, 150, 80);
 const REGION_EDGE: Color32 = Color32::from_rgb(120, 160, 255);
 const LOOP_COLOR: Color32 = Color32::from_rgb(230, 190, 70);
-const GRID_BEAT: Color32 = Color32::from_gray(48);
-const GRID_BAR: Color32 = Color32::from_gray(70);
+const GRID_BEAT: Color32 = Color32::from_rgba_premultiplied(14, 14, 14, 14);
+const GRID_BAR: Color32 = Color32::from_rgba_premultiplied(40, 40, 40, 40);
 /// Pointer distance in points within which a region edge is grabbed.
 const EDGE_GRAB: f32 = 6.0;
 /// The most the timeline zooms in.
@@ -238,17 +238,6 @@ impl Timeline {
         painter.rect_filled(rect, 3.0, Color32::from_gray(22));
         let rate = f64::from(scene.rate);
         let grid = BeatGrid::new(scene.transport.tempo, scene.transport.time_signature, scene.rate);
-        if let Some(grid) =
-            grid.filter(|grid| view.x_of(grid.samples_per_beat as i64 + view.span.start) - view.left >= 6.0)
-        {
-            let first = (view.span.start as f64 / grid.samples_per_beat).ceil() as i64;
-            let last = (view.span.end as f64 / grid.samples_per_beat).floor() as i64;
-            for beat in first..=last {
-                let x = view.x_of((beat as f64 * grid.samples_per_beat).round() as i64);
-                let color = if beat % i64::from(grid.beats_per_bar) == 0 { GRID_BAR } else { GRID_BEAT };
-                painter.line_segment([Pos2::new(x, rect.top()), Pos2::new(x, rect.bottom())], Stroke::new(1.0, color));
-            }
-        }
         let wave = rect.shrink2(egui::vec2(0.0, 14.0));
         match scene.peaks {
             Some(peaks) => draw_waveform(&painter, wave, view, WAVE_COLOR, true, |t| Some(peaks.at(t))),
@@ -260,6 +249,18 @@ impl Timeline {
                     FontId::proportional(14.0),
                     Color32::GRAY,
                 );
+            }
+        }
+        // Beat grid, over the waveform.
+        if let Some(grid) =
+            grid.filter(|grid| view.x_of(grid.samples_per_beat as i64 + view.span.start) - view.left >= 6.0)
+        {
+            let first = (view.span.start as f64 / grid.samples_per_beat).ceil() as i64;
+            let last = (view.span.end as f64 / grid.samples_per_beat).floor() as i64;
+            for beat in first..=last {
+                let x = view.x_of((beat as f64 * grid.samples_per_beat).round() as i64);
+                let color = if beat % i64::from(grid.beats_per_bar) == 0 { GRID_BAR } else { GRID_BEAT };
+                painter.line_segment([Pos2::new(x, rect.top()), Pos2::new(x, rect.bottom())], Stroke::new(1.0, color));
             }
         }
         // Ruler.
@@ -324,8 +325,8 @@ impl Timeline {
             let (captured, missing) = captured_and_missing(peaks, &view.span, scene.rate);
             let text = format!("captured {captured:.1} s · missing {missing:.1} s in view");
             painter.text(
-                Pos2::new(rect.right() - 4.0, rect.top() + 1.0),
-                Align2::RIGHT_TOP,
+                Pos2::new(rect.right() - 4.0, rect.bottom() - 1.0),
+                Align2::RIGHT_BOTTOM,
                 text,
                 FontId::proportional(10.0),
                 Color32::from_gray(170),
@@ -405,10 +406,12 @@ impl Timeline {
     }
 }
 
-/// `m:ss.s` (or `s.ss` below ten seconds).
+/// `s.ss s` below ten seconds, `s.s s` below a minute, else `m:ss.s`.
 pub fn format_seconds(seconds: f64) -> String {
     if seconds.abs() < 10.0 {
         format!("{seconds:.2} s")
+    } else if seconds.abs() < 60.0 {
+        format!("{seconds:.1} s")
     } else {
         let whole = seconds.max(0.0);
         format!("{}:{:04.1}", (whole / 60.0).floor() as i64, whole % 60.0)
@@ -493,6 +496,7 @@ mod tests {
         assert_eq!(ruler_step(0.1, 70.0), 10.0);
         assert_eq!(ruler_step(100.0, 70.0), 600.0);
         assert_eq!(format_seconds(2.5), "2.50 s");
+        assert_eq!(format_seconds(12.0), "12.0 s");
         assert_eq!(format_seconds(75.3), "1:15.3");
     }
 }
