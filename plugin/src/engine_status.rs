@@ -7,8 +7,12 @@ use retake_engine::runtime::{EngineConfig, EngineStats};
 
 /// `engine: <state> · <device> · <variant> from <where> · budget <size> · shared by <n> instances · resident <now>
 /// (peak <most>)`; the sharing part only when other instances use the engine too (src/engine_share.rs), the resident
-/// part only once a job has run.
+/// part only once a job has run. With a remote server: `engine: <state> · server <url>`.
 pub fn status_line(state: &str, config: &EngineConfig, stats: Option<&EngineStats>) -> String {
+    if let Some(server) = &config.server {
+        // Jobs run on the server (engine/src/remote): the local model, device and budget do not apply.
+        return format!("engine: {state} · server {}", server.url);
+    }
     let device = config.device;
     let variant = config.model.variant;
     let source = match &config.model.source {
@@ -41,6 +45,13 @@ mod tests {
     use retake_engine::runtime::DeviceChoice;
 
     use super::*;
+
+    #[test]
+    fn with_a_server_the_line_names_it_instead_of_the_local_model() {
+        let server = retake_engine::remote::RemoteServer::new("http://gpu-box:8001/", None).unwrap();
+        let config = EngineConfig { server: Some(server), ..EngineConfig::default() };
+        assert_eq!(status_line("running", &config, None), "engine: running · server http://gpu-box:8001");
+    }
 
     #[test]
     fn the_line_names_state_device_model_and_budget_and_residency_once_known() {

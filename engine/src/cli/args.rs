@@ -9,6 +9,7 @@ use retake_engine::model::linear::CpuPrecision;
 use retake_engine::model::lora::LoraSpec;
 use retake_engine::model::variant::Variant;
 use retake_engine::pipeline::request::{Mode, MAX_DURATION_S, MAX_SPLICE_CROSSFADE_MS, MAX_STEPS};
+use retake_engine::remote::RemoteServer;
 use retake_engine::runtime::{parse_size, DeviceChoice};
 
 use super::bench::BenchArgs;
@@ -205,6 +206,17 @@ pub struct CommonArgs {
     /// An audio file whose timbre the result takes (repeatable; at least 1 s of sound each, at most 600 s).
     #[arg(long = "reference", value_name = "AUDIO")]
     pub references: Vec<PathBuf>,
+    /// Run the job on an ACE-Step 1.5 API server (`retake serve` or the official acestep.api_server) at this
+    /// address, e.g. http://gpu-box:8001, instead of on this machine; the model flags are then the server's.
+    #[arg(long, value_name = "URL", env = "RETAKE_SERVER", value_parser = server_url, conflicts_with = "loras")]
+    pub server: Option<String>,
+    /// The server's API key, sent as `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "KEY", env = "ACESTEP_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Seconds the server may take from the upload to the result before the job is given up [default: 600 plus 10
+    /// per second of audio, times steps/8].
+    #[arg(long, value_name = "SECONDS", requires = "server", value_parser = number(0.0, Low::Excluded, 1e7))]
+    pub server_deadline: Option<f64>,
 }
 
 /// The model, its device and budget: shared by the tasks and `retake serve`.
@@ -335,6 +347,11 @@ fn duration(text: &str) -> Result<Duration, String> {
         }
         _ => Err(format!("`{text}` is not a duration from above 0 up to a year; e.g. 90s, 30m or 1h")),
     }
+}
+
+/// A `--server` value: an http:// or https:// address (engine/src/remote), without a trailing slash.
+fn server_url(text: &str) -> Result<String, String> {
+    RemoteServer::new(text, None).map(|server| server.url)
 }
 
 /// A `--range` value: `START:END` in seconds, both finite, the start before the end.
@@ -511,6 +528,22 @@ mod tests {
         for value in ["0", "-1", "inf", "NaN"] {
             value_error("--cfg", value);
         }
+    }
+
+    #[test]
+    fn a_server_address_and_key_parse_and_a_wrong_address_or_a_lora_beside_it_is_refused() {
+        let t2m = ["text2music", "--output", "o.wav", "--duration", "5", "--prompt", "p"];
+        let cli = parse(&[&t2m[..], &["--server", "http://gpu-box:8001/", "--api-key", "k"]].concat()).unwrap();
+        let common = task(&cli).unwrap().common();
+        assert_eq!((common.server.as_deref(), common.api_key.as_deref()), (Some("http://gpu-box:8001"), Some("k")));
+        assert_eq!(common.server_deadline, None);
+        let err = value_error("--server", "gpu-box:8001");
+        assert!(err.contains("`gpu-box:8001` is not a server address; give one like http://gpu-box:8001"), "{err}");
+        let lora = parse(&[&t2m[..], &["--server", "http://h", "--lora", "a.safetensors"]].concat()).unwrap_err();
+        assert_eq!(lora.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let deadline = parse(&[&t2m[..], &["--server-deadline", "30"]].concat()).unwrap_err();
+        assert_eq!(deadline.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        value_error("--server-deadline", "0");
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn run(command: &Command, view: &ProgressView) -> Result<serde_json::Value, CliE
     let source = command.input().map(SourceClip::read).transpose()?;
     let seed = command.common().seed.unwrap_or_else(request::random_seed);
     let request = request::build(command, source.as_ref(), seed)?;
-    let finished = job::run(request::engine_config(&command.common().engine), request, view)?;
+    let finished = job::run(request::task_engine_config(command.common())?, request, view)?;
     let audio = match &source {
         Some(clip) => clip.render(&finished.take.audio, request::keeps_original(command))?,
         None => finished.take.audio.clone(),

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::hash::BuildHasher;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use retake_engine::audio::Audio;
 use retake_engine::error::{EngineError, Result};
@@ -13,6 +14,7 @@ use retake_engine::model::prompt::LYRIC_MAX_TOKENS;
 use retake_engine::model_source::{ModelSource, ModelSpec};
 use retake_engine::pipeline::request::{CfgInterval, GenerationRequest, Metas, Task};
 use retake_engine::pipeline::timbre::checked_reference;
+use retake_engine::remote::RemoteServer;
 use retake_engine::runtime::EngineConfig;
 
 use super::args::{Command, CommonArgs, EngineArgs};
@@ -42,6 +44,19 @@ pub fn engine_config(common: &EngineArgs) -> EngineConfig {
         cpu_precision: common.precision.unwrap_or_default(),
         ..EngineConfig::default()
     }
+}
+
+/// The engine for one task: [`engine_config`], sending the job to `--server` when one is given.
+pub fn task_engine_config(common: &CommonArgs) -> Result<EngineConfig> {
+    let server = match &common.server {
+        None => None,
+        Some(url) => {
+            let mut server = RemoteServer::new(url, common.api_key.clone()).map_err(EngineError::invalid)?;
+            server.deadline = common.server_deadline.map(Duration::from_secs_f64);
+            Some(server)
+        }
+    };
+    Ok(EngineConfig { server, ..engine_config(&common.engine) })
 }
 
 /// A fresh seed from the OS's randomness (printed in the summary so the take can be repeated).
@@ -280,6 +295,19 @@ mod tests {
         assert_eq!(precision("bf16").cpu_precision, retake_engine::model::linear::CpuPrecision::Bf16);
         let err = Cli::try_parse_from([&["retake"], &t2m[..], &["fp16"]].concat()).unwrap_err().to_string();
         assert!(err.contains("`fp16` is not a CPU precision; use f32 or bf16"), "{err}");
+    }
+
+    #[test]
+    fn a_server_sends_the_job_there_with_its_key_and_deadline_and_without_one_it_runs_here() {
+        let t2m = ["text2music", "--output", "o.wav", "--duration", "1", "--prompt", "p"];
+        let remote = ["--server", "http://gpu-box:8001", "--api-key", " k ", "--server-deadline", "2.5"];
+        let config = task_engine_config(command(&[&t2m[..], &remote[..]].concat()).common()).unwrap();
+        let server = config.server.unwrap();
+        assert_eq!((server.url.as_str(), server.api_key.as_deref()), ("http://gpu-box:8001", Some("k")));
+        assert_eq!(server.deadline, Some(Duration::from_millis(2500)));
+        let keyless = task_engine_config(command(&[&t2m[..], &remote[..2]].concat()).common()).unwrap();
+        assert_eq!(keyless.server.map(|s| (s.api_key, s.deadline)), Some((None, None)));
+        assert_eq!(task_engine_config(command(&t2m).common()).unwrap().server, None);
     }
 
     #[test]

@@ -113,10 +113,10 @@ fn follow(client: &Client, task: &str, steps: usize, deadline: Duration, reporte
         }
         if started.elapsed() >= deadline {
             return Err(EngineError::Remote(format!(
-                "the server {} did not finish job {task} within {} s; it may be stuck or overloaded (the job was \
+                "the server {} did not finish job {task} within {:.1} s; it may be stuck or overloaded (the job was \
                  cancelled where the server can cancel)",
                 client.url(),
-                deadline.as_secs_f64().round()
+                deadline.as_secs_f64()
             )));
         }
         wait(POLL, &mut || reporter.tick())?;
