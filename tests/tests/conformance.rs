@@ -68,6 +68,10 @@ impl Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
+            // A connection per request: the official server closes one after a 500 without saying so, and a
+            // pooled connection reused then is reset.
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .build();
         Self { agent: config.into(), base: server.base.clone(), key: key.map(str::to_owned) }
     }

@@ -327,12 +327,13 @@ impl Jobs {
                         let extra = json!({
                             "prompt": t.info.prompt,
                             "lyrics": t.info.lyrics,
+                            // "N/A" for what the request did not give, as the official `normalize_metas`.
                             "metas": {
-                                "bpm": t.info.bpm,
+                                "bpm": t.info.bpm.map_or(json!("N/A"), |bpm| json!(bpm)),
                                 "duration": p.seconds,
-                                "genres": "",
-                                "keyscale": t.info.key.clone().unwrap_or_default(),
-                                "timesignature": t.info.time_signature.clone().unwrap_or_default(),
+                                "genres": "N/A",
+                                "keyscale": t.info.key.as_deref().unwrap_or("N/A"),
+                                "timesignature": t.info.time_signature.as_deref().unwrap_or("N/A"),
                                 "prompt": t.info.prompt,
                                 "lyrics": t.info.lyrics,
                             },
@@ -437,6 +438,10 @@ mod tests {
         assert_eq!(items[1]["file"], "/v1/audio?path=/out/t1_2.wav");
         assert_eq!((items[0]["seed_value"].as_str(), items[0]["stage"].as_str()), (Some("7,8"), Some("succeeded")));
         assert_eq!(items[0]["metas"]["duration"], 1.0);
+        assert_eq!(
+            (items[0]["metas"]["bpm"].as_str(), items[0]["metas"]["keyscale"].as_str()),
+            (Some("N/A"), Some("N/A"))
+        );
         assert!(jobs.owns_file(Path::new("/out/t1_1.wav")));
     }
 

@@ -31,9 +31,8 @@ use tokio::sync::watch;
 
 use crate::model::variant::Variant;
 use crate::runtime::{Engine, EngineConfig, EngineHandle, Event};
+use fields::MAX_BATCH;
 use jobs::{FollowUp, Jobs, Status};
-
-pub use fields::MAX_BATCH;
 
 /// How `retake serve` runs.
 #[derive(Debug, Clone)]
