@@ -152,7 +152,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_upload_mb: u32,
     /// How long results are kept after their task ended, then deleted: seconds, or a number with s, m, h or d.
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1h", allow_negative_numbers = true, value_parser = duration)]
     pub keep_results: Duration,
     /// The model and where it runs.
     #[command(flatten)]
