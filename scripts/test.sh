@@ -54,9 +54,11 @@ run "bundle (debug, alloc check)" bundle_alloc_check
 run "bundle (release)" cargo xtask bundle retake --release
 run "bundle entry symbols" scripts/check-bundles.sh
 run "cargo test (workspace)" cargo test --workspace --no-fail-fast
-# The conformance suite against the official ACE-Step 1.5 server (tests/tests/conformance.rs), from the shared peers
-# folder beside the clone; start-server.sh makes its venv once, in ~/.cache/retake-peers (outside the clone).
-run "conformance: official server" cargo test -p retake-tests --test conformance -- --ignored
+# The conformance suite and the remote backend against the official ACE-Step 1.5 server (tests/tests/conformance.rs,
+# tests/tests/remote.rs), from the shared peers folder beside the clone; start-server.sh makes its venv once, in
+# ~/.cache/retake-peers (outside the clone).
+run "official server: conformance, remote backend" \
+  cargo test -p retake-tests --test conformance --test remote -- --ignored
 run "hosts: DawDreamer, editor, Ardour" tests/hosts/run.sh
 run "Windows entry symbols" scripts/check-bundles.sh windows
 run "Windows under Wine" wine_tests
