@@ -71,19 +71,6 @@ fn next(events: &Receiver<Event>) -> Event {
     }
 }
 
-fn job_of(event: &Event) -> Option<JobId> {
-    match event {
-        Event::Queued { job, .. }
-        | Event::Encoding { job }
-        | Event::Step { job, .. }
-        | Event::Decoding { job, .. }
-        | Event::Done { job, .. }
-        | Event::Failed { job, .. }
-        | Event::Cancelled { job } => Some(*job),
-        Event::Loading { .. } | Event::Warning(_) => None,
-    }
-}
-
 fn is_terminal(event: &Event) -> bool {
     matches!(event, Event::Done { .. } | Event::Failed { .. } | Event::Cancelled { .. })
 }
@@ -108,7 +95,7 @@ fn until_end(events: &Receiver<Event>, job: JobId) -> Vec<Event> {
     let mut seen = Vec::new();
     loop {
         let event = next(events);
-        let last = job_of(&event) == Some(job) && is_terminal(&event);
+        let last = event.job() == Some(job) && is_terminal(&event);
         seen.push(event);
         if last {
             return seen;
@@ -121,8 +108,8 @@ fn until_first_step(events: &Receiver<Event>, job: JobId) -> Vec<Event> {
     let mut seen = Vec::new();
     loop {
         let event = next(events);
-        let step = job_of(&event) == Some(job) && matches!(event, Event::Step { .. });
-        assert!(!(job_of(&event) == Some(job) && is_terminal(&event)), "{job:?} ended early: {}", label(&event));
+        let step = event.job() == Some(job) && matches!(event, Event::Step { .. });
+        assert!(!(event.job() == Some(job) && is_terminal(&event)), "{job:?} ended early: {}", label(&event));
         seen.push(event);
         if step {
             return seen;
@@ -131,11 +118,11 @@ fn until_first_step(events: &Receiver<Event>, job: JobId) -> Vec<Event> {
 }
 
 fn labels_of(events: &[Event], job: JobId) -> Vec<String> {
-    events.iter().filter(|e| job_of(e) == Some(job)).map(label).collect()
+    events.iter().filter(|e| e.job() == Some(job)).map(label).collect()
 }
 
 fn take_of(events: &[Event], job: JobId) -> Arc<Take> {
-    match events.iter().find(|e| job_of(e) == Some(job) && is_terminal(e)) {
+    match events.iter().find(|e| e.job() == Some(job) && is_terminal(e)) {
         Some(Event::Done { take, .. }) => take.clone(),
         other => panic!("{job:?} did not finish: {:?}", other.map(label)),
     }
@@ -156,7 +143,7 @@ fn events_arrive_in_order_and_done_carries_audio_latents_and_request() {
     want.extend((0..=tiles).map(|t| format!("decoding {t}/{tiles}")));
     want.push("done".into());
     assert_eq!(labels, want);
-    assert!(seen.iter().all(|e| job_of(e) == Some(job)), "events of other kinds: {:?}", seen.iter().map(label));
+    assert!(seen.iter().all(|e| e.job() == Some(job)), "events of other kinds: {:?}", seen.iter().map(label));
 
     let take = take_of(&seen, job);
     assert_eq!((take.audio.sample_rate, take.audio.channels.len(), take.audio.len()), (MODEL_SAMPLE_RATE, 2, 48_000));
@@ -179,7 +166,7 @@ fn jobs_run_one_at_a_time_in_submission_order_with_their_queue_positions() {
     let queued: Vec<String> = later.iter().map(|&j| labels_of(&seen, j)[0].clone()).collect();
     assert_eq!(queued, ["queued 0", "queued 1", "queued 2"]);
     // Each job's events form one contiguous run after its `Queued`, in submission order.
-    let order: Vec<JobId> = seen.iter().filter(|e| !matches!(e, Event::Queued { .. })).filter_map(job_of).fold(
+    let order: Vec<JobId> = seen.iter().filter(|e| !matches!(e, Event::Queued { .. })).filter_map(Event::job).fold(
         Vec::new(),
         |mut runs, job| {
             if runs.last() != Some(&job) {
@@ -242,7 +229,7 @@ fn a_failing_job_reports_why_and_the_next_job_still_succeeds() {
     let no_source = handle.submit(sourceless).unwrap();
     let good = handle.submit(text2music(0.4, 2)).unwrap();
     let seen = until_end(&events, good);
-    match seen.iter().find(|e| job_of(e) == Some(no_source) && is_terminal(e)) {
+    match seen.iter().find(|e| e.job() == Some(no_source) && is_terminal(e)) {
         Some(Event::Failed { error, .. }) => assert!(error.contains("needs source audio"), "{error}"),
         other => panic!("expected Failed, got {:?}", other.map(label)),
     }
@@ -265,7 +252,7 @@ fn a_failing_job_keeps_cancels_for_later_jobs_and_the_engine_keeps_serving() {
     handle.cancel(cancelled);
     handle.cancel(running);
     let seen = until_end(&events, good);
-    match seen.iter().find(|e| job_of(e) == Some(failing) && is_terminal(e)) {
+    match seen.iter().find(|e| e.job() == Some(failing) && is_terminal(e)) {
         Some(Event::Failed { error, .. }) => assert!(error.contains("at most 600 s"), "{error}"),
         other => panic!("expected Failed, got {:?}", other.map(label)),
     }
@@ -285,7 +272,7 @@ fn a_full_queue_refuses_a_submit_at_once_without_events() {
     assert!(asked.elapsed() < Duration::from_millis(100), "the refusal took {:?}", asked.elapsed());
     handle.cancel(running);
     let seen = until_end(&events, waiting);
-    assert!(seen.iter().all(|e| matches!(job_of(e), Some(j) if j == running || j == waiting)));
+    assert!(seen.iter().all(|e| matches!(e.job(), Some(j) if j == running || j == waiting)));
     take_of(&seen, waiting);
     // The refused submit used no id.
     assert_eq!(handle.submit(text2music(0.4, 2)), Ok(JobId(waiting.0 + 1)));
@@ -309,7 +296,7 @@ fn a_hundred_jobs_with_interleaved_cancels_each_end_exactly_once() {
     while ends.len() < jobs.len() {
         assert!(Instant::now() < deadline, "only {} of 100 jobs ended in time", ends.len());
         let event = next(&events);
-        match (&event, job_of(&event)) {
+        match (&event, event.job()) {
             // Cancel the job after every encoding one, whether it is still queued or already running.
             (Event::Encoding { .. }, Some(job)) if job.0 % 4 == 0 => handle.cancel(JobId(job.0 + 1)),
             (e, Some(job)) if is_terminal(e) => ends.entry(job).or_default().push(label(e)),
@@ -319,7 +306,7 @@ fn a_hundred_jobs_with_interleaved_cancels_each_end_exactly_once() {
     drop(handle);
     // The thread has been joined: the stream ends, with no second ending for any job.
     for event in events.iter() {
-        if let (true, Some(job)) = (is_terminal(&event), job_of(&event)) {
+        if let (true, Some(job)) = (is_terminal(&event), event.job()) {
             ends.entry(job).or_default().push(label(&event));
         }
     }
@@ -358,10 +345,10 @@ fn dropping_the_last_handle_cancels_the_work_and_joins_the_thread() {
     let rest: Vec<Event> = events.try_iter().collect();
     assert!(matches!(events.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Disconnected)));
     for job in [running].iter().chain(&waiting).chain([&still]) {
-        let end: Vec<String> = rest.iter().filter(|e| job_of(e) == Some(*job) && is_terminal(e)).map(label).collect();
+        let end: Vec<String> = rest.iter().filter(|e| e.job() == Some(*job) && is_terminal(e)).map(label).collect();
         assert_eq!(end, ["cancelled"], "{job:?}");
     }
-    assert!(!rest.iter().any(|e| matches!(e, Event::Encoding { .. }) && job_of(e) != Some(running)));
+    assert!(!rest.iter().any(|e| matches!(e, Event::Encoding { .. }) && e.job() != Some(running)));
 }
 
 #[test]
@@ -389,7 +376,7 @@ fn repainting_the_same_audio_twice_encodes_it_once_and_gives_the_same_take() {
 fn until_all_end(streams: [&Receiver<Event>; 2], jobs: &[JobId]) -> [Vec<Event>; 2] {
     let mut seen = [Vec::new(), Vec::new()];
     let ended = |seen: &[Vec<Event>; 2]| {
-        jobs.iter().all(|&job| seen.iter().flatten().any(|e| job_of(e) == Some(job) && is_terminal(e)))
+        jobs.iter().all(|&job| seen.iter().flatten().any(|e| e.job() == Some(job) && is_terminal(e)))
     };
     let deadline = Instant::now() + EVENT_TIMEOUT;
     while !ended(&seen) {
@@ -403,7 +390,7 @@ fn until_all_end(streams: [&Receiver<Event>; 2], jobs: &[JobId]) -> [Vec<Event>;
 
 /// The jobs a stream's events belong to.
 fn jobs_in(events: &[Event]) -> std::collections::BTreeSet<JobId> {
-    events.iter().filter_map(job_of).collect()
+    events.iter().filter_map(Event::job).collect()
 }
 
 #[test]
@@ -475,7 +462,7 @@ fn a_dropped_client_has_its_jobs_cancelled_at_once_and_the_other_client_is_serve
 
     let rest: Vec<Event> = first_events.try_iter().collect();
     for job in [running].iter().chain(&waiting) {
-        let end: Vec<String> = rest.iter().filter(|e| job_of(e) == Some(*job) && is_terminal(e)).map(label).collect();
+        let end: Vec<String> = rest.iter().filter(|e| e.job() == Some(*job) && is_terminal(e)).map(label).collect();
         assert_eq!(end, ["cancelled"], "{job:?}");
     }
     assert!(!rest.iter().any(|e| matches!(e, Event::Decoding { .. })), "the dropped client's job ran to its end");

@@ -467,28 +467,7 @@ impl Generator {
 
     /// The request's source as 48 kHz stereo, checked.
     fn source_audio(&self, request: &GenerationRequest) -> Result<Audio> {
-        let source = request
-            .source
-            .clone()
-            .ok_or_else(|| EngineError::invalid("this task needs source audio; capture or load a clip first"))?;
-        if source.sample_rate != MODEL_SAMPLE_RATE {
-            return Err(EngineError::invalid(format!(
-                "the source is {} Hz but the pipeline runs at {MODEL_SAMPLE_RATE} Hz; resample it first \
-                 (retake_engine::audio::resample)",
-                source.sample_rate
-            )));
-        }
-        let source = to_stereo(source)?;
-        check_finite(&source, "the source audio")?;
-        check_length("the source audio", source.duration_s())?;
-        if source.len() < self.grid().hop {
-            return Err(EngineError::invalid(format!(
-                "the source is {} samples long; it needs at least one latent frame ({} samples)",
-                source.len(),
-                self.grid().hop
-            )));
-        }
-        Ok(source)
+        checked_source(request, self.grid().hop)
     }
 
     /// VAE latents `[1, T, C]` of 48 kHz stereo audio (clamped to ±1), from the cache when this exact audio
@@ -603,6 +582,31 @@ fn union(frames: usize, parts: impl Iterator<Item = Vec<f32>>) -> Vec<f32> {
     parts.fold(vec![0.0; frames], |acc, part| acc.iter().zip(part).map(|(a, b)| a.max(b)).collect())
 }
 
+/// `request`'s source as 48 kHz stereo: present, at the model's rate, finite, within the length limit and at least
+/// one latent frame (`hop` samples) long. The local pipeline and the remote backend (remote/job.rs) both take it.
+pub(crate) fn checked_source(request: &GenerationRequest, hop: usize) -> Result<Audio> {
+    let source = request
+        .source
+        .clone()
+        .ok_or_else(|| EngineError::invalid("this task needs source audio; capture or load a clip first"))?;
+    if source.sample_rate != MODEL_SAMPLE_RATE {
+        return Err(EngineError::invalid(format!(
+            "the source is {} Hz but the engine runs at {MODEL_SAMPLE_RATE} Hz; resample it first \
+             (retake_engine::audio::resample)",
+            source.sample_rate
+        )));
+    }
+    let source = to_stereo(source)?;
+    check_finite(&source, "the source audio")?;
+    check_length("the source audio", source.duration_s())?;
+    if source.len() < hop {
+        return Err(EngineError::invalid(format!(
+            "the source is {} samples long; it needs at least one latent frame ({hop} samples)",
+            source.len()
+        )));
+    }
+    Ok(source)
+}
 /// `left` zeros, the audio, `right` zeros, per channel.
 pub(crate) fn pad_audio(audio: &Audio, left: usize, right: usize) -> Audio {
     let channels = audio

@@ -16,4 +16,4 @@ pub(crate) use components::Components;
 pub use conditioning::{DitCondition, EncodedPrompt};
 pub use denoise::{denoise, DenoisePlan, Injection, KeepOutside, Phase};
 pub use generator::Generator;
-pub(crate) use generator::{pad_audio, studio_padding, Splice};
+pub(crate) use generator::{checked_source, pad_audio, studio_padding, Splice};

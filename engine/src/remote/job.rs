@@ -13,7 +13,7 @@ use crate::error::{EngineError, Result};
 use crate::model::audio_tokenizer::parse_audio_codes;
 use crate::pipeline::masks::FrameGrid;
 use crate::pipeline::request::{GenerationRequest, Mode, Progress, ProgressFn, Task, MAX_DURATION_S};
-use crate::pipeline::{pad_audio, studio_padding, Splice};
+use crate::pipeline::{checked_source, pad_audio, studio_padding, Splice};
 
 /// The official server's latent grid: 48 kHz, `// 1920` samples per frame (acestep/core/generation/handler/
 /// conditioning_target.py). Uploads are padded to whole frames so the server's decode covers every sample.
@@ -155,14 +155,14 @@ fn plan(request: &GenerationRequest) -> Result<Plan> {
                     (None, parse_audio_codes(codes, u32::MAX).len() * SAMPLES_PER_CODE, None)
                 }
                 None => {
-                    let source = source_audio(request)?;
+                    let source = checked_source(request, GRID.hop)?;
                     let length = source.len();
                     (Some(whole_frames(source)), length, None)
                 }
             }
         }
         Task::Repaint { ranges, strength, splice_crossfade_ms } => {
-            let source = source_audio(request)?;
+            let source = checked_source(request, GRID.hop)?;
             // The local pipeline's padding: zeros before a start below 0 s and after an end past the clip, the
             // ranges moved onto the padded timeline (whose earliest start is then at or after 0 s).
             let padding = studio_padding(ranges, source.len(), source.duration_s(), GRID)?;
@@ -212,24 +212,6 @@ fn common_fields(request: &GenerationRequest) -> Vec<(String, String)> {
         fields.push(("time_signature", signature.clone()));
     }
     fields.into_iter().map(|(name, value)| (name.to_string(), value)).collect()
-}
-
-/// The request's source, 48 kHz stereo with finite samples.
-fn source_audio(request: &GenerationRequest) -> Result<Audio> {
-    let source = request
-        .source
-        .clone()
-        .ok_or_else(|| EngineError::invalid("this task needs source audio; capture or load a clip first"))?;
-    if source.sample_rate != MODEL_SAMPLE_RATE {
-        return Err(EngineError::invalid(format!(
-            "the source is {} Hz but a server takes {MODEL_SAMPLE_RATE} Hz; resample it first \
-             (retake_engine::audio::resample)",
-            source.sample_rate
-        )));
-    }
-    let source = to_stereo(source)?;
-    check_finite(&source, "the source audio")?;
-    Ok(source)
 }
 
 /// `audio` with zeros after it up to a whole number of latent frames.

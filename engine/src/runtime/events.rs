@@ -93,3 +93,19 @@ pub enum Event {
     /// Something the user should know that is not a failure (e.g. CUDA unavailable, running on CPU).
     Warning(String),
 }
+
+impl Event {
+    /// The job the event belongs to; `None` for `Loading` and `Warning`, which concern the engine.
+    pub fn job(&self) -> Option<JobId> {
+        match self {
+            Self::Queued { job, .. }
+            | Self::Encoding { job }
+            | Self::Step { job, .. }
+            | Self::Decoding { job, .. }
+            | Self::Done { job, .. }
+            | Self::Failed { job, .. }
+            | Self::Cancelled { job } => Some(*job),
+            Self::Loading { .. } | Self::Warning(_) => None,
+        }
+    }
+}

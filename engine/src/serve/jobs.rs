@@ -190,22 +190,17 @@ impl Jobs {
 
     /// Follows one engine event.
     pub fn on_event(&mut self, event: &Event, out_dir: &Path) -> FollowUp {
-        let job = match event {
-            Event::Loading { component, bytes_done, bytes_total } => {
+        let job = match (event.job(), event) {
+            (Some(job), _) => job,
+            (None, Event::Loading { component, bytes_done, bytes_total }) => {
                 self.log_line = format!("loading {component} ({bytes_done}/{bytes_total} bytes)");
                 return FollowUp::None;
             }
-            Event::Warning(warning) => {
+            (None, Event::Warning(warning)) => {
                 self.log_line = warning.clone();
                 return FollowUp::None;
             }
-            Event::Queued { job, .. }
-            | Event::Encoding { job }
-            | Event::Step { job, .. }
-            | Event::Decoding { job, .. }
-            | Event::Done { job, .. }
-            | Event::Failed { job, .. }
-            | Event::Cancelled { job } => *job,
+            (None, _) => return FollowUp::None,
         };
         let Some((id, index)) = self.owners.get(&job).cloned() else { return FollowUp::None };
         let Some(task) = self.tasks.get_mut(&id) else { return FollowUp::None };
