@@ -59,7 +59,10 @@ class Shots:
     def __init__(self):
         self.previous: Path | None = None
 
-    def take(self, window: str, state: str) -> Path:
+    def take(self, window: str, state: str, pointer_away: bool = False) -> Path:
+        if pointer_away:  # no tooltip of whatever lies under the pointer
+            xdotool("mousemove", "--sync", "0", "0")
+            time.sleep(1.0)
         path = TARGET / f"editor-{state}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         magick("import", "-window", window, str(path))
@@ -115,7 +118,7 @@ def test_editor_screenshots_of_empty_captured_running_and_three_takes(tmp_path):
     try:
         window = find_window("^Retake$", editor)
         time.sleep(RENDER_WAIT_S)
-        shots.take(window, "empty")
+        shots.take(window, "empty", pointer_away=True)
     finally:
         editor.kill()
         editor.wait()
@@ -125,7 +128,7 @@ def test_editor_screenshots_of_empty_captured_running_and_three_takes(tmp_path):
     try:
         window = find_window("^Retake$", editor)
         time.sleep(RENDER_WAIT_S)
-        shots.take(window, "captured")
+        shots.take(window, "captured", pointer_away=True)
 
         # The title row holds no control: a click there gives the editor the keyboard, then G generates.
         click(window, 700, 16)

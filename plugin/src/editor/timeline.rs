@@ -241,15 +241,7 @@ impl Timeline {
         let wave = rect.shrink2(egui::vec2(0.0, 14.0));
         match scene.peaks {
             Some(peaks) => draw_waveform(&painter, wave, view, WAVE_COLOR, true, |t| Some(peaks.at(t))),
-            None => {
-                painter.text(
-                    rect.center(),
-                    Align2::CENTER_CENTER,
-                    "Play the song: Retake captures what passes through it.",
-                    FontId::proportional(14.0),
-                    Color32::GRAY,
-                );
-            }
+            None => {}
         }
         // Beat grid, over the waveform.
         if let Some(grid) =
@@ -331,6 +323,10 @@ impl Timeline {
                 FontId::proportional(10.0),
                 Color32::from_gray(170),
             );
+        }
+        if scene.peaks.is_none_or(|peaks| peaks.columns.iter().all(Option::is_none)) {
+            let hint = "Play the song: Retake captures what passes through it.";
+            painter.text(rect.center(), Align2::CENTER_CENTER, hint, FontId::proportional(14.0), Color32::LIGHT_GRAY);
         }
         // Playhead.
         if let Some(position) = scene.transport.position.filter(|position| view.span.contains(position)) {
