@@ -239,9 +239,8 @@ impl Timeline {
         let rate = f64::from(scene.rate);
         let grid = BeatGrid::new(scene.transport.tempo, scene.transport.time_signature, scene.rate);
         let wave = rect.shrink2(egui::vec2(0.0, 14.0));
-        match scene.peaks {
-            Some(peaks) => draw_waveform(&painter, wave, view, WAVE_COLOR, true, |t| Some(peaks.at(t))),
-            None => {}
+        if let Some(peaks) = scene.peaks {
+            draw_waveform(&painter, wave, view, WAVE_COLOR, true, |t| Some(peaks.at(t)));
         }
         // Beat grid, over the waveform.
         if let Some(grid) =
