@@ -202,14 +202,14 @@ impl DitShell {
         let bias_out = vb.pp("proj_out.1").get(&[latent], "bias")?.repeat(patch)?;
         let time_embed_r = TimestepEmbedding::new(&vb.pp("time_embed_r"), hidden)?;
         Ok(Self {
-            proj_in_context: Linear::new(columns(0, context)?, Some(bias_in))?,
-            proj_in_latent: Linear::new(columns(context, latent)?, None)?,
+            proj_in_context: Linear::computing_in(columns(0, context)?, Some(bias_in), vb.dtype())?,
+            proj_in_latent: Linear::computing_in(columns(context, latent)?, None, vb.dtype())?,
             time_embed: TimestepEmbedding::new(&vb.pp("time_embed"), hidden)?,
             time_embed_r_zero: time_embed_r.forward(0.0)?,
             condition_embedder: linear(vb, "condition_embedder", cfg.encoder_width(), hidden, true)?,
             norm_out: RmsNorm::new(vb, "norm_out", hidden, cfg.rms_norm_eps)?,
             scale_shift_table: vb.get(&[1, 2, hidden], "scale_shift_table")?,
-            proj_out: Linear::new(w_out, Some(bias_out))?,
+            proj_out: Linear::computing_in(w_out, Some(bias_out), vb.dtype())?,
             patch,
             latent,
             context,

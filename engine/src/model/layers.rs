@@ -39,7 +39,7 @@ pub fn linear(vb: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: boo
     let vb = vb.pp(name);
     let weight = vb.get_as(&[out_dim, in_dim], "weight", vb.matrix_dtype())?;
     let bias = if bias { Some(vb.get(&[out_dim], "bias")?) } else { None };
-    Ok(Linear::new(weight, bias)?)
+    Ok(Linear::computing_in(weight, bias, vb.dtype())?)
 }
 
 /// RMSNorm: `x · rsqrt(mean(x²) + eps) · weight`, computed in f32.

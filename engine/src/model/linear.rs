@@ -105,11 +105,18 @@ enum Product {
 }
 
 impl Linear {
-    /// A layer computing `x·weightᵀ + bias` for `weight` `[out, in]` (any layout), re-laid out for the CPU when it
-    /// lives there in f32 or bf16 (see the module doc).
+    /// A layer computing `x·weightᵀ + bias` for `weight` `[out, in]` (any layout) on inputs of the weight's dtype,
+    /// re-laid out for the CPU when it lives there in f32 (see the module doc).
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let compute = weight.dtype();
+        Self::computing_in(weight, bias, compute)
+    }
+
+    /// [`Linear::new`] for inputs in `compute`: a CPU bf16 weight under f32 inputs stays bf16 in bf16 panels (or is
+    /// widened to f32 where the panels do not apply; see the module doc).
+    pub fn computing_in(weight: Tensor, bias: Option<Tensor>, compute: DType) -> candle_core::Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
-        let weight = if weight.device().is_cpu() && weight.dtype() == DType::BF16 {
+        let weight = if weight.device().is_cpu() && weight.dtype() == DType::BF16 && compute == DType::F32 {
             #[cfg(target_arch = "x86_64")]
             if let Some(kernel) = Bf16Kernel::selected().map_err(candle_core::Error::msg)? {
                 let packed =
@@ -249,7 +256,7 @@ mod tests {
         for (rows, k, n) in [(5, 8, 128), (70, 300, 192), (600, 64, 64)] {
             let (x, weight, bias) =
                 (ramp(&[rows, k], 1), ramp(&[n, k], 2).to_dtype(DType::BF16).unwrap(), ramp(&[n], 3));
-            let layer = Linear::new(weight.clone(), Some(bias.clone())).unwrap();
+            let layer = Linear::computing_in(weight.clone(), Some(bias.clone()), DType::F32).unwrap();
             let Product::Panels(panels) = &layer.product else { panic!("{rows}x{k}x{n} is not in panels") };
             assert_eq!(matches!(**panels, PanelProduct::Bf16(_)), kernel.is_some(), "{rows}x{k}x{n}");
             if kernel.is_some() {
@@ -270,13 +277,24 @@ mod tests {
         // Not a whole number of panels, and an odd number of inputs.
         for (k, n) in [(64, 17), (7, 64)] {
             let weight = ramp(&[n, k], 2).to_dtype(DType::BF16).unwrap();
-            let layer = Linear::new(weight.clone(), None).unwrap();
+            let layer = Linear::computing_in(weight.clone(), None, DType::F32).unwrap();
             let widened = Linear::new(weight.to_dtype(DType::F32).unwrap(), None).unwrap();
             assert_eq!(layer.resident_bytes(), (n * k * 4) as u64);
             let x = ramp(&[3, k], 1);
             let diff = (layer.forward(&x).unwrap() - widened.forward(&x).unwrap()).unwrap();
             assert_eq!(diff.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap(), 0.0);
         }
+    }
+
+    #[test]
+    fn a_bf16_weight_for_bf16_inputs_stays_the_matrix_candle_multiplies() {
+        let weight = ramp(&[64, 32], 2).to_dtype(DType::BF16).unwrap();
+        let layer = Linear::new(weight.clone(), None).unwrap();
+        assert!(matches!(&layer.product, Product::Matrix(w) if w.dtype() == DType::BF16));
+        let x = ramp(&[3, 32], 1).to_dtype(DType::BF16).unwrap();
+        let want = x.matmul(&weight.t().unwrap()).unwrap();
+        let diff = (layer.forward(&x).unwrap() - want).unwrap().abs().unwrap().flatten_all().unwrap();
+        assert_eq!(diff.max(0).unwrap().to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap(), 0.0);
     }
 
     #[test]
