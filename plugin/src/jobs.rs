@@ -44,6 +44,8 @@ pub struct JobSettings {
     pub cover_noise: f32,
     /// Vocal language of the lyrics.
     pub language: String,
+    /// The checkpoint variant the job runs on.
+    pub variant: Variant,
 }
 
 impl JobSettings {
@@ -71,10 +73,11 @@ impl JobSettings {
             caption: params.prompt.read().trim().to_string(),
             lyrics: params.lyrics.read().trim().to_string(),
             xfade_ms: params.xfade_ms.value(),
+            variant,
         }
     }
 
-    /// One line for the takes list.
+    /// One line for the takes list (the editor shows it when the pointer rests on a take's lane).
     pub fn summary(&self) -> String {
         let mode = TaskMode::variants()[self.mode.to_index()].to_lowercase();
         let caption = match self.caption.chars().count() {
@@ -86,9 +89,10 @@ impl JobSettings {
         let guidance =
             if self.cfg_scale == 1.0 { String::new() } else { format!(" · guidance {:.1}", self.cfg_scale) };
         let sampling = format!("{} steps · shift {:.1}{guidance}", self.steps, self.shift);
+        let variant = self.variant;
         match self.mode {
-            TaskMode::Text2Music => format!("{mode} · {caption} · {key} · {sampling}"),
-            _ => format!("{mode} · strength {:.2} · {caption} · {key} · {sampling}", self.strength),
+            TaskMode::Text2Music => format!("{variant} · {mode} · {caption} · {key} · {sampling}"),
+            _ => format!("{variant} · {mode} · strength {:.2} · {caption} · {key} · {sampling}", self.strength),
         }
     }
 }
@@ -229,6 +233,7 @@ mod tests {
             cfg_scale: 1.0,
             cover_noise: 0.25,
             language: "ja".into(),
+            variant: Variant::Turbo,
         }
     }
 
@@ -307,15 +312,19 @@ mod tests {
     }
 
     #[test]
-    fn summary_names_task_strength_caption_and_key() {
+    fn summary_names_variant_task_strength_caption_and_key() {
         assert_eq!(
             settings(TaskMode::Cover).summary(),
-            "cover · strength 0.70 · \"warm tape\" · D minor · 8 steps · shift 3.0"
+            "turbo · cover · strength 0.70 · \"warm tape\" · D minor · 8 steps · shift 3.0"
         );
         let untitled = JobSettings { caption: String::new(), key: None, ..settings(TaskMode::Repaint) };
-        assert_eq!(untitled.summary(), "repaint · strength 0.70 · no caption · key auto · 8 steps · shift 3.0");
-        let guided = JobSettings { steps: 50, cfg_scale: 4.0, ..settings(TaskMode::Text2Music) };
-        assert_eq!(guided.summary(), "text2music · \"warm tape\" · D minor · 50 steps · shift 3.0 · guidance 4.0");
+        assert_eq!(untitled.summary(), "turbo · repaint · strength 0.70 · no caption · key auto · 8 steps · shift 3.0");
+        let guided =
+            JobSettings { steps: 50, cfg_scale: 4.0, variant: Variant::XlBase, ..settings(TaskMode::Text2Music) };
+        assert_eq!(
+            guided.summary(),
+            "xl-base · text2music · \"warm tape\" · D minor · 50 steps · shift 3.0 · guidance 4.0"
+        );
     }
 
     #[test]

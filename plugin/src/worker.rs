@@ -511,6 +511,7 @@ mod tests {
     use crossbeam::channel::{unbounded, Sender};
     use nih_plug::params::persist::PersistentField;
     use nih_plug::prelude::{Enum, Param};
+    use retake_engine::model::variant::Variant;
     use retake_engine::model_source::ModelSource;
     use std::time::Instant;
 
@@ -556,6 +557,7 @@ mod tests {
             cfg_scale: 1.0,
             cover_noise: 0.0,
             language: "unknown".into(),
+            variant: Variant::Turbo,
         };
         RunningJob { id: JobId(1), placement: Placement { region, source_start: 0 }, settings }
     }
@@ -817,7 +819,7 @@ mod tests {
         assert_eq!(state.takes.len(), 1);
         let take = &state.takes[0];
         assert_eq!(take.region, Region { start: 2 * RATE as i64, end: 4 * RATE as i64, sample_rate: RATE });
-        assert!(take.summary.starts_with("text2music · "), "{}", take.summary);
+        assert!(take.summary.starts_with("turbo · text2music · "), "{}", take.summary);
         play(&mut h.player, 3 * RATE as i64);
         assert_eq!(h.player.active_id(), Some(take.id));
     }
