@@ -16,7 +16,8 @@ from retake_host import TARGET, fixture_model, vst3_bundle
 HOST = "DawDreamer 0.9.0 editor under Xvfb, Retake.vst3"
 WINDOW_TIMEOUT_S = 60
 RENDER_WAIT_S = 3.0
-JOB_SHOWN_S = 6.0  # after G: the model is loaded and the diffusion steps run (a job takes 15 s or more here)
+JOB_SHOWN_TIMEOUT_S = 30.0  # after G, the job shows (queued, loading, then steps) well before it ends (15 s or more)
+JOB_PROGRESS_S = 3.0  # then a few diffusion steps run before the "job" screenshot
 TAKE_TIMEOUT_S = 300.0
 MIN_STDDEV = 0.02  # grey-level standard deviation (0..1); a blank or one-colour window is 0
 MIN_CHANGED_PIXELS = 200  # a new state changes more than a blinking cursor does
@@ -42,6 +43,17 @@ def find_window(name: str, editor: subprocess.Popen) -> str:
             return found.stdout.split()[0]
         time.sleep(0.5)
     raise AssertionError(f"{HOST}: no visible window named {name!r} after {WINDOW_TIMEOUT_S} s")
+
+
+def press_key(window: str, key: str) -> None:
+    """A key the editor takes: its window gets the X input focus first (a click alone does not always give it
+    under openbox), and the key is held 0.2 s like a click (docs/plugin-hosting.md §5)."""
+    xdotool("windowfocus", window)
+    time.sleep(0.3)
+    xdotool("keydown", key)
+    time.sleep(0.2)
+    xdotool("keyup", key)
+    time.sleep(0.3)
 
 
 def click(window: str, x: int, y: int) -> None:
@@ -77,6 +89,22 @@ class Shots:
             )
         self.previous = path
         return path
+
+    def wait_for_change(self, window: str, state: str, timeout_s: float) -> None:
+        """Waits until the window differs from the previous screenshot; fails after `timeout_s`."""
+        assert self.previous is not None
+        probe = TARGET / f"editor-{state}-probe.png"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            magick("import", "-window", window, str(probe))
+            changed = changed_pixels(self.previous, probe)
+            if changed > MIN_CHANGED_PIXELS:
+                probe.unlink()
+                return
+            assert time.monotonic() < deadline, (
+                f"{HOST}: {state}: the window did not change in {timeout_s} s ({changed} pixels differ)"
+            )
+            time.sleep(0.5)
 
 
 def changed_pixels(a: Path, b: Path) -> int:
@@ -132,15 +160,16 @@ def test_editor_screenshots_of_empty_captured_running_and_three_takes(tmp_path):
 
         # The title row holds no control: a click there gives the editor the keyboard, then G generates.
         click(window, 700, 16)
-        xdotool("key", "g")
-        time.sleep(JOB_SHOWN_S)
+        press_key(window, "g")
+        shots.wait_for_change(window, "job", JOB_SHOWN_TIMEOUT_S)
+        time.sleep(JOB_PROGRESS_S)
         shots.take(window, "job")
         assert take_files(data) == [], f"{HOST}: the job was over before its screenshot; raise STEPS in open_editor.py"
         wait_for_takes(data, 1, editor)
 
         for count in (2, 3):
             click(window, 700, 16)
-            xdotool("key", "g")
+            press_key(window, "g")
             wait_for_takes(data, count, editor)
         time.sleep(1.0)
         shots.take(window, "takes-newest")  # the newest take plays
