@@ -175,9 +175,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        match self.child.as_mut() {
-            Some(child) => {
-                if let Ok(None) = child.try_wait() {
+        match self.child {
+            Some(_) => {
+                // Two SIGTERMs (the second cancels a running job) let it remove its results folder; SIGKILL only
+                // if it is still there after that.
+                for _ in 0..2 {
+                    let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if self.wait_exit(Duration::from_secs(10)).is_none() {
+                    let child = self.child.as_mut().expect("checked above");
                     let _ = child.kill();
                     let _ = child.wait();
                 }

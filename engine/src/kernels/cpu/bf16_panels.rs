@@ -169,15 +169,19 @@ impl Bf16Panels {
     }
 
     /// `out[r, c] = Σ_i x[r, i] · self[i, c]` for `rows` rows and the columns of `panels`, where `prepared` is
-    /// [`Bf16Panels::prepare`] of the same rows.
+    /// [`Bf16Panels::prepare`] of the floats `x` points into. Rows may overlap (`x_stride` below `inputs`: the
+    /// windows of a convolution).
     ///
     /// # Safety
-    /// Row `r` of `x` is `inputs` readable floats at `x + r·inputs` (and `prepared` holds them as pairs when the
-    /// kernel is `bf16dot`), row `r` of `out` has the columns of `panels` writable at `out + r·out_stride`, and no
-    /// other thread touches those outputs meanwhile. (The kernel runs on this CPU: checked at packing.)
+    /// `x_stride` is even, row `r` of `x` is `inputs` readable floats at `x + r·x_stride` (and `prepared` holds
+    /// them as pairs, from `x` on, when the kernel is `bf16dot`), row `r` of `out` has the columns of `panels`
+    /// writable at `out + r·out_stride`, and no other thread touches those outputs meanwhile. (The kernel runs on
+    /// this CPU: checked at packing.)
+    #[allow(clippy::too_many_arguments)] // the f32 panels' `multiply` plus the pairs
     pub unsafe fn multiply(
         &self,
         x: *const f32,
+        x_stride: usize,
         prepared: Option<&[u32]>,
         rows: usize,
         panels: Range<usize>,
@@ -196,9 +200,9 @@ impl Bf16Panels {
         walk.for_each_tile(panels, |at: TileAt| {
             let w = packed[(at.panel * self.inputs + at.feature) * PANEL..].as_ptr();
             let tile = PairTile {
-                x: x.wrapping_add(at.row * self.inputs + at.feature),
-                pairs: pairs.wrapping_add((at.row * self.inputs + at.feature) / 2),
-                x_stride: self.inputs,
+                x: x.wrapping_add(at.row * x_stride + at.feature),
+                pairs: pairs.wrapping_add((at.row * x_stride + at.feature) / 2),
+                x_stride,
                 w,
                 steps: at.depth / 2,
                 out: out.wrapping_add(at.row * out_stride + at.panel * PANEL),
@@ -444,6 +448,7 @@ mod tests {
         unsafe {
             panels.multiply(
                 x.as_ptr(),
+                panels.inputs(),
                 prepared.as_deref(),
                 rows,
                 0..panels.outputs() / PANEL,

@@ -62,6 +62,74 @@ impl PanelProduct {
 /// Tasks per pool thread, so that a core slowed by anything else is balanced by the others taking its panels.
 #[cfg(target_arch = "x86_64")]
 const TASKS_PER_THREAD: usize = 4;
+/// Inputs with more rows than this are split by rows ([`PanelProduct::multiply_rows`]).
+#[cfg(target_arch = "x86_64")]
+const LONG_ROWS: usize = 4096;
+/// Rows per task of a long input.
+#[cfg(target_arch = "x86_64")]
+const ROW_TASK: usize = 1024;
+
+#[cfg(target_arch = "x86_64")]
+impl PanelProduct {
+    /// `[rows, outputs]`: row `r` is `x[r·x_stride .. r·x_stride + inputs] · W` (rows overlap when `x_stride` is
+    /// below `inputs`). `x` must hold every row, and `x_stride` be even for bf16 panels (whose `inputs` are even).
+    ///
+    /// Up to [`LONG_ROWS`] rows (a transformer's tokens) the tasks share out the panels, and `bf16dot`'s inputs are
+    /// rounded once for all of them; longer inputs (a VAE layer's samples) go in tasks of [`ROW_TASK`] rows and all
+    /// panels, each rounding only its own rows: every core has work whatever the width, and no rounded copy of the
+    /// whole input is ever held.
+    fn multiply_rows(&self, x: &[f32], x_stride: usize, rows: usize) -> candle_core::Result<Vec<f32>> {
+        let (inputs, outputs) = self.dims();
+        let end = |rows: usize| if rows == 0 { 0 } else { (rows - 1) * x_stride + inputs };
+        if x.len() < end(rows) || (matches!(self, Self::Bf16(_)) && !x_stride.is_multiple_of(2)) {
+            candle_core::bail!("panel-matmul: {rows} rows {x_stride} apart of {inputs} inputs in {} floats", x.len())
+        }
+        let prepare = |x: &[f32]| match self {
+            Self::Bf16(packed) => packed.prepare(x),
+            Self::F32(_) => None,
+        };
+        let panels = outputs / PANEL;
+        let (row_task, per_task) = if rows > LONG_ROWS {
+            (ROW_TASK, panels)
+        } else {
+            (rows.max(1), panels.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1)))
+        };
+        let shared = if rows > LONG_ROWS { None } else { prepare(&x[..end(rows)]) };
+        let shared = shared.as_deref();
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            let dst = SendPtr(out.as_mut_ptr().cast());
+            rayon::scope(|scope| {
+                for r0 in (0..rows).step_by(row_task) {
+                    for p0 in (0..panels).step_by(per_task) {
+                        let dst = &dst;
+                        scope.spawn(move |_| {
+                            let n = row_task.min(rows - r0);
+                            let x = &x[r0 * x_stride..][..end(n)];
+                            let own = if shared.is_none() { prepare(x) } else { None };
+                            let prepared = shared.or(own.as_deref());
+                            let (tasks, out) = (p0..(p0 + per_task).min(panels), dst.0.wrapping_add(r0 * outputs));
+                            // SAFETY: `x` holds `n` rows of `inputs` floats `x_stride` apart (checked above; and
+                            // `prepared` holds them as pairs when the bf16 kernel reads them), `out` is `[rows,
+                            // outputs]` and alive for the scope; each task writes only the columns of its own
+                            // panels in its own rows.
+                            unsafe {
+                                match self {
+                                    Self::F32(packed) => packed.multiply(x.as_ptr(), x_stride, n, tasks, out, outputs),
+                                    Self::Bf16(packed) => {
+                                        packed.multiply(x.as_ptr(), x_stride, prepared, n, tasks, out, outputs)
+                                    }
+                                }
+                            }
+                        });
+                    }
+                }
+            });
+            Ok(())
+        };
+        // SAFETY: the tasks together write every column of every row: all `rows · outputs` values.
+        unsafe { written(rows * outputs, fill) }
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 impl candle_core::CustomOp1 for PanelProduct {
@@ -76,40 +144,38 @@ impl candle_core::CustomOp1 for PanelProduct {
             candle_core::bail!("panel-matmul: input {:?} does not end in the weight's {inputs} inputs", dims)
         }
         let x = f32_slice(x, layout, self.name())?;
-        let rows = x.len() / inputs;
-        let panels = outputs / PANEL;
-        let per_task = panels.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1));
-        let prepared = match self {
-            Self::Bf16(packed) => packed.prepare(x),
-            Self::F32(_) => None,
-        };
-        let prepared = prepared.as_deref();
-        let fill = |out: &mut [MaybeUninit<f32>]| {
-            let dst = SendPtr(out.as_mut_ptr().cast());
-            rayon::scope(|scope| {
-                for p0 in (0..panels).step_by(per_task) {
-                    let dst = &dst;
-                    scope.spawn(move |_| {
-                        let (x, tasks) = (x.as_ptr(), p0..(p0 + per_task).min(panels));
-                        // SAFETY: `x` is `[rows, inputs]` (and `prepared` holds it as pairs when the bf16 kernel
-                        // reads them), `out` is `[rows, outputs]` and alive for the scope; each task writes only the
-                        // columns of its own panels.
-                        unsafe {
-                            match self {
-                                Self::F32(packed) => packed.multiply(x, inputs, rows, tasks, dst.0, outputs),
-                                Self::Bf16(packed) => packed.multiply(x, prepared, rows, tasks, dst.0, outputs),
-                            }
-                        }
-                    });
-                }
-            });
-            Ok(())
-        };
-        // SAFETY: the tasks together write every column of every row: all `rows · outputs` values.
-        let out = unsafe { written(rows * outputs, fill)? };
+        let out = self.multiply_rows(x, inputs, x.len() / inputs)?;
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("checked above") = outputs;
         Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+/// The windows of a convolution times a weight in panels: for rows `[len, width]`, output row `t` is the `taps`
+/// rows from `t` on, read as one row of `taps·width` inputs (an overlapping view: nothing is copied), times the
+/// panels `[taps·width, outputs]`. Gives `[windows, outputs]`.
+#[cfg(target_arch = "x86_64")]
+pub struct WindowProduct<'a> {
+    /// The weight, `taps·width` inputs.
+    pub panels: &'a PanelProduct,
+    /// Output rows.
+    pub windows: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl candle_core::CustomOp1 for WindowProduct<'_> {
+    fn name(&self) -> &'static str {
+        "window-panel-matmul"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (len, width) = layout.shape().dims2()?;
+        let (inputs, outputs) = self.panels.dims();
+        if width == 0 || !inputs.is_multiple_of(width) || len < self.windows + inputs / width - 1 {
+            candle_core::bail!("{}: {len} rows of {width} hold no {} windows of {inputs}", self.name(), self.windows)
+        }
+        let out = self.panels.multiply_rows(f32_slice(x, layout, self.name())?, width, self.windows)?;
+        Ok((CpuStorage::F32(out), Shape::from((self.windows, outputs))))
     }
 }
 

@@ -1,10 +1,17 @@
 //! Weight-normed Conv1d / ConvTranspose1d of the Oobleck VAE (docs/acestep-model.md §8) on channels-last `[time,
 //! channels]` activations, each computed as GEMMs over row windows instead of candle's im2col or naive paths
-//! (docs/candle.md §2).
+//! (docs/candle.md §2). On the CPU in bf16 precision (model/linear.rs, `CpuPrecision`) the folded weights are
+//! rounded to bf16 and packed into bf16 panels (kernels/cpu/bf16_panels.rs), which multiply the overlapping windows
+//! of the f32 activations in place: half the weights' memory, and no f32 GEMM packing per call.
 
 use candle_core::{DType, Tensor};
 
 use crate::error::{EngineError, Result};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::cpu::bf16_panels::{bf16_bits, Bf16Kernel};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::cpu::matmul::{transpose, PanelProduct, WindowProduct};
+use crate::model::resident::ResidentBytes;
 use crate::model::weights::Weights;
 
 /// PyTorch weight norm, `W = g · v / ‖v‖` with the norm over every dim but 0, computed in f32.
@@ -50,10 +57,49 @@ impl ConvSpec {
     }
 }
 
+/// The taps of a conv as one matrix `[taps·width, out]` (see [`row_conv`]), held as the device computes with it.
+enum TapMatrix {
+    /// In the weights' dtype; candle (or the CUDA tap kernel) multiplies it.
+    Tensor(Tensor),
+    /// CPU, bf16 precision: bf16 panels, multiplied window by window ([`WindowProduct`]).
+    #[cfg(target_arch = "x86_64")]
+    Panels(PanelProduct),
+}
+
+impl TapMatrix {
+    /// `weight` `[taps·width, out]` in f32, for inputs whose rows are `width` wide: bf16 panels when `vb` loads its
+    /// matrices in bf16 on the CPU under f32 compute, the panels take the shape and `width` is even; else the
+    /// tensor in `vb`'s dtype.
+    fn new(vb: &Weights, weight: Tensor, width: usize) -> Result<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if vb.device().is_cpu() && vb.dtype() == DType::F32 && vb.matrix_dtype() == DType::BF16 && width % 2 == 0 {
+            if let Some(kernel) = Bf16Kernel::selected().map_err(EngineError::invalid)? {
+                let (inputs, outputs) = weight.dims2()?;
+                let rows = transpose(&weight.flatten_all()?.to_vec1::<f32>()?, inputs, outputs);
+                let bits: Vec<u16> = rows.into_iter().map(bf16_bits).collect();
+                if let Some(panels) = PanelProduct::from_bf16_weight_rows(&bits, outputs, inputs, kernel) {
+                    return Ok(Self::Panels(panels));
+                }
+            }
+        }
+        Ok(Self::Tensor(weight.to_dtype(vb.dtype())?))
+    }
+}
+
+impl ResidentBytes for TapMatrix {
+    fn resident_bytes(&self) -> u64 {
+        match self {
+            Self::Tensor(weight) => weight.resident_bytes(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Panels(panels) => panels.bytes(),
+        }
+    }
+}
+
 /// A Conv1d with its weight norm folded, laid out for channels-last GEMMs.
 pub(super) struct Conv1d {
-    /// `[kernel·in, out]`: row `j·in + c` is tap `j` of input channel `c`; stored in the weights' dtype.
-    weight: Tensor,
+    /// `[kernel·in, out]`: row `j·in + c` is tap `j` of input channel `c`.
+    weight: TapMatrix,
     /// `[out]`, f32.
     bias: Option<Tensor>,
     spec: ConvSpec,
@@ -69,7 +115,9 @@ impl Conv1d {
         let w = load_folded(vb, [spec.out_channels, spec.in_channels, spec.kernel])?;
         let weight = w.permute((2, 1, 0))?.reshape((spec.kernel * spec.in_channels, spec.out_channels))?;
         let bias = if bias { Some(vb.get_as(&[spec.out_channels], "bias", DType::F32)?) } else { None };
-        Ok(Self { weight: weight.to_dtype(vb.dtype())?, bias, spec })
+        // The rows the windows step over: the input's channels, grouped `stride` at a time when strided.
+        let width = spec.in_channels * spec.stride;
+        Ok(Self { weight: TapMatrix::new(vb, weight, width)?, bias, spec })
     }
 
     /// Zero rows [`Conv1d::forward_padded`] expects at each end of its input.
@@ -117,7 +165,7 @@ impl Conv1d {
 /// is one GEMM of adjacent input-row pairs against `[W_hi; W_lo]`, reshaped and cropped: no col2im, no naive path.
 pub(super) struct ConvTranspose1d {
     /// `[2·in, stride·out]`: rows `0..in` multiply `x[u−1]` (taps `s..2s`), rows `in..2·in` multiply `x[u]`.
-    weight: Tensor,
+    weight: TapMatrix,
     /// `[out]`, f32.
     bias: Option<Tensor>,
     stride: usize,
@@ -135,7 +183,7 @@ impl ConvTranspose1d {
         let half = |first_tap: usize| -> Result<Tensor> {
             Ok(w.narrow(2, first_tap, stride)?.permute((0, 2, 1))?.reshape((in_channels, stride * out_channels))?)
         };
-        let weight = Tensor::cat(&[half(stride)?, half(0)?], 0)?.to_dtype(vb.dtype())?;
+        let weight = TapMatrix::new(vb, Tensor::cat(&[half(stride)?, half(0)?], 0)?, in_channels)?;
         let bias = Some(vb.get_as(&[out_channels], "bias", DType::F32)?);
         Ok(Self { weight, bias, stride, out_channels })
     }
@@ -168,7 +216,18 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
 /// `Σ_i x[i·gap .. i·gap + m] · w_i`: a convolution over the rows of `x` (`[rows, width]`, f32) in which tap `i`
 /// reads `i·gap` rows after the output row, with the taps' `[width, n]` matrices stacked in `w`
 /// (`[taps·width, n]`). Returns `[m, n]` f32.
-fn row_conv(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result<Tensor> {
+fn row_conv(x: &Tensor, taps: usize, gap: usize, m: usize, w: &TapMatrix) -> Result<Tensor> {
+    let w = match w {
+        TapMatrix::Tensor(w) => w,
+        #[cfg(target_arch = "x86_64")]
+        TapMatrix::Panels(panels) => {
+            let windows = |rows: &Tensor, windows: usize| -> Result<Option<Tensor>> {
+                Ok(Some(rows.contiguous()?.apply_op1_no_bwd(&WindowProduct { panels, windows })?))
+            };
+            let y = if gap == 1 { windows(x, m)? } else { phased(x, taps, gap, m, windows)? };
+            return Ok(y.expect("window products always apply"));
+        }
+    };
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() {
         let tf32 = w.dtype() != DType::F32;
@@ -176,7 +235,8 @@ fn row_conv(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result
     }
     let w = w.to_dtype(DType::F32)?;
     if x.device().is_cpu() {
-        let fast = if gap == 1 { windowed_gemm(x, taps, m, &w)? } else { phased_gemm(x, taps, gap, m, &w)? };
+        let gemm = |rows: &Tensor, windows: usize| windowed_gemm(rows, taps, windows, &w);
+        let fast = if gap == 1 { gemm(x, m)? } else { phased(x, taps, gap, m, gemm)? };
         if let Some(y) = fast {
             return Ok(y);
         }
@@ -196,10 +256,17 @@ fn windowed_gemm(x: &Tensor, taps: usize, m: usize, w: &Tensor) -> Result<Option
     Ok(Some(windows.narrow(0, 0, m)?.matmul(w)?))
 }
 
-/// Dilated taps on the CPU, as ONE [`windowed_gemm`]: row `t` belongs to phase `t mod gap`, and within a phase the
-/// taps are adjacent. The rows are gathered phase after phase, the windows run over the whole gathered buffer (the
-/// few that straddle two phases are discarded), and the outputs are gathered back into time order.
-fn phased_gemm(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Result<Option<Tensor>> {
+/// Dilated taps on the CPU, as ONE product of adjacent-tap windows (`windows(rows, count)`: [`windowed_gemm`] or the
+/// panels' [`WindowProduct`]; `None` when it does not apply): row `t` belongs to phase `t mod gap`, and within a
+/// phase the taps are adjacent. The rows are gathered phase after phase, the windows run over the whole gathered
+/// buffer (the few that straddle two phases are discarded), and the outputs are gathered back into time order.
+fn phased(
+    x: &Tensor,
+    taps: usize,
+    gap: usize,
+    m: usize,
+    windows: impl Fn(&Tensor, usize) -> Result<Option<Tensor>>,
+) -> Result<Option<Tensor>> {
     let rows = x.dim(0)?;
     let per_phase = rows.div_ceil(gap);
     // Row `u·gap + r` goes to `r·per_phase + u`. Positions past the end, and `taps − 1` spare rows closing the
@@ -211,7 +278,7 @@ fn phased_gemm(x: &Tensor, taps: usize, gap: usize, m: usize, w: &Tensor) -> Res
         .collect();
     let gather_len = gather.len();
     let phases = x.index_select(&Tensor::from_vec(gather, gather_len, x.device())?, 0)?;
-    let Some(y) = windowed_gemm(&phases, taps, gap * per_phase, w)? else { return Ok(None) };
+    let Some(y) = windows(&phases, gap * per_phase)? else { return Ok(None) };
     drop(phases);
     let order: Vec<u32> = (0..m).map(|t| ((t % gap) * per_phase + t / gap) as u32).collect();
     Ok(Some(y.index_select(&Tensor::from_vec(order, m, x.device())?, 0)?))
@@ -283,15 +350,61 @@ mod tests {
     }
 
     fn conv_case(spec: ConvSpec, len: usize) {
-        let weights = Weights::random(3, DType::F32, &Device::Cpu);
+        conv_case_in(spec, len, DType::F32);
+    }
+
+    /// The nearest bf16 of `v`, widened back to f32.
+    fn bf16_rounded(v: f32) -> f32 {
+        f32::from_bits(u32::from(crate::kernels::cpu::bf16_panels::bf16_bits(v)) << 16)
+    }
+
+    /// A conv whose matrices load in `matrix` (bf16: the CPU's bf16 precision) against the f64 reference conv of
+    /// the weights as they are held (rounded to bf16 in panels) and the inputs as the kernel reads them.
+    fn conv_case_in(spec: ConvSpec, len: usize, matrix: DType) {
+        let weights = Weights::random(3, DType::F32, &Device::Cpu).with_matrix_dtype(matrix);
         let conv = Conv1d::load(&weights.pp("c"), spec, false).unwrap();
+        let panels = matches!(conv.weight, TapMatrix::Panels(_));
+        let kernel = Bf16Kernel::selected().unwrap();
+        let fits = spec.out_channels.is_multiple_of(64);
+        assert_eq!(panels, matrix == DType::BF16 && kernel.is_some() && fits, "{spec:?}");
+        let bytes_per_weight = if panels { 2 } else { 4 };
+        let weight_count = spec.out_channels * spec.in_channels * spec.kernel;
+        assert_eq!(conv.weight.resident_bytes(), (bytes_per_weight * weight_count) as u64, "{spec:?}");
+        let rounded = |t: Tensor, round: bool| {
+            let t = t.to_vec3::<f32>().unwrap();
+            t.into_iter()
+                .map(|m| {
+                    m.into_iter().map(|r| r.into_iter().map(|v| if round { bf16_rounded(v) } else { v }).collect())
+                })
+                .map(Iterator::collect)
+                .collect::<Vec<Vec<Vec<f32>>>>()
+        };
         let w = load_folded(&weights.pp("c"), [spec.out_channels, spec.in_channels, spec.kernel]).unwrap();
         let x = ramp(&[spec.in_channels, len], 0);
         let got = conv.forward(&x.t().unwrap()).unwrap().t().unwrap().to_vec2::<f32>().unwrap();
-        let expected = reference_conv(&x.to_vec2().unwrap(), &w.to_vec3().unwrap(), spec);
+        let x_held = rounded(x.unsqueeze(0).unwrap(), panels && kernel == Some(Bf16Kernel::Dot)).remove(0);
+        let expected = reference_conv(&x_held, &rounded(w, panels), spec);
         assert_eq!((got.len(), got[0].len()), (expected.len(), expected[0].len()), "{spec:?}");
         for (g, e) in got.iter().flatten().zip(expected.iter().flatten()) {
             assert!((f64::from(*g) - e).abs() < 1e-5, "{spec:?}: {g} vs {e}");
+        }
+    }
+
+    #[test]
+    fn bf16_precision_packs_the_taps_into_bf16_panels_that_multiply_the_windows_in_place() {
+        // Plain, dilated (phase-gathered), strided (rows grouped), inputs long enough to be split by rows (over
+        // 4096), and a width the panels do not take (3 outputs).
+        for (spec, len) in [
+            (ConvSpec::same(2, 64, 7, 1), 6000),
+            (ConvSpec::same(4, 64, 7, 9), 4500),
+            (ConvSpec::same(6, 64, 7, 1), 23),
+            (ConvSpec::same(4, 128, 7, 3), 31),
+            (ConvSpec::same(4, 64, 7, 9), 12),
+            (ConvSpec::downsample(2, 64, 2), 21),
+            (ConvSpec::downsample(4, 128, 6), 47),
+            (ConvSpec::same(4, 3, 7, 1), 9),
+        ] {
+            conv_case_in(spec, len, DType::BF16);
         }
     }
 
@@ -308,21 +421,33 @@ mod tests {
 
     #[test]
     fn conv_transpose_matches_pytorch_semantics() {
-        for (stride, len) in [(2usize, 5usize), (4, 3), (6, 1), (3, 4)] {
-            let (cin, cout) = (3, 2);
-            let weights = Weights::random(5, DType::F32, &Device::Cpu);
+        // f32, then bf16 panels (`stride·cout` whole panels) against the weights and inputs as they hold them.
+        let bf16 = Bf16Kernel::selected().unwrap();
+        let cases = [(2usize, 5usize, 3usize, 2usize, DType::F32), (4, 3, 3, 2, DType::F32), (6, 1, 3, 2, DType::F32)];
+        let bf16_cases = [(3, 4, 3, 2, DType::F32), (2, 5, 4, 32, DType::BF16), (4, 3, 6, 16, DType::BF16)];
+        for (stride, len, cin, cout, matrix) in cases.into_iter().chain(bf16_cases) {
+            let weights = Weights::random(5, DType::F32, &Device::Cpu).with_matrix_dtype(matrix);
             let conv = ConvTranspose1d::load(&weights.pp("t"), cin, cout, stride).unwrap();
+            let panels = matches!(conv.weight, TapMatrix::Panels(_));
+            assert_eq!(panels, matrix == DType::BF16 && bf16.is_some(), "stride {stride}");
+            let round = |v: f32, round: bool| if round { bf16_rounded(v) } else { v };
             let w = load_folded(&weights.pp("t"), [cin, cout, 2 * stride]).unwrap().to_vec3::<f32>().unwrap();
+            let w: Vec<Vec<Vec<f32>>> =
+                w.iter().map(|m| m.iter().map(|r| r.iter().map(|&v| round(v, panels)).collect()).collect()).collect();
             let bias = weights.pp("t").get(&[cout], "bias").unwrap().to_vec1::<f32>().unwrap();
             let x = ramp(&[len, cin], 0);
             let got = conv.forward_padded(&x.pad_with_zeros(0, 1, 1).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+            let x = x.to_vec2::<f32>().unwrap();
+            let x: Vec<Vec<f32>> = x
+                .iter()
+                .map(|r| r.iter().map(|&v| round(v, panels && bf16 == Some(Bf16Kernel::Dot))).collect())
+                .collect();
             // PyTorch: out[o, t·s + j − p] += x[c, t]·W[c, o, j].
             let pad = stride.div_ceil(2);
             let out_len = (len - 1) * stride + 2 * stride - 2 * pad;
             assert_eq!(got.len(), out_len, "stride {stride}");
-            let xv = x.to_vec2::<f32>().unwrap();
             let mut expected = vec![vec![0f64; cout]; out_len];
-            for (t, row) in xv.iter().enumerate() {
+            for (t, row) in x.iter().enumerate() {
                 for (&xc, wc) in row.iter().zip(&w) {
                     for (o, taps) in wc.iter().enumerate() {
                         for (j, &wj) in taps.iter().enumerate() {
@@ -347,7 +472,8 @@ mod tests {
         let w = (ramp(&[7 * 6, 5], 0) * 0.3).unwrap();
         for gap in [1, 3, 9] {
             let m = 80 - gap * 6;
-            let fast = if gap == 1 { windowed_gemm(&x, 7, m, &w) } else { phased_gemm(&x, 7, gap, m, &w) };
+            let gemm = |rows: &Tensor, windows: usize| windowed_gemm(rows, 7, windows, &w);
+            let fast = if gap == 1 { gemm(&x, m) } else { phased(&x, 7, gap, m, gemm) };
             let generic = per_tap_gemm(&x, 7, gap, m, &w).unwrap();
             assert!(max_diff(&fast.unwrap().unwrap(), &generic) < 1e-5, "gap {gap}");
         }
