@@ -14,7 +14,7 @@
 use candle_core::{CpuStorage, DType, Module, Storage, Tensor};
 
 #[cfg(target_arch = "x86_64")]
-use crate::kernels::cpu::bf16_panels::Bf16Kernel;
+use crate::kernels::cpu::bf16_panels::{Bf16Kernel, Bf16Panels};
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::cpu::matmul::PanelProduct;
 use crate::kernels::cpu::matmul::{transpose, ColumnSplitMatmul};
@@ -80,6 +80,21 @@ impl std::str::FromStr for CpuPrecision {
             other => Err(format!("`{other}` is not a CPU precision; use f32 or bf16")),
         }
     }
+}
+
+/// The dtype in which a weight matrix `[outputs, inputs]` loaded in `matrix` for inputs in `compute` is held:
+/// on the CPU in bf16 precision (bf16 matrices, f32 inputs) bf16 where this CPU's bf16 panels take the shape, else
+/// widened to f32; elsewhere as loaded. [`Linear::computing_in`] and the VAE's convs hold their weights so, and the
+/// residency sizes count them so.
+pub fn held_matrix_dtype(matrix: DType, compute: DType, outputs: usize, inputs: usize) -> DType {
+    if matrix != DType::BF16 || compute != DType::F32 {
+        return matrix;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if Bf16Panels::applies(outputs, inputs, outputs) && matches!(Bf16Kernel::selected(), Ok(Some(_))) {
+        return DType::BF16;
+    }
+    DType::F32
 }
 
 /// Inputs with more rows than this go to candle's own GEMM, which then splits rows as well and packs each input

@@ -10,8 +10,11 @@ use candle_core::{DType, Device};
 use super::inventory::{elements, Inventory, StoredTensors};
 use crate::error::{EngineError, Result};
 use crate::model::checkpoint::Checkpoint;
+use crate::model::config::AceStepConfig;
 use crate::model::dit::BLOCK_MODULATIONS;
+use crate::model::linear::held_matrix_dtype;
 use crate::model::silence::SilenceLatent;
+use crate::model::vae::held_tap_dtype;
 
 /// A part of the model that is loaded and released as a whole; every DiT block is a unit of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,24 @@ enum Kept {
     Compute(usize),
     /// This many copies of its elements in f32.
     F32(usize),
+    /// Weight matrices, held as [`held_matrix_dtype`] (or the VAE's [`held_tap_dtype`]) says: this many bytes.
+    Bytes(u64),
+}
+
+/// The dtypes a part of the model loads in: its compute dtype and that of its weight matrices (bf16 on the CPU
+/// in bf16 precision, model/linear.rs).
+#[derive(Clone, Copy)]
+struct Dtypes {
+    compute: DType,
+    matrix: DType,
+}
+
+impl Dtypes {
+    /// Bytes of a weight matrix `[outputs, inputs]` as a linear layer holds it.
+    fn matrix_bytes(self, outputs: usize, inputs: usize) -> u64 {
+        let held = held_matrix_dtype(self.matrix, self.compute, outputs, inputs);
+        (outputs * inputs * held.size_in_bytes()) as u64
+    }
 }
 
 /// RMSNorm weights (`*norm.weight`, `*_layernorm.weight`, `norm_out.weight`), which load in f32.
@@ -72,32 +93,49 @@ fn is_norm_weight(key: &str) -> bool {
 
 /// Keys of the ACE-Step model file and of the text encoder. `time_embed_r` becomes a constant (see
 /// [`shell_tables`]), the timbre encoder's `special_token` is stored but unused, `proj_out`'s bias is repeated
-/// once per patch frame, the norms run in f32. (The audio tokenizer keeps everything in f32.)
-fn transformer_rule(key: &str, patch: usize) -> Kept {
-    if key.starts_with("decoder.time_embed_r.") || key == "encoder.timbre_encoder.special_token" {
-        Kept::Nothing
-    } else if key == "decoder.proj_out.1.bias" {
-        Kept::Compute(patch)
-    } else if is_norm_weight(key) {
-        Kept::F32(1)
-    } else {
-        Kept::Compute(1)
+/// once per patch frame, the norms run in f32. The weight matrices of the linear layers, the token embeddings and
+/// the DiT's `proj_in` (two layers: context and latent inputs) and `proj_out` convs load in the matrix dtype.
+/// (The audio tokenizer keeps everything in f32.)
+fn transformer_rule(key: &str, shape: &[usize], cfg: &AceStepConfig, dtypes: Dtypes) -> Kept {
+    let (patch, latent) = (cfg.patch_size, cfg.audio_acoustic_hidden_dim);
+    match (key, shape) {
+        _ if key.starts_with("decoder.time_embed_r.") || key == "encoder.timbre_encoder.special_token" => Kept::Nothing,
+        ("decoder.proj_out.1.bias", _) => Kept::Compute(patch),
+        _ if is_norm_weight(key) => Kept::F32(1),
+        ("decoder.proj_in.1.weight", &[hidden, inputs, _]) => Kept::Bytes(
+            dtypes.matrix_bytes(hidden, patch * inputs.saturating_sub(latent))
+                + dtypes.matrix_bytes(hidden, patch * latent),
+        ),
+        ("decoder.proj_out.1.weight", &[hidden, _, _]) => Kept::Bytes(dtypes.matrix_bytes(patch * latent, hidden)),
+        (_, &[rows, columns]) if key.ends_with("embed_tokens.weight") => {
+            Kept::Bytes((rows * columns * dtypes.matrix.size_in_bytes()) as u64)
+        }
+        (_, &[outputs, inputs]) if key.ends_with(".weight") => Kept::Bytes(dtypes.matrix_bytes(outputs, inputs)),
+        _ => Kept::Compute(1),
     }
 }
 
-/// Keys of the VAE file: weight norm folds `weight_g` into `weight_v`'s shape (compute dtype); a Snake keeps
-/// `[3, C]` f32 (`e^α`, `1/(e^β + ε)` and an input-bias row). Conv biases are carried into the ops after them —
-/// the next Snake's bias row, or the residual unit's add, whose `[C]` f32 bias every unit keeps in place of
-/// `conv2.bias` — except the encoder's output conv, which keeps its own.
-fn vae_rule(key: &str) -> Kept {
+/// Keys of the VAE file: weight norm folds `weight_g` into `weight_v`'s shape (held as [`held_tap_dtype`] says);
+/// a Snake keeps `[3, C]` f32 (`e^α`, `1/(e^β + ε)` and an input-bias row). Conv biases are carried into the ops
+/// after them — the next Snake's bias row, or the residual unit's add, whose `[C]` f32 bias every unit keeps in
+/// place of `conv2.bias` — except the encoder's output conv, which keeps its own.
+fn vae_rule(key: &str, shape: &[usize], dtypes: Dtypes) -> Kept {
     let (layer, name) = key.rsplit_once('.').unwrap_or(("", key));
     let residual_conv2 =
         layer.ends_with(".conv2") && layer.rsplit('.').nth(1).is_some_and(|unit| unit.starts_with("res_unit"));
-    match name {
-        "weight_g" => Kept::Nothing,
-        "weight_v" => Kept::Compute(1),
-        "beta" => Kept::F32(2),
-        "bias" if !(residual_conv2 || layer == "encoder.conv2") => Kept::Nothing,
+    match (name, shape) {
+        ("weight_g", _) => Kept::Nothing,
+        // A ConvTranspose1d's `[in, out, 2·stride]` taps multiply as `[2·in, stride·out]`, a Conv1d's
+        // `[out, in, kernel]` as `[kernel·in, out]`.
+        ("weight_v", &[a, b, taps]) => {
+            let (outputs, inputs, channels) =
+                if layer.ends_with("conv_t1") { (taps / 2 * b, 2 * a, a) } else { (a, taps * b, b) };
+            let held = held_tap_dtype(dtypes.matrix, dtypes.compute, outputs, inputs, channels);
+            Kept::Bytes((a * b * taps * held.size_in_bytes()) as u64)
+        }
+        ("weight_v", _) => Kept::Compute(1),
+        ("beta", _) => Kept::F32(2),
+        ("bias", _) if !(residual_conv2 || layer == "encoder.conv2") => Kept::Nothing,
         _ => Kept::F32(1),
     }
 }
@@ -115,17 +153,18 @@ fn kept_bytes(
     prefixes: &[&str],
     excluded: Option<&str>,
     dtype: DType,
-    rule: impl Fn(&str) -> Kept,
+    rule: impl Fn(&str, &[usize]) -> Kept,
 ) -> u64 {
     let excluded = |key: &str| excluded.is_some_and(|e| key.starts_with(&format!("{e}.")));
     prefixes
         .iter()
         .flat_map(|prefix| stored.under(prefix))
         .filter(|(key, _)| !excluded(key))
-        .map(|(key, shape)| match rule(key) {
+        .map(|(key, shape)| match rule(key, shape) {
             Kept::Nothing => 0,
             Kept::Compute(copies) => copies as u64 * elements(shape) * dtype.size_in_bytes() as u64,
             Kept::F32(copies) => copies as u64 * elements(shape) * DType::F32.size_in_bytes() as u64,
+            Kept::Bytes(bytes) => bytes,
         })
         .sum()
 }
@@ -173,16 +212,20 @@ impl UnitSizes {
 
     fn from_inventory(ckpt: &Checkpoint, inventory: &Inventory, silence_frames: usize) -> Self {
         let (cfg, dtype) = (&ckpt.acestep, ckpt.dtype());
+        let dtypes = Dtypes { compute: dtype, matrix: ckpt.matrix_dtype() };
         let e = dtype.size_in_bytes() as u64;
         let model = &inventory.acestep;
         let model_bytes = |prefixes: &[&str], excluded: Option<&str>| {
-            kept_bytes(model, prefixes, excluded, dtype, |key| transformer_rule(key, cfg.patch_size))
+            kept_bytes(model, prefixes, excluded, dtype, |key, shape| transformer_rule(key, shape, cfg, dtypes))
         };
+        let text_rule = |key: &str, shape: &[usize]| transformer_rule(key, shape, cfg, dtypes);
+        // The VAE encoder keeps its weights in f32 whatever the model dtype (its latents feed the FSQ codes).
+        let f32_only = Dtypes { compute: DType::F32, matrix: DType::F32 };
         Self {
-            text_encoder: kept_bytes(&inventory.text, &[""], None, dtype, |key| transformer_rule(key, 1)),
+            text_encoder: kept_bytes(&inventory.text, &[""], None, dtype, text_rule),
             condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None) + cfg.encoder_width() as u64 * e,
             // The tokenizer computes in f32 whatever the model dtype (FSQ codes are discrete).
-            audio_tokenizer: kept_bytes(model, &["tokenizer"], None, dtype, |_| Kept::F32(1))
+            audio_tokenizer: kept_bytes(model, &["tokenizer"], None, dtype, |_, _| Kept::F32(1))
                 + rope_tables(cfg.head_dim, cfg.pool_window_size + 1) * DType::F32.size_in_bytes() as u64,
             audio_detokenizer: model_bytes(&["detokenizer"], None)
                 + rope_tables(cfg.head_dim, cfg.pool_window_size) * e,
@@ -190,9 +233,8 @@ impl UnitSizes {
             dit_blocks: (0..cfg.num_hidden_layers)
                 .map(|i| model_bytes(&[&format!("decoder.layers.{i}")], None))
                 .collect(),
-            // The VAE encoder keeps its weights in f32 whatever the model dtype (its latents feed the FSQ codes).
-            vae_encoder: kept_bytes(&inventory.vae, &["encoder"], None, DType::F32, vae_rule),
-            vae_decoder: kept_bytes(&inventory.vae, &["decoder"], None, dtype, vae_rule),
+            vae_encoder: kept_bytes(&inventory.vae, &["encoder"], None, DType::F32, |k, s| vae_rule(k, s, f32_only)),
+            vae_decoder: kept_bytes(&inventory.vae, &["decoder"], None, dtype, |k, s| vae_rule(k, s, dtypes)),
             silence: (silence_frames * cfg.audio_acoustic_hidden_dim) as u64 * e,
         }
     }
@@ -238,14 +280,25 @@ mod tests {
     use crate::model::checkpoint::fixture;
     use crate::model::condition::ConditionEncoder;
     use crate::model::dit::{DitBlock, DitShell};
+    use crate::model::linear::CpuPrecision;
     use crate::model::resident::ResidentBytes;
     use crate::model::text_encoder::TextEncoder;
     use crate::model::vae::{VaeDecoder, VaeEncoder};
 
+    /// The fixture in f32, in bf16, and in f32 with bf16 weight matrices (the CPU's bf16 precision: its widths that
+    /// are not whole panels are held in f32).
+    fn fixtures() -> [(Checkpoint, &'static str); 3] {
+        [
+            (fixture(DType::F32), "f32"),
+            (fixture(DType::BF16), "bf16"),
+            (fixture(DType::F32).with_cpu_precision(CpuPrecision::Bf16), "f32 with bf16 matrices"),
+        ]
+    }
+
     #[test]
     fn header_sizes_equal_the_bytes_of_the_loaded_components_in_f32_and_bf16() {
-        for dtype in [DType::F32, DType::BF16] {
-            let ckpt = fixture(dtype);
+        for (ckpt, name) in fixtures() {
+            let dtype = ckpt.dtype();
             let sizes = UnitSizes::from_checkpoint(&ckpt).unwrap();
             let (cfg, model, vae) = (&ckpt.acestep, ckpt.acestep_weights().unwrap(), ckpt.vae_weights().unwrap());
             let timbre = (cfg.hidden_size * dtype.size_in_bytes()) as u64;
@@ -261,8 +314,28 @@ mod tests {
                 (Unit::Silence, SilenceLatent::load(&ckpt).unwrap().resident_bytes()),
             ];
             for (unit, bytes) in loaded {
-                assert_eq!(sizes.of(unit), bytes, "{unit} in {dtype:?}");
+                assert_eq!(sizes.of(unit), bytes, "{unit} in {name}");
             }
+        }
+    }
+
+    #[test]
+    fn bf16_matrices_shrink_the_units_that_hold_whole_panels_and_leave_the_rest() {
+        let [(f32, _), _, (bf16_matrices, _)] = fixtures();
+        let (f32, bf16) =
+            (UnitSizes::from_checkpoint(&f32).unwrap(), UnitSizes::from_checkpoint(&bf16_matrices).unwrap());
+        if crate::kernels::cpu::bf16_panels::Bf16Kernel::selected().unwrap().is_none() {
+            assert_eq!(f32, bf16, "without a bf16 kernel every matrix is widened to f32");
+            return;
+        }
+        // The audio tokenizer and the VAE encoder are f32 always, and the fixture's VAE decoder (8 and 16 channels)
+        // takes no panels; the DiT (64 wide) and the text encoder's token embeddings (its 16-wide layers take no
+        // panels) are held in bf16.
+        for unit in [Unit::AudioTokenizer, Unit::VaeEncoder, Unit::VaeDecoder, Unit::Silence] {
+            assert_eq!(bf16.of(unit), f32.of(unit), "{unit}");
+        }
+        for unit in [Unit::TextEncoder, Unit::DitBlock(0), Unit::DitShell, Unit::ConditionEncoder] {
+            assert!(bf16.of(unit) < f32.of(unit), "{unit}: {} vs {}", bf16.of(unit), f32.of(unit));
         }
     }
 
@@ -288,14 +361,13 @@ mod tests {
 
     #[test]
     fn a_random_checkpoint_of_the_fixture_geometry_is_sized_like_the_fixture_unit_by_unit() {
-        for dtype in [DType::F32, DType::BF16] {
-            let folder = fixture(dtype);
+        for (folder, name) in fixtures() {
             let headers = UnitSizes::from_checkpoint(&folder).unwrap();
             let random = folder.with_random_weights(3);
             let silence_frames = SilenceLatent::load(&folder).unwrap().len();
             let geometry = UnitSizes::from_geometry(&random, silence_frames);
             for unit in headers.units() {
-                assert_eq!(geometry.of(unit), headers.of(unit), "{unit} in {dtype:?}");
+                assert_eq!(geometry.of(unit), headers.of(unit), "{unit} in {name}");
             }
             assert_eq!(geometry, headers);
         }

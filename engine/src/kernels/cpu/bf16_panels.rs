@@ -116,8 +116,7 @@ impl Bf16Panels {
     /// apply (the CPU lacks the kernel, no inputs or an odd number of them, `outputs` not a whole number of panels
     /// or below `rows`).
     pub fn from_rows(src: &[u16], rows: usize, inputs: usize, outputs: usize, kernel: Bf16Kernel) -> Option<Self> {
-        let applies = outputs > 0 && outputs.is_multiple_of(PANEL) && rows <= outputs && src.len() >= rows * inputs;
-        if !applies || inputs == 0 || !inputs.is_multiple_of(2) || !kernel.supported() {
+        if !Self::applies(rows, inputs, outputs) || src.len() < rows * inputs || !kernel.supported() {
             return None;
         }
         let mut values = vec![0u16; outputs * inputs + LINE];
@@ -138,6 +137,12 @@ impl Bf16Panels {
             }
         }
         Some(Self { values, offset, inputs, outputs, kernel })
+    }
+
+    /// Whether panels of `outputs` columns take a weight of `rows` rows of `inputs` (see
+    /// [`Bf16Panels::from_rows`]): the shape alone, not the CPU.
+    pub fn applies(rows: usize, inputs: usize, outputs: usize) -> bool {
+        outputs > 0 && outputs.is_multiple_of(PANEL) && rows <= outputs && inputs > 0 && inputs.is_multiple_of(2)
     }
 
     /// `[inputs]`: the width of a left-hand-side row.

@@ -11,6 +11,7 @@ use crate::error::{EngineError, Result};
 use crate::kernels::cpu::bf16_panels::{bf16_bits, Bf16Kernel};
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::cpu::matmul::{transpose, PanelProduct, WindowProduct};
+use crate::model::linear::held_matrix_dtype;
 use crate::model::resident::ResidentBytes;
 use crate::model::weights::Weights;
 
@@ -67,14 +68,14 @@ enum TapMatrix {
 }
 
 impl TapMatrix {
-    /// `weight` `[taps·width, out]` in f32, for inputs whose rows are `width` wide: bf16 panels when `vb` loads its
-    /// matrices in bf16 on the CPU under f32 compute, the panels take the shape and `width` is even; else the
-    /// tensor in `vb`'s dtype.
-    fn new(vb: &Weights, weight: Tensor, width: usize) -> Result<Self> {
+    /// `weight` `[taps·width, out]` in f32, for inputs whose rows are a whole number of `channels` wide: bf16 panels
+    /// on the CPU where [`held_tap_dtype`] says bf16; else the tensor in `vb`'s dtype.
+    fn new(vb: &Weights, weight: Tensor, channels: usize) -> Result<Self> {
+        let (inputs, outputs) = weight.dims2()?;
+        let held = held_tap_dtype(vb.matrix_dtype(), vb.dtype(), outputs, inputs, channels);
         #[cfg(target_arch = "x86_64")]
-        if vb.device().is_cpu() && vb.dtype() == DType::F32 && vb.matrix_dtype() == DType::BF16 && width % 2 == 0 {
+        if vb.device().is_cpu() && held == DType::BF16 {
             if let Some(kernel) = Bf16Kernel::selected().map_err(EngineError::invalid)? {
-                let (inputs, outputs) = weight.dims2()?;
                 let rows = transpose(&weight.flatten_all()?.to_vec1::<f32>()?, inputs, outputs);
                 let bits: Vec<u16> = rows.into_iter().map(bf16_bits).collect();
                 if let Some(panels) = PanelProduct::from_bf16_weight_rows(&bits, outputs, inputs, kernel) {
@@ -83,6 +84,17 @@ impl TapMatrix {
             }
         }
         Ok(Self::Tensor(weight.to_dtype(vb.dtype())?))
+    }
+}
+
+/// The dtype in which a conv of `channels` input channels holds its taps `[inputs, outputs]` when its matrices load
+/// in `matrix` and it computes in `compute`: bf16 (in panels) where [`held_matrix_dtype`] says bf16 and `channels`
+/// is even, so that every row step of its windows is; else `compute`. The residency sizes count the VAE so.
+pub(crate) fn held_tap_dtype(matrix: DType, compute: DType, outputs: usize, inputs: usize, channels: usize) -> DType {
+    if channels.is_multiple_of(2) && held_matrix_dtype(matrix, compute, outputs, inputs) == DType::BF16 {
+        DType::BF16
+    } else {
+        compute
     }
 }
 
@@ -115,9 +127,7 @@ impl Conv1d {
         let w = load_folded(vb, [spec.out_channels, spec.in_channels, spec.kernel])?;
         let weight = w.permute((2, 1, 0))?.reshape((spec.kernel * spec.in_channels, spec.out_channels))?;
         let bias = if bias { Some(vb.get_as(&[spec.out_channels], "bias", DType::F32)?) } else { None };
-        // The rows the windows step over: the input's channels, grouped `stride` at a time when strided.
-        let width = spec.in_channels * spec.stride;
-        Ok(Self { weight: TapMatrix::new(vb, weight, width)?, bias, spec })
+        Ok(Self { weight: TapMatrix::new(vb, weight, spec.in_channels)?, bias, spec })
     }
 
     /// Zero rows [`Conv1d::forward_padded`] expects at each end of its input.

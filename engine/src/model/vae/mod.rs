@@ -12,6 +12,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
+pub(crate) use conv::held_tap_dtype;
 pub use decoder::VaeDecoder;
 pub use encoder::VaeEncoder;
 use tiling::Tile;
