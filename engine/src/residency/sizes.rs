@@ -219,8 +219,10 @@ impl UnitSizes {
             kept_bytes(model, prefixes, excluded, dtype, |key, shape| transformer_rule(key, shape, cfg, dtypes))
         };
         let text_rule = |key: &str, shape: &[usize]| transformer_rule(key, shape, cfg, dtypes);
-        // The VAE encoder keeps its weights in f32 whatever the model dtype (its latents feed the FSQ codes).
-        let f32_only = Dtypes { compute: DType::F32, matrix: DType::F32 };
+        // The VAE encoder computes in f32 whatever the model dtype (its latents feed the FSQ codes), with f32
+        // weights unless the model computes in f32 with bf16 matrices (model/vae/encoder.rs).
+        let encoder =
+            Dtypes { compute: DType::F32, matrix: if dtype == DType::F32 { dtypes.matrix } else { DType::F32 } };
         Self {
             text_encoder: kept_bytes(&inventory.text, &[""], None, dtype, text_rule),
             condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None) + cfg.encoder_width() as u64 * e,
@@ -233,7 +235,7 @@ impl UnitSizes {
             dit_blocks: (0..cfg.num_hidden_layers)
                 .map(|i| model_bytes(&[&format!("decoder.layers.{i}")], None))
                 .collect(),
-            vae_encoder: kept_bytes(&inventory.vae, &["encoder"], None, DType::F32, |k, s| vae_rule(k, s, f32_only)),
+            vae_encoder: kept_bytes(&inventory.vae, &["encoder"], None, DType::F32, |k, s| vae_rule(k, s, encoder)),
             vae_decoder: kept_bytes(&inventory.vae, &["decoder"], None, dtype, |k, s| vae_rule(k, s, dtypes)),
             silence: (silence_frames * cfg.audio_acoustic_hidden_dim) as u64 * e,
         }
@@ -328,13 +330,13 @@ mod tests {
             assert_eq!(f32, bf16, "without a bf16 kernel every matrix is widened to f32");
             return;
         }
-        // The audio tokenizer and the VAE encoder are f32 always, and the fixture's VAE decoder (8 and 16 channels)
-        // takes no panels; the DiT (64 wide) and the text encoder's token embeddings (its 16-wide layers take no
-        // panels) are held in bf16.
-        for unit in [Unit::AudioTokenizer, Unit::VaeEncoder, Unit::VaeDecoder, Unit::Silence] {
+        // The audio tokenizer is f32 always, and the fixture's VAE decoder (8 and 16 channels) takes no panels; the
+        // DiT (64 wide), the VAE encoder (128 channels) and the text encoder's token embeddings (its 16-wide layers
+        // take no panels) are held in bf16.
+        for unit in [Unit::AudioTokenizer, Unit::VaeDecoder, Unit::Silence] {
             assert_eq!(bf16.of(unit), f32.of(unit), "{unit}");
         }
-        for unit in [Unit::TextEncoder, Unit::DitBlock(0), Unit::DitShell, Unit::ConditionEncoder] {
+        for unit in [Unit::TextEncoder, Unit::DitBlock(0), Unit::DitShell, Unit::ConditionEncoder, Unit::VaeEncoder] {
             assert!(bf16.of(unit) < f32.of(unit), "{unit}: {} vs {}", bf16.of(unit), f32.of(unit));
         }
     }
