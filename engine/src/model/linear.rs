@@ -21,9 +21,9 @@ use crate::kernels::cpu::matmul::{transpose, ColumnSplitMatmul};
 use crate::kernels::storage::is_cpu_f32;
 use crate::model::resident::ResidentBytes;
 
-/// The precision of the weight matrices of the linear layers on the CPU (`RETAKE_CPU_PRECISION`, the settings key
-/// `cpu_precision`, the CLI's `--precision`). Activations are f32 either way; norms, softmax, Snake, FSQ, the
-/// audio tokenizer and the VAE keep f32 weights too.
+/// The precision of the weight matrices on the CPU — the linear layers', the token embeddings' and the VAE convs'
+/// (`RETAKE_CPU_PRECISION`, the settings key `cpu_precision`, the CLI's `--precision`). Activations are f32 either
+/// way; norms, Snake, the audio tokenizer and FSQ keep f32 weights too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuPrecision {
     /// f32 weights (twice the memory).

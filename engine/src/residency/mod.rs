@@ -394,8 +394,13 @@ mod tests {
     #[test]
     fn the_xl_minimum_is_stated_for_its_two_widths_and_a_budget_below_it_is_refused() {
         use crate::model::config::{AceStepConfig, Qwen3Config, VaeConfig};
+        use crate::model::linear::CpuPrecision;
         use crate::model::variant::Variant;
-        for dtype in [DType::F32, DType::BF16] {
+        // f32 on the CPU, f32 with bf16 matrices (the CPU's bf16 precision), bf16 as on a GPU.
+        let targets =
+            [(DType::F32, CpuPrecision::F32), (DType::F32, CpuPrecision::Bf16), (DType::BF16, CpuPrecision::F32)];
+        let mut minima = Vec::new();
+        for (dtype, precision) in targets {
             let minimum = |variant| {
                 let acestep = AceStepConfig::for_variant(variant);
                 let ckpt = Checkpoint::random(
@@ -405,14 +410,15 @@ mod tests {
                     0,
                     dtype,
                     &Device::Cpu,
-                );
+                )
+                .with_cpu_precision(precision);
                 let sizes = UnitSizes::from_geometry(&ckpt, 15_000);
                 (largest_requirement(&ckpt, &sizes), ckpt, sizes)
             };
             let (turbo, ..) = minimum(Variant::Turbo);
             let (xl, ckpt, sizes) = minimum(Variant::XlTurbo);
             println!(
-                "{dtype:?}: minimum budget turbo {} ({}), xl {} ({})",
+                "{dtype:?} with {precision} matrices: minimum budget turbo {} ({}), xl {} ({})",
                 human_bytes(turbo.total()),
                 turbo.stage,
                 human_bytes(xl.total()),
@@ -425,6 +431,11 @@ mod tests {
             let err = check_budget(&ckpt, &sizes, xl.total() - 1).unwrap_err().to_string();
             assert!(err.contains(&format!("at least {}", human_bytes(xl.total()))), "{err}");
             check_budget(&ckpt, &sizes, xl.total()).unwrap();
+            minima.push(turbo.total());
+        }
+        // bf16 matrices lower the CPU's minimum where this CPU multiplies bf16 panels.
+        if crate::kernels::cpu::bf16_panels::Bf16Kernel::selected().unwrap().is_some() {
+            assert!(minima[1] < minima[0], "{minima:?}");
         }
     }
 
