@@ -397,10 +397,13 @@ mod tests {
         use crate::model::linear::CpuPrecision;
         use crate::model::variant::Variant;
         // f32 on the CPU, f32 with bf16 matrices (the CPU's bf16 precision), bf16 as on a GPU.
-        let targets =
-            [(DType::F32, CpuPrecision::F32), (DType::F32, CpuPrecision::Bf16), (DType::BF16, CpuPrecision::F32)];
+        let targets = [
+            (DType::F32, CpuPrecision::F32, "f32 (CPU)"),
+            (DType::F32, CpuPrecision::Bf16, "bf16 matrices (CPU)"),
+            (DType::BF16, CpuPrecision::F32, "bf16 (GPU)"),
+        ];
         let mut minima = Vec::new();
-        for (dtype, precision) in targets {
+        for (dtype, precision, name) in targets {
             let minimum = |variant| {
                 let acestep = AceStepConfig::for_variant(variant);
                 let ckpt = Checkpoint::random(
@@ -418,7 +421,7 @@ mod tests {
             let (turbo, ..) = minimum(Variant::Turbo);
             let (xl, ckpt, sizes) = minimum(Variant::XlTurbo);
             println!(
-                "{dtype:?} with {precision} matrices: minimum budget turbo {} ({}), xl {} ({})",
+                "{name}: minimum budget turbo {} ({}), xl {} ({})",
                 human_bytes(turbo.total()),
                 turbo.stage,
                 human_bytes(xl.total()),
