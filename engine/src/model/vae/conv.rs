@@ -74,7 +74,7 @@ impl TapMatrix {
         let (inputs, outputs) = weight.dims2()?;
         let held = held_tap_dtype(vb.matrix_dtype(), vb.dtype(), outputs, inputs, channels);
         #[cfg(target_arch = "x86_64")]
-        if vb.device().is_cpu() && held == DType::BF16 {
+        if vb.device().is_cpu() && vb.dtype() == DType::F32 && held == DType::BF16 {
             if let Some(kernel) = Bf16Kernel::selected().map_err(EngineError::invalid)? {
                 let rows = transpose(&weight.flatten_all()?.to_vec1::<f32>()?, inputs, outputs);
                 let bits: Vec<u16> = rows.into_iter().map(bf16_bits).collect();
@@ -88,10 +88,12 @@ impl TapMatrix {
 }
 
 /// The dtype in which a conv of `channels` input channels holds its taps `[inputs, outputs]` when its matrices load
-/// in `matrix` and it computes in `compute`: bf16 (in panels) where [`held_matrix_dtype`] says bf16 and `channels`
-/// is even, so that every row step of its windows is; else `compute`. The residency sizes count the VAE so.
+/// in `matrix` and it computes in `compute`: under f32 compute, bf16 (in panels) where [`held_matrix_dtype`] says
+/// bf16 and `channels` is even, so that every row step of its windows is; else `compute`. The residency sizes count
+/// the VAE so.
 pub(crate) fn held_tap_dtype(matrix: DType, compute: DType, outputs: usize, inputs: usize, channels: usize) -> DType {
-    if channels.is_multiple_of(2) && held_matrix_dtype(matrix, compute, outputs, inputs) == DType::BF16 {
+    let bf16 = held_matrix_dtype(matrix, compute, outputs, inputs) == DType::BF16;
+    if compute == DType::F32 && channels.is_multiple_of(2) && bf16 {
         DType::BF16
     } else {
         compute
@@ -398,6 +400,15 @@ mod tests {
         for (g, e) in got.iter().flatten().zip(expected.iter().flatten()) {
             assert!((f64::from(*g) - e).abs() < 1e-5, "{spec:?}: {g} vs {e}");
         }
+    }
+
+    #[test]
+    fn a_model_computing_in_bf16_on_the_cpu_keeps_its_taps_as_a_bf16_tensor() {
+        let weights = Weights::random(3, DType::BF16, &Device::Cpu);
+        let conv = Conv1d::load(&weights.pp("c"), ConvSpec::same(4, 64, 7, 1), true).unwrap();
+        assert!(matches!(&conv.weight, TapMatrix::Tensor(w) if w.dtype() == DType::BF16));
+        // The VAE's activations are f32 whatever the weights' dtype.
+        assert_eq!(conv.forward(&ramp(&[20, 4], 0)).unwrap().dims(), [20, 64]);
     }
 
     #[test]
