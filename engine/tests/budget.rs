@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use retake_engine::audio::{Audio, MODEL_SAMPLE_RATE};
 use retake_engine::model::checkpoint::Checkpoint;
 use retake_engine::model::dit::Dit;
+use retake_engine::model::linear::CpuPrecision;
 use retake_engine::model::prompt::PromptTokenizer;
 use retake_engine::model::resident::{Ledger, Tracked};
 use retake_engine::model::silence::SilenceLatent;
@@ -179,6 +180,8 @@ fn run_on_engine(budget: u64, request: GenerationRequest) -> (Event, EngineStats
         device: DeviceChoice::Cpu,
         vram_budget: Some(budget),
         queue_capacity: 4,
+        // The precision `checkpoint()` is sized in (the default is bf16 where the CPU has AVX512-BF16).
+        cpu_precision: CpuPrecision::F32,
         ..EngineConfig::default()
     });
     let job = engine.submit(request).unwrap();
@@ -201,6 +204,8 @@ fn engine_over(model: PathBuf, budget: u64) -> retake_engine::runtime::EngineHan
         device: DeviceChoice::Cpu,
         vram_budget: Some(budget),
         queue_capacity: 4,
+        // The precision `checkpoint()` is sized in (the default is bf16 where the CPU has AVX512-BF16).
+        cpu_precision: CpuPrecision::F32,
         ..EngineConfig::default()
     })
 }

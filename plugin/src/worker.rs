@@ -358,18 +358,18 @@ impl Worker {
     fn finish(&mut self, output: &Audio) {
         let Some(job) = self.job.take() else { return };
         match self.add_take(&job, output) {
-            Ok(evicted) => {
+            Ok(()) => {
                 self.shared.board.lock().job = JobPhase::Idle;
                 self.show_engine("ready");
-                self.delete_evicted(&evicted);
             }
             Err(err) => self.fail(format!("the take could not be stored: {err}")),
         }
     }
 
-    /// Stores a finished job as a new take (files, list entry), selects it and sends it to the audio thread.
-    /// Returns the oldest takes the list let go of to make room.
-    fn add_take(&mut self, job: &RunningJob, output: &Audio) -> Result<Vec<TakeMeta>> {
+    /// Stores a finished job as a new take (files, list entry), selects it and sends it to the audio thread. The
+    /// files of the oldest takes the list lets go of to make room are deleted before the new take can play, so
+    /// whoever hears it never finds them.
+    fn add_take(&mut self, job: &RunningJob, output: &Audio) -> Result<()> {
         let host = self
             .host
             .filter(|host| host.sample_rate == job.placement.region.sample_rate)
@@ -392,8 +392,9 @@ impl Worker {
         let take = Arc::new(takes::playable(id, job.placement.region, &stored, host.channels));
         self.library.insert(take.clone());
         let evicted = self.shared.params.takes.update(|state| state.push(meta));
+        self.delete_evicted(&evicted);
         self.takes.send(Some(take));
-        Ok(evicted)
+        Ok(())
     }
 
     /// Deletes the files of takes the list let go of; files Retake may not delete stay, and the status line
