@@ -40,15 +40,18 @@ pub enum CliError {
     Cancelled,
 }
 
-/// Gives every allocation of 1 MiB or more its own mapping, returned to the system when it is freed (glibc's
-/// `M_MMAP_THRESHOLD`, mallopt(3)). glibc otherwise raises that threshold up to 32 MiB as buffers are freed, so the
-/// large activations of one stage come from a heap that the next cannot shrink: a 10 s bf16 cover peaked 0.3 GB higher
-/// (README, benchmarks). The plugin leaves its host's allocator as the host set it.
+/// Gives every allocation of 32 MiB or more its own mapping, returned to the system when it is freed, and keeps
+/// smaller ones on the heap (glibc's `M_MMAP_THRESHOLD`, mallopt(3); 32 MiB is the most it takes on 64-bit).
+/// Left to itself glibc raises the threshold as buffers are freed and its heap then keeps what one stage freed: a
+/// 10 s bf16 cover peaked 0.07–0.3 GB higher. A threshold of 1 MiB saved that too, but mapped, zeroed and unmapped
+/// every DiT activation (a few MiB each) on every layer: the 30 s DiT step spent a third of its time in page faults
+/// (README, benchmarks). The VAE's buffers are hundreds of MiB and still go back to the system. The plugin leaves its
+/// host's allocator as the host set it.
 fn map_large_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tuning value of the allocator; called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
     }
 }
 

@@ -11,12 +11,13 @@
 //! - `widen-avx512` and `widen-avx2`: the weights widened to f32 in registers and multiplied by the f32 inputs in
 //!   the f32 kernel's order, so on a checkpoint stored in bf16 they give the f32 path's results bit for bit.
 
-use std::arch::x86_64::{__m256, __m512, __m512bh, _mm512_dpbf16_ps, _mm512_set1_epi32, _mm_prefetch, _MM_HINT_T1};
+use std::arch::x86_64::{__m256, __m512, __m512bh, __m512i, _mm512_cvtne2ps_pbh, _mm512_dpbf16_ps, _mm512_set1_epi32};
 use std::arch::x86_64::{_mm256_and_si256, _mm256_castsi256_ps, _mm256_fmadd_ps, _mm256_load_si256};
 use std::arch::x86_64::{_mm256_loadu_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32};
 use std::arch::x86_64::{_mm256_storeu_ps, _mm512_and_si512, _mm512_castsi512_ps, _mm512_fmadd_ps};
 use std::arch::x86_64::{_mm512_load_si512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps};
 use std::arch::x86_64::{_mm512_slli_epi32, _mm512_storeu_ps};
+use std::arch::x86_64::{_mm512_storeu_si512, _mm_prefetch, _MM_HINT_T1};
 use std::ops::Range;
 
 use super::panels::{TileAt, Walk, PANEL};
@@ -169,8 +170,12 @@ impl Bf16Panels {
     /// contiguous) rounded to bf16 pairs, once for every task of a call; `None` for the widening kernels, which read
     /// `x` itself.
     pub fn prepare(&self, x: &[f32]) -> Option<Vec<u32>> {
-        (self.kernel == Bf16Kernel::Dot)
-            .then(|| x.chunks_exact(2).map(|p| bf16_bits(p[0]) as u32 | (bf16_bits(p[1]) as u32) << 16).collect())
+        (self.kernel == Bf16Kernel::Dot).then(|| {
+            let mut pairs = vec![0u32; x.len() / 2];
+            // SAFETY: `bf16dot` panels exist only where the CPU has AVX512-BF16 (checked at packing).
+            unsafe { round_pairs(x, &mut pairs) };
+            pairs
+        })
     }
 
     /// `out[r, c] = Σ_i x[r, i] · self[i, c]` for `rows` rows and the columns of `panels`, where `prepared` is
@@ -245,6 +250,29 @@ pub fn bf16_bits(v: f32) -> u16 {
         return ((bits >> 16) | 0x40) as u16;
     }
     ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+/// `pairs[k] = bf16(x[2k]) | bf16(x[2k + 1]) << 16` for every `k` of `pairs`, 32 floats per `vcvtne2ps2bf16`
+/// (round to nearest even, as [`bf16_bits`], except that the instruction flushes subnormal floats to zero: a
+/// left-hand side that small adds nothing an f32 accumulator keeps beside the products of normal values).
+///
+/// # Safety
+/// AVX512-BF16 is available and `x` holds at least `2 · pairs.len()` floats.
+#[target_feature(enable = "avx512bf16,avx512f")]
+unsafe fn round_pairs(x: &[f32], pairs: &mut [u32]) {
+    let whole = pairs.len() / 16 * 16;
+    for (dst, src) in pairs[..whole].chunks_exact_mut(16).zip(x.chunks_exact(32)) {
+        // SAFETY: 32 floats in, 16 pairs (64 bytes) out; AVX512-BF16 per the contract.
+        unsafe {
+            let (low, high) = (_mm512_loadu_ps(src.as_ptr()), _mm512_loadu_ps(src.as_ptr().add(16)));
+            // The first operand fills the upper half: features 16..32 of the 32.
+            let rounded: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(high, low));
+            _mm512_storeu_si512(dst.as_mut_ptr().cast(), rounded);
+        }
+    }
+    for (k, dst) in pairs.iter_mut().enumerate().skip(whole) {
+        *dst = bf16_bits(x[2 * k]) as u32 | (bf16_bits(x[2 * k + 1]) as u32) << 16;
+    }
 }
 
 /// One register tile of up to 6 rows × one panel over `2·steps` features.
@@ -536,6 +564,30 @@ mod tests {
         }
         let err = Bf16Kernel::choose(Some("amx")).unwrap_err();
         assert!(err.contains("RETAKE_CPU_KERNEL=amx") && err.contains("bf16dot, widen-avx512, widen-avx2"), "{err}");
+    }
+
+    #[test]
+    fn the_vector_rounding_of_the_left_hand_side_equals_the_scalar_one_on_normal_floats() {
+        if !Bf16Kernel::Dot.supported() {
+            return; // `vcvtne2ps2bf16` needs AVX512-BF16; the widening kernels read the floats themselves.
+        }
+        // Ties both ways, negatives, infinities, a NaN, and a remainder past the last 32 floats.
+        let special = [1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, -2.5e-3, f32::INFINITY, f32::NEG_INFINITY, 65504.0];
+        let mut x: Vec<f32> = (0..70).map(|i| value(3, i) * 1e3).collect();
+        x[..special.len()].copy_from_slice(&special);
+        x[40] = f32::NAN;
+        let mut pairs = vec![0u32; x.len() / 2];
+        // SAFETY: AVX512-BF16 checked above; `x` holds `2 · pairs.len()` floats.
+        unsafe { round_pairs(&x, &mut pairs) };
+        for (k, pair) in pairs.iter().enumerate() {
+            for (half, v) in [(*pair as u16, x[2 * k]), ((*pair >> 16) as u16, x[2 * k + 1])] {
+                if v.is_nan() {
+                    assert!(f32::from_bits((half as u32) << 16).is_nan(), "NaN at {k}");
+                } else {
+                    assert_eq!(half, bf16_bits(v), "{v} at pair {k}");
+                }
+            }
+        }
     }
 
     #[test]
