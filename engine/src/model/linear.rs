@@ -131,6 +131,10 @@ impl Linear {
     /// widened to f32 where the panels do not apply; see the module doc).
     pub fn computing_in(weight: Tensor, bias: Option<Tensor>, compute: DType) -> candle_core::Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
+        #[cfg(target_arch = "x86_64")]
+        if weight.device().is_cpu() {
+            crate::kernels::cpu::isa::Isa::current().map_err(candle_core::Error::msg)?;
+        }
         let weight = if weight.device().is_cpu() && weight.dtype() == DType::BF16 && compute == DType::F32 {
             #[cfg(target_arch = "x86_64")]
             if let Some(kernel) = Bf16Kernel::selected().map_err(candle_core::Error::msg)? {
@@ -238,7 +242,7 @@ mod tests {
             let (x, weight, bias) = (ramp(&[rows, k], 1), ramp(&[n, k], 2), ramp(&[n], 3));
             let layer = Linear::new(weight.clone(), Some(bias.clone())).unwrap();
             let panels = matches!(layer.product, Product::Panels(_));
-            assert_eq!(panels, std::is_x86_feature_detected!("avx512f"), "{rows}x{k}x{n}");
+            assert_eq!(panels, crate::kernels::cpu::isa::avx512f(), "{rows}x{k}x{n}");
             let got = layer.forward(&x).unwrap();
             assert_eq!(got.dims(), [rows, n]);
             let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();

@@ -45,6 +45,10 @@ impl Weights {
                 hint: "the model folder is incomplete; fetch ACE-Step/Ace-Step1.5 again".into(),
             });
         }
+        #[cfg(target_arch = "x86_64")]
+        if device.is_cpu() {
+            crate::kernels::cpu::isa::Isa::current().map_err(EngineError::invalid)?;
+        }
         let corrupt = |message: String| EngineError::CorruptWeights { path: path.to_path_buf(), message };
         let shards = if path.extension().is_some_and(|e| e == "json") { shard_files(path)? } else { vec![] };
         // SAFETY: the files are opened read-only; like every mmap reader we rely on nobody truncating them

@@ -219,10 +219,9 @@ impl UnitSizes {
             kept_bytes(model, prefixes, excluded, dtype, |key, shape| transformer_rule(key, shape, cfg, dtypes))
         };
         let text_rule = |key: &str, shape: &[usize]| transformer_rule(key, shape, cfg, dtypes);
-        // The VAE encoder computes in f32 whatever the model dtype (its latents feed the FSQ codes), with f32
-        // weights unless the model computes in f32 with bf16 matrices (model/vae/encoder.rs).
-        let encoder =
-            Dtypes { compute: DType::F32, matrix: if dtype == DType::F32 { dtypes.matrix } else { DType::F32 } };
+        // The VAE encoder computes in f32 with f32 weights whatever the model dtype (its latents feed the FSQ codes,
+        // model/vae/encoder.rs).
+        let encoder = Dtypes { compute: DType::F32, matrix: DType::F32 };
         Self {
             text_encoder: kept_bytes(&inventory.text, &[""], None, dtype, text_rule),
             condition_encoder: model_bytes(&["encoder", "null_condition_emb"], None) + cfg.encoder_width() as u64 * e,
@@ -330,13 +329,13 @@ mod tests {
             assert_eq!(f32, bf16, "without a bf16 kernel every matrix is widened to f32");
             return;
         }
-        // The audio tokenizer is f32 always, and the fixture's VAE decoder (8 and 16 channels) takes no panels; the
-        // DiT (64 wide), the VAE encoder (128 channels) and the text encoder's token embeddings (its 16-wide layers
-        // take no panels) are held in bf16.
-        for unit in [Unit::AudioTokenizer, Unit::VaeDecoder, Unit::Silence] {
+        // The audio tokenizer and the VAE encoder are f32 always, and the fixture's VAE decoder (8 and 16 channels)
+        // takes no panels; the DiT (64 wide) and the text encoder's token embeddings (its 16-wide layers take no
+        // panels) are held in bf16.
+        for unit in [Unit::AudioTokenizer, Unit::VaeEncoder, Unit::VaeDecoder, Unit::Silence] {
             assert_eq!(bf16.of(unit), f32.of(unit), "{unit}");
         }
-        for unit in [Unit::TextEncoder, Unit::DitBlock(0), Unit::DitShell, Unit::ConditionEncoder, Unit::VaeEncoder] {
+        for unit in [Unit::TextEncoder, Unit::DitBlock(0), Unit::DitShell, Unit::ConditionEncoder] {
             assert!(bf16.of(unit) < f32.of(unit), "{unit}: {} vs {}", bf16.of(unit), f32.of(unit));
         }
     }

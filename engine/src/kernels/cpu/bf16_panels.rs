@@ -20,6 +20,7 @@ use std::arch::x86_64::{_mm512_slli_epi32, _mm512_storeu_ps};
 use std::arch::x86_64::{_mm512_storeu_si512, _mm_prefetch, _MM_HINT_T1};
 use std::ops::Range;
 
+use super::isa::ISA_ENV;
 use super::panels::{TileAt, Walk, PANEL};
 
 /// The environment variable that forces a kernel (tests, benchmarks): `bf16dot`, `widen-avx512` or `widen-avx2`.
@@ -55,11 +56,11 @@ impl Bf16Kernel {
         }
     }
 
-    /// Whether this CPU runs the kernel.
+    /// Whether this CPU runs the kernel (and `RETAKE_CPU_ISA` allows it: [`super::isa`]).
     pub fn supported(self) -> bool {
         match self {
-            Self::Dot => std::is_x86_feature_detected!("avx512bf16") && std::is_x86_feature_detected!("avx512f"),
-            Self::WidenAvx512 => std::is_x86_feature_detected!("avx512f"),
+            Self::Dot => super::isa::avx512_bf16(),
+            Self::WidenAvx512 => super::isa::avx512f(),
             Self::WidenAvx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
         }
     }
@@ -78,8 +79,8 @@ impl Bf16Kernel {
             Some(name) => match Self::ALL.into_iter().find(|k| k.name() == name) {
                 Some(kernel) if kernel.supported() => Ok(Some(kernel)),
                 Some(kernel) => Err(format!(
-                    "{KERNEL_ENV}={name}: this CPU lacks the instructions of the {} kernel; choose one it runs \
-                     ({}) or unset {KERNEL_ENV}",
+                    "{KERNEL_ENV}={name}: this CPU lacks the instructions of the {} kernel (or {ISA_ENV} rules them \
+                     out); choose one it runs ({}) or unset {KERNEL_ENV}",
                     kernel.name(),
                     Self::ALL.into_iter().filter(|k| k.supported()).map(Self::name).collect::<Vec<_>>().join(", ")
                 )),

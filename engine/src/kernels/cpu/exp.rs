@@ -21,7 +21,7 @@ const LANES: usize = 16;
 /// `row ← softmax(scale · row)`; a row whose exponentials sum to 0 becomes zeros.
 pub fn softmax(row: &mut [f32], scale: f32) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
+    if super::isa::avx512f() {
         // SAFETY: AVX-512F is available.
         return unsafe { softmax_avx512(row, scale) };
     }
@@ -42,7 +42,7 @@ fn softmax_scalar(row: &mut [f32], scale: f32) {
 /// `gate ← silu(gate) · up` element by element (`silu(g) = g / (1 + e^−g)`).
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
+    if super::isa::avx512f() {
         // SAFETY: AVX-512F is available.
         return unsafe { silu_mul_avx512(gate, up) };
     }

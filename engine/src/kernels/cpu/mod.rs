@@ -5,6 +5,8 @@ pub mod adaln;
 #[cfg(target_arch = "x86_64")]
 pub mod bf16_panels;
 pub mod exp;
+#[cfg(target_arch = "x86_64")]
+pub mod isa;
 pub mod masked_softmax;
 pub mod matmul;
 pub mod norm_rope;

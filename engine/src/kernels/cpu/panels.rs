@@ -35,9 +35,9 @@ const UNROLL: usize = 4;
 /// Floats per 64-byte cache line, the panels' alignment.
 const LINE: usize = 16;
 
-/// Whether this CPU runs the panel kernel (AVX-512F).
+/// Whether this CPU runs the panel kernel (AVX-512F, unless `RETAKE_CPU_ISA` rules it out: [`super::isa`]).
 pub fn available() -> bool {
-    std::is_x86_feature_detected!("avx512f")
+    super::isa::avx512f()
 }
 
 /// A right-hand side `[inputs, outputs]` packed into panels; `outputs` is a whole number of panels.

@@ -56,15 +56,14 @@ impl VaeEncoder {
     /// Loads `encoder.*` from the VAE weights (`vae/diffusion_pytorch_model.safetensors`), with the widths of
     /// diffusers `OobleckEncoder`: block i maps `hidden·cm[i]` → `hidden·cm[i+1]` (cm prefixed by 1).
     ///
-    /// The encoder always computes in f32, whatever the model dtype: source latents feed the audio tokenizer's
-    /// discrete FSQ codes and the repaint context, and bf16 activations flip codes (measured on the fixture
-    /// model), so a cover's structure would depend on the device. Its weights are f32 too, except on the CPU in
-    /// bf16 precision, where its convs keep bf16 weights in panels like every matrix (parity: codes ≥ 99 % equal,
-    /// engine/tests/parity).
+    /// The encoder always computes in f32 with f32 weights, whatever the model dtype and the CPU precision: source
+    /// latents feed the audio tokenizer's discrete FSQ codes and the repaint context, and bf16 flips codes (measured
+    /// on the fixture model: bf16 activations on the GPU; bf16 weights on the CPU flipped one in `e2e_cover_full`
+    /// with the widening kernels, engine/tests/parity `parity_as_on_an_avx2_cpu`), so a cover's structure would
+    /// depend on the device.
     pub fn load(cfg: &VaeConfig, weights: &Weights) -> Result<Self> {
         check_geometry(cfg)?;
-        let vb = if weights.dtype() == DType::F32 { weights.clone() } else { weights.with_dtype(DType::F32) };
-        let vb = vb.pp("encoder");
+        let vb = weights.with_dtype(DType::F32).pp("encoder");
         let hidden = cfg.encoder_hidden_size;
         let width = |level: usize| hidden * multiple(cfg, level);
         // Each conv's bias is applied by the ops after it (see `ResidualUnit`), so it is carried to the next layer.
