@@ -144,6 +144,11 @@ impl Group {
 
 /// Runs every selected operation group and reports the timings and peak memory.
 pub fn run(options: &BenchOptions) -> Result<BenchReport> {
+    // Random weights open no checkpoint, where a bad RETAKE_CPU_ISA is refused (`Weights::open`).
+    #[cfg(target_arch = "x86_64")]
+    if options.device.is_cpu() {
+        crate::kernels::cpu::isa::Isa::current().map_err(EngineError::invalid)?;
+    }
     if options.runs == 0 {
         return Err(EngineError::invalid("the benchmark needs at least 1 timed run per operation"));
     }

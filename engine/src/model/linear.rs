@@ -131,10 +131,6 @@ impl Linear {
     /// widened to f32 where the panels do not apply; see the module doc).
     pub fn computing_in(weight: Tensor, bias: Option<Tensor>, compute: DType) -> candle_core::Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
-        #[cfg(target_arch = "x86_64")]
-        if weight.device().is_cpu() {
-            crate::kernels::cpu::isa::Isa::current().map_err(candle_core::Error::msg)?;
-        }
         let weight = if weight.device().is_cpu() && weight.dtype() == DType::BF16 && compute == DType::F32 {
             #[cfg(target_arch = "x86_64")]
             if let Some(kernel) = Bf16Kernel::selected().map_err(candle_core::Error::msg)? {

@@ -38,8 +38,8 @@ impl Isa {
 }
 
 /// Whether the kernels may use AVX-512F: the CPU has it and [`ISA_ENV`] does not rule it out. (A value of
-/// [`ISA_ENV`] that is not an instruction set fails the model's load, see [`Isa::current`]; until then it caps
-/// nothing.)
+/// [`ISA_ENV`] that is not an instruction set is refused where a CPU checkpoint opens, `Weights::open`, and where
+/// a CPU benchmark starts; it caps nothing.)
 pub fn avx512f() -> bool {
     std::is_x86_feature_detected!("avx512f") && Isa::current() != Ok(Isa::Avx2)
 }
